@@ -1,0 +1,122 @@
+"""Crash-safe file I/O shared by every stage.
+
+Everything the toolkit writes goes through :func:`atomic_output` (temp file in
+the same directory, fsync, rename) so a killed job never leaves a half-written
+file that a rerun would trust.  Kaldi-style text tables are read with
+:func:`read_table`, whose errors name the file and the line.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from typing import IO, Dict, Iterable, Iterator, List, Optional, Tuple
+
+
+class TableError(ValueError):
+    """A malformed line in a Kaldi-style text table (names file and line)."""
+
+    def __init__(self, path: str, lineno: Optional[int], message: str):
+        where = f"{path}:{lineno}" if lineno is not None else str(path)
+        super().__init__(f"{where}: {message}")
+        self.path = path
+        self.lineno = lineno
+
+
+@contextlib.contextmanager
+def atomic_output(path: str, mode: str = "w") -> Iterator[IO]:
+    """Open ``path`` for writing via a temp file that is renamed on success.
+
+    On any exception the temp file is removed and ``path`` is left untouched.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".",
+                               suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_lines(path: str, lines: Iterable[str]) -> None:
+    """Atomically write ``lines`` (without newlines) to ``path``."""
+    with atomic_output(path) as out:
+        for line in lines:
+            out.write(line + "\n")
+
+
+def read_table(path: str, min_fields: int = 1,
+               max_fields: Optional[int] = None) -> Iterator[Tuple[int, List[str]]]:
+    """Yield ``(lineno, fields)`` for each line of a whitespace-separated table.
+
+    Blank lines and lines with the wrong number of fields raise
+    :class:`TableError` naming the file and line.
+    """
+    for lineno, fields, _ in _iter_lines(path):
+        if len(fields) < min_fields:
+            raise TableError(path, lineno,
+                             f"expected at least {min_fields} fields, got {len(fields)}")
+        if max_fields is not None and len(fields) > max_fields:
+            raise TableError(path, lineno,
+                             f"expected at most {max_fields} fields, got {len(fields)}")
+        yield lineno, fields
+
+
+def read_key_value(path: str, single_value: bool = True) -> Dict[str, str]:
+    """Read ``key value`` lines into a dict; duplicate keys are an error.
+
+    With ``single_value=False`` the value is the rest of the line, spacing
+    kept (as for ``wav.scp``, whose value may be a command with spaces).
+    """
+    table: Dict[str, str] = {}
+    for lineno, fields, line in _iter_lines(path):
+        if len(fields) < 2 or (single_value and len(fields) > 2):
+            expected = "2 fields" if single_value else "a key and a value"
+            raise TableError(path, lineno, f"expected {expected}, got {len(fields)} field(s)")
+        key = fields[0]
+        if key in table:
+            raise TableError(path, lineno, f"duplicate key '{key}'")
+        table[key] = fields[1] if single_value else line.strip()[len(key):].strip()
+    return table
+
+
+def _iter_lines(path: str) -> Iterator[Tuple[int, List[str], str]]:
+    """Yield ``(lineno, fields, raw_line)``; empty lines raise TableError."""
+    try:
+        handle = open(path, encoding="utf-8")
+    except FileNotFoundError:
+        raise TableError(path, None, "file not found") from None
+    with handle:
+        for lineno, line in enumerate(handle, 1):
+            fields = line.split()
+            if not fields:
+                raise TableError(path, lineno, "empty line")
+            yield lineno, fields, line
+
+
+def write_key_value(path: str, table: Dict[str, object]) -> None:
+    """Atomically write a dict as ``key value`` lines in C (byte) order."""
+    write_lines(path, (f"{k} {table[k]}" for k in sorted(table)))
+
+
+def done_marker(directory: str, name: str = ".done") -> str:
+    """Path of the completion marker of a stage writing into ``directory``."""
+    return os.path.join(directory, name)
+
+
+def is_done(directory: str, name: str = ".done") -> bool:
+    """True when the stage writing ``directory`` completed (marker present)."""
+    return os.path.exists(done_marker(directory, name))
+
+
+def mark_done(directory: str, name: str = ".done", info: str = "") -> None:
+    """Create the completion marker atomically, after all outputs are in place."""
+    write_lines(done_marker(directory, name), [info] if info else [])
