@@ -1,0 +1,12 @@
+# Job launchers, as in Kaldi's cmd.sh: every parallel step runs
+#   $train_cmd [--max-jobs-run K] JOB=1:N exp/.../log/x.JOB.log command ...
+# Local (default): utils/run.py runs the jobs on this machine.
+# Slurm: utils/slurm.py submits a job array with sbatch --wait; put partition
+# or account flags in SLURM_EXTRA_ARGS, e.g. "--partition=cpu --account=me".
+launcher=${SV_LAUNCHER:-local}
+case "$launcher" in
+  local) export train_cmd="utils/run.py" cpu_cmd="utils/run.py" ;;
+  slurm) export train_cmd="utils/slurm.py --mem 4G" cpu_cmd="utils/slurm.py --mem 2G"
+         export SLURM_EXTRA_ARGS=${SLURM_EXTRA_ARGS:-} ;;
+  *) echo "cmd.sh: unknown SV_LAUNCHER '$launcher' (local|slurm)" 1>&2; return 1 ;;
+esac

@@ -1,0 +1,65 @@
+"""EER and minDCF (p=0.01, 0.001) of score files, a results table and a DET plot.
+
+Each ``--scores name=path`` becomes one table row (backend ``name``) and one
+DET curve.  Metrics follow Kaldi's compute-eer and sid/compute_min_dcf.py.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Dict, List, Tuple
+
+from pyutils.metrics.det import plot_det
+from pyutils.metrics.results import load_scored_trials, summarize, write_results_table
+from pyutils.utils.fileio import TableError
+
+log = logging.getLogger("compute_metrics")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", required=True, help="utt1 utt2 target|nontarget lines")
+    parser.add_argument("--scores", nargs="+", required=True, metavar="NAME=PATH")
+    parser.add_argument("--det-png", required=True)
+    parser.add_argument("--results-md", required=True)
+    parser.add_argument("--system", required=True, help="system name for the table")
+    return parser.parse_args(argv)
+
+
+def parse_named_paths(specs: List[str]) -> List[Tuple[str, str]]:
+    """Split ``name=path`` arguments; names must be unique."""
+    pairs = []
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--scores expects NAME=PATH, got '{spec}'")
+        if name in dict(pairs):
+            raise ValueError(f"--scores name '{name}' given twice")
+        pairs.append((name, path))
+    return pairs
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = parse_args(argv)
+    try:
+        rows: List[dict] = []
+        curves: Dict[str, Tuple] = {}
+        for name, path in parse_named_paths(args.scores):
+            scores, labels = load_scored_trials(path, args.trials)
+            curves[name] = (scores, labels)
+            rows.append({"system": args.system, "backend": name, **summarize(scores, labels)})
+        text = write_results_table(rows, args.results_md)
+        plot_det(curves, args.det_png)
+    except (TableError, ValueError) as err:
+        print(f"compute_metrics: error: {err}", file=sys.stderr)
+        return 1
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

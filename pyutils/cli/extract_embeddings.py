@@ -1,0 +1,48 @@
+"""Extract one embedding per utterance (one job of steps/extract_embeddings.sh).
+
+    python -m pyutils.cli.extract_embeddings --model exp/xvector/final.pt \\
+        --feats-scp data/eval/split2/1/feats.scp --vad-scp data/eval/split2/1/vad.scp \\
+        --cmvn-config conf/cmvn.conf --ark DIR/xvector.1.ark --scp DIR/xvector.1.scp
+
+Skips the job when its completion marker (<scp>.done) is newer than the model.
+"""
+import argparse
+import logging
+import os
+import sys
+
+from pyutils.extraction.extract import extract
+from pyutils.features.pipeline import cmn_options
+from pyutils.utils.fileio import TableError, write_lines
+from pyutils.utils.log import setup_logging
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    parser.add_argument("--model", required=True, help="final.pt of a training run")
+    parser.add_argument("--feats-scp", required=True, help="raw features (before CMN)")
+    parser.add_argument("--vad-scp", required=True)
+    parser.add_argument("--cmvn-config", required=True, help="conf/cmvn.conf")
+    parser.add_argument("--ark", required=True)
+    parser.add_argument("--scp", required=True)
+    parser.add_argument("--chunk-size", type=int, default=10000)
+    parser.add_argument("--min-chunk-size", type=int, default=25)
+    parser.add_argument("--num-threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    setup_logging()
+    marker = args.scp + ".done"
+    if os.path.exists(marker) and os.path.getmtime(marker) > os.path.getmtime(args.model):
+        logging.getLogger("extract").info("%s is newer than the model; job already done", marker)
+        return
+    try:
+        counts = extract(args.model, args.feats_scp, args.vad_scp, args.ark, args.scp,
+                         cmn_options(args.cmvn_config), args.chunk_size, args.min_chunk_size,
+                         args.num_threads)
+    except (TableError, ValueError, FileNotFoundError) as err:
+        logging.getLogger("extract").error("%s", err)
+        sys.exit(1)
+    write_lines(marker, [f"done={counts['done']} skipped={counts['skipped']}"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Score a trial list with a trained back-end (cosine or PLDA).
+
+cosine: subtract the training mean (mean.vec), cosine similarity.
+plda:   subtract mean.vec -> lda.mat -> length norm -> PLDA log-likelihood
+        ratio with --normalize-length=true and one enrolment utterance, as
+        ivector-plda-scoring in Kaldi's egs/voxceleb/v2.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from pyutils.backends.scoring import BACKENDS, load_backend, score_trials
+from pyutils.utils.arkio import load_scp_dict
+from pyutils.utils.fileio import TableError
+
+log = logging.getLogger("score_trials")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", choices=BACKENDS, required=True)
+    parser.add_argument("--backend-dir", required=True, help="output dir of train_backend")
+    parser.add_argument("--enroll-scp", required=True)
+    parser.add_argument("--test-scp", required=True)
+    parser.add_argument("--trials", required=True, help="utt1 utt2 [label] lines")
+    parser.add_argument("--out", required=True, help="output scores (utt1 utt2 score)")
+    parser.add_argument("--block-size", type=int, default=100_000, help="trials per block")
+    parser.add_argument("--plda-smoothing", type=float, default=0.0,
+                        help="ivector-copy-plda --smoothing (recipe: 0.0)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = parse_args(argv)
+    try:
+        backend = load_backend(args.backend, args.backend_dir, args.plda_smoothing)
+        enroll = load_scp_dict(args.enroll_scp)
+        test = enroll if args.test_scp == args.enroll_scp else load_scp_dict(args.test_scp)
+        score_trials(args.trials, enroll, test, backend, args.out, args.block_size)
+    except (TableError, ValueError) as err:
+        print(f"score_trials: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""Train (or resume training) a speaker-embedding network.
+
+    python -m pyutils.cli.train --config conf/xvector.yaml \\
+        --feats-scp data/train_no_sil/feats.scp --utt2spk data/train_no_sil/utt2spk \\
+        --exp-dir exp/xvector
+"""
+import argparse
+import logging
+import sys
+
+from pyutils.training.trainer import train
+from pyutils.utils.fileio import TableError
+from pyutils.utils.log import setup_logging
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    parser.add_argument("--config", required=True, help="training YAML (conf/<model>.yaml)")
+    parser.add_argument("--feats-scp", required=True)
+    parser.add_argument("--utt2spk", required=True)
+    parser.add_argument("--exp-dir", required=True)
+    parser.add_argument("--force", action="store_true", help="retrain from scratch")
+    parser.add_argument("--max-epochs", type=int, default=None,
+                        help="stop after this epoch (the run stays resumable)")
+    args = parser.parse_args(argv)
+    setup_logging()
+    try:
+        final = train(args.config, args.feats_scp, args.utt2spk, args.exp_dir,
+                      force=args.force, max_epochs=args.max_epochs)
+    except (TableError, ValueError, FileNotFoundError) as err:
+        logging.getLogger("train").error("%s", err)
+        sys.exit(1)
+    logging.getLogger("train").info("model: %s", final)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Atomic epoch checkpoints and resumption.
+
+A checkpoint holds everything a resumed run needs: model, loss (classifier),
+optimiser, scheduler, the finished epoch and every RNG state.  It is written
+to a temp file and renamed, so ``epoch_N.pt`` is either complete or absent.
+"""
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import random
+import re
+from typing import Optional
+
+import numpy as np
+import torch
+
+from pyutils.utils.fileio import atomic_output
+
+logger = logging.getLogger(__name__)
+
+
+def rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+            "python": random.getstate()}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+def save(path: str, payload: dict) -> None:
+    """torch.save through a temp file + rename."""
+    with atomic_output(path, "wb") as out:
+        torch.save(payload, out)
+
+
+def epoch_path(model_dir: str, epoch: int) -> str:
+    return os.path.join(model_dir, f"epoch_{epoch}.pt")
+
+
+def latest(model_dir: str) -> Optional[str]:
+    """The checkpoint of the highest finished epoch, or None."""
+    found = []
+    for path in glob.glob(os.path.join(model_dir, "epoch_*.pt")):
+        match = re.fullmatch(r"epoch_(\d+)\.pt", os.path.basename(path))
+        if match:
+            found.append((int(match.group(1)), path))
+    return max(found)[1] if found else None
+
+
+def load(path: str) -> dict:
+    """Load a checkpoint on the CPU (all our checkpoints are plain dicts)."""
+    return torch.load(path, map_location="cpu", weights_only=False)

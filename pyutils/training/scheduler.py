@@ -1,0 +1,36 @@
+"""Learning-rate schedules defined in global steps: linear warm-up, then decay."""
+import math
+
+import torch
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, name: str = "exponential",
+                    warmup_steps: int = 0, final_lr_ratio: float = 0.1):
+    """LambdaLR: warm up linearly over ``warmup_steps``, then decay to
+    ``final_lr_ratio`` x the initial rate at ``total_steps`` (exponentially,
+    as Kaldi's x-vector recipe does, or on a cosine)."""
+    if name not in ("exponential", "cosine", "constant"):
+        raise ValueError(f"unknown scheduler '{name}' (exponential|cosine|constant)")
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if name == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        if name == "exponential":
+            return final_lr_ratio ** progress
+        return final_lr_ratio + (1 - final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def build_optimizer(params, name: str = "sgd", lr: float = 0.01, momentum: float = 0.9,
+                    weight_decay: float = 0.0, nesterov: bool = False):
+    """SGD (with momentum) or Adam, from the config's ``optimizer`` section."""
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                               nesterov=nesterov)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer '{name}' (sgd|adam)")

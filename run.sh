@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Speaker verification recipe on the ASC demo corpus (protocol asc-v1):
+# MFCC + energy VAD -> x-vector TDNN -> cosine and LDA+PLDA -> EER / minDCF.
+# Modelled on Kaldi egs/voxceleb/v2/run.sh and WeSpeaker examples/voxceleb/v2.
+#
+#   ./run.sh                          # every stage
+#   ./run.sh --stage 4 --stop-stage 6 # only some stages
+#
+# Each stage is idempotent: it skips work whose completion marker exists, and
+# resumes half-done work (per-job markers, epoch checkpoints).
+set -euo pipefail
+
+stage=0
+stop_stage=7
+nj=2                        # parallel jobs for features / extraction
+model=xvector               # conf/$model.yaml
+corpus_root=${SV_CORPUS_ROOT:-$(cd "$(dirname "$0")/.." && pwd)/shared/corpora}
+data=data/asc               # data dirs: $data/train, $data/eval, ...
+exp=exp/asc                 # outputs: $exp/$model/..., $exp/results.md
+reps=                       # e.g. "01,02" to use some repetitions (default: all)
+train_speakers=             # e.g. "1-4" to use a slice (default 1-18, asc-v1)
+eval_speakers=              # e.g. "19-22" (default 19-30, asc-v1)
+force=false                 # true: retrain even if the model is complete
+help_message="Usage: $0 [--stage N] [--stop-stage N] [--nj N] [--model NAME]
+  [--corpus-root DIR] [--data DIR] [--exp DIR] [--reps LIST]
+  [--train-speakers RANGES] [--eval-speakers RANGES] [--force true|false]"
+
+cd "$(dirname "$0")"
+. ./path.sh
+. ./cmd.sh
+. ./conf/corpora.conf
+. ./conf/backend.conf
+. utils/parse_options.sh
+
+train=$data/train
+eval=$data/eval
+dir=$exp/$model
+
+# Stage 0: data preparation (Kaldi data dirs + trials for asc-v1), validated.
+if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
+  if [ ! -f $data/.done ]; then
+    python local/prepare_asc.py --corpus-root "$corpus_root" --url "$asc_url" \
+      ${reps:+--reps $reps} ${train_speakers:+--train-speakers $train_speakers} \
+      ${eval_speakers:+--eval-speakers $eval_speakers} $data
+    for x in $train $eval; do utils/validate_data_dir.sh --no-feats $x; done
+    touch $data/.done
+  fi
+fi
+
+# Stage 1: 30-dim MFCC and energy VAD, --nj parallel jobs.
+if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
+  for x in $train $eval; do
+    steps/make_mfcc_vad.sh --nj $nj --cmd "$cpu_cmd" $x $exp/make_mfcc/$(basename $x) mfcc
+  done
+fi
+
+# Stage 2: training features: sliding CMN, voiced frames, drop short utterances.
+if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
+  steps/prepare_feats_for_egs.sh --nj $nj --cmd "$cpu_cmd" \
+    $train ${train}_no_sil $exp/prepare_feats mfcc
+fi
+
+# Stage 3: train the embedding network (resumes from the last epoch checkpoint).
+if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
+  steps/train.sh --cmd "$train_cmd" --force $force conf/$model.yaml ${train}_no_sil $dir
+fi
+
+# Stage 4: embeddings of train (for the back-end) and eval utterances.
+if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
+  for x in $train $eval; do
+    steps/extract_embeddings.sh --nj $nj --cmd "$cpu_cmd" \
+      $dir/final.pt $x $dir/embeddings_$(basename $x)
+  done
+fi
+
+# Stage 5: back-end training: global mean, LDA, PLDA on the training embeddings.
+if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+  steps/train_backend.sh --cmd "$cpu_cmd" --lda-dim $lda_dim --plda-em-iters $plda_em_iters \
+    $dir/embeddings_train $train $dir/backend
+fi
+
+# Stage 6: score the trials with each back-end.
+if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
+  for backend in $backends; do
+    steps/score_trials.sh --cmd "$cpu_cmd" --backend $backend $dir/backend \
+      $dir/embeddings_eval $eval/trials $dir/scores/$backend
+  done
+fi
+
+# Stage 7: EER and minDCF per back-end, DET curve, results table.
+if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
+  steps/compute_metrics.sh --system $model --backends "$backends" \
+    $eval/trials $dir/scores $dir
+  cat $dir/results.md
+fi

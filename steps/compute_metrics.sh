@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# EER (Kaldi compute-eer) and minDCF at p_target 0.01 and 0.001
+# (sid/compute_min_dcf.py, C_miss = C_fa = 1) per back-end; a DET curve and
+# <dir>/results.md with one row per back-end.
+set -euo pipefail
+system=xvector
+backends="cosine plda"
+help_message="Usage: $0 [--system NAME] [--backends LIST] <trials> <scores-dir> <dir>"
+[ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"
+. utils/parse_options.sh
+[ $# -eq 3 ] || { echo -e "$help_message" 1>&2; exit 1; }
+trials=$1 scores=$2 dir=$3
+
+args=()
+for b in $backends; do args+=("$b=$scores/$b/scores"); done
+mkdir -p "$dir/log"
+python -m pyutils.cli.compute_metrics --trials "$trials" --system "$system" \
+  --det-png "$dir/det.png" --results-md "$dir/results.md" --scores "${args[@]}" \
+  2> "$dir/log/compute_metrics.log"

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Embeddings of every utterance of a data dir (Kaldi extract_xvectors.sh):
+# the training CMN and voiced-frame selection, chunks of at most --chunk-size
+# frames averaged; writes <dir>/xvector.{ark,scp} per job merged into
+# <dir>/xvector.scp, and speaker means <dir>/spk_xvector.{ark,scp}.
+set -euo pipefail
+nj=4
+cmd=utils/run.py
+cmvn_config=conf/cmvn.conf
+chunk_size=10000
+min_chunk_size=25
+help_message="Usage: $0 [--nj N] [--cmd CMD] [--chunk-size F] <model.pt> <data> <dir>"
+[ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"
+. utils/parse_options.sh
+[ $# -eq 3 ] || { echo -e "$help_message" 1>&2; exit 1; }
+model=$1 data=$2 dir=$3
+
+if [ -f "$dir/.done" ]; then
+  if [ "$dir/.done" -nt "$model" ]; then echo "$0: $dir is complete"; exit 0; fi
+  rm -f "$dir/.done" "$dir"/xvector.*.scp.done   # the model changed: redo every job
+fi
+mkdir -p "$dir/log"
+utils/split_data.sh "$data" $nj
+sdata=$data/split$nj
+$cmd JOB=1:$nj "$dir/log/extract.JOB.log" \
+  python -m pyutils.cli.extract_embeddings --model "$model" --cmvn-config "$cmvn_config" \
+    --feats-scp "$sdata/JOB/feats.scp" --vad-scp "$sdata/JOB/vad.scp" \
+    --chunk-size $chunk_size --min-chunk-size $min_chunk_size \
+    --ark "$dir/xvector.JOB.ark" --scp "$dir/xvector.JOB.scp"
+python -m pyutils.cli.merge_tables "$dir/xvector.scp" --nj $nj "$dir/xvector.JOB.scp"
+python -m pyutils.cli.speaker_mean "$data/spk2utt" "$dir/xvector.scp" "$dir" 2> "$dir/log/speaker_mean.log"
+touch "$dir/.done"
+echo "$0: $(wc -l < "$dir/xvector.scp") embeddings in $dir"

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Training features, as Kaldi's local/nnet3/xvector/prepare_feats_for_egs.sh:
+# sliding-window CMN (conf/cmvn.conf) over all frames, then voiced frames only;
+# then utterances with fewer than --min-len frames and speakers with fewer than
+# --min-num-utts utterances are removed (logged and counted, like run.sh does
+# in Kaldi's recipe).
+set -euo pipefail
+nj=4
+cmd=utils/run.py
+cmvn_config=conf/cmvn.conf
+min_len=400         # frames after VAD (Kaldi voxceleb v2: 400)
+min_num_utts=8      # Kaldi voxceleb v2: 8
+help_message="Usage: $0 [--nj N] [--cmd CMD] [--min-len F] [--min-num-utts N] <in-data> <out-data> <logdir> <featdir>"
+[ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"
+. utils/parse_options.sh
+[ $# -eq 4 ] || { echo -e "$help_message" 1>&2; exit 1; }
+data=$1 out=$2 logdir=$3 featdir=$4
+name=$(basename "$out")
+
+if [ -f "$out/.done" ]; then
+  echo "$0: $out is complete (remove $out/.done to redo)"; exit 0
+fi
+mkdir -p "$logdir" "$featdir" "$out"
+featdir=$(cd "$featdir" && pwd)
+utils/split_data.sh "$data" $nj
+sdata=$data/split$nj
+
+$cmd JOB=1:$nj "$logdir/prepare_feats_$name.JOB.log" \
+  python -m pyutils.cli.prepare_feats --cmvn-config "$cmvn_config" \
+    "$sdata/JOB/feats.scp" "$sdata/JOB/vad.scp" "$featdir/xvector_feats_$name.JOB"
+
+for f in utt2spk spk2utt wav.scp; do cp "$data/$f" "$out/$f"; done
+python -m pyutils.cli.merge_tables "$out/feats.scp" --nj $nj "$featdir/xvector_feats_$name.JOB.scp"
+python -m pyutils.cli.merge_tables "$out/utt2num_frames" --nj $nj "$featdir/xvector_feats_$name.JOB.utt2num_frames"
+python -m pyutils.cli.filter_short --min-len $min_len --min-num-utts $min_num_utts "$out"
+utils/fix_data_dir.sh "$out"
+touch "$out/.done"
+echo "$0: $out: $(wc -l < "$out/utt2spk") utterances of $(wc -l < "$out/spk2utt") speakers"

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Score a trials file with one back-end (cosine or plda): writes <dir>/scores
+# as "utt1 utt2 score" lines, in trial order.
+set -euo pipefail
+cmd=utils/run.py
+backend=plda
+help_message="Usage: $0 [--backend cosine|plda] <backend-dir> <eval-embeddings-dir> <trials> <dir>"
+[ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"
+. utils/parse_options.sh
+[ $# -eq 4 ] || { echo -e "$help_message" 1>&2; exit 1; }
+backend_dir=$1 embdir=$2 trials=$3 dir=$4
+
+if [ -f "$dir/scores" ] && [ "$dir/scores" -nt "$backend_dir/.done" ] \
+    && [ "$dir/scores" -nt "$embdir/.done" ] && [ "$dir/scores" -nt "$trials" ]; then
+  echo "$0: $dir/scores is up to date"; exit 0
+fi
+mkdir -p "$dir/log"
+$cmd "$dir/log/score.log" python -m pyutils.cli.score_trials --backend $backend \
+  --backend-dir "$backend_dir" --enroll-scp "$embdir/xvector.scp" --test-scp "$embdir/xvector.scp" \
+  --trials "$trials" --out "$dir/scores"

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Train an embedding network from a YAML config; resumable (epoch checkpoints)
+# and skipped when <dir>/.done exists unless --force true.  With --nproc N > 1
+# it runs under torchrun (DistributedDataParallel, gloo backend).
+set -euo pipefail
+cmd=utils/run.py
+force=false
+nproc=1
+help_message="Usage: $0 [--cmd CMD] [--force true|false] [--nproc N] <config.yaml> <train-data> <dir>"
+[ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"
+. utils/parse_options.sh
+[ $# -eq 3 ] || { echo -e "$help_message" 1>&2; exit 1; }
+config=$1 data=$2 dir=$3
+
+if [ -f "$dir/.done" ] && [ "$force" != true ]; then
+  echo "$0: $dir is trained (--force true to retrain)"; exit 0
+fi
+mkdir -p "$dir/log"
+extra=(); [ "$force" = true ] && extra=(--force)
+launcher=(python); [ "$nproc" -gt 1 ] && launcher=(torchrun --standalone --nproc_per_node "$nproc")
+$cmd "$dir/log/train.log" "${launcher[@]}" -m pyutils.cli.train --config "$config" \
+  --feats-scp "$data/feats.scp" --utt2spk "$data/utt2spk" --exp-dir "$dir" "${extra[@]}"
+grep -h "epoch .*chunks/s" "$dir/log/train.log" | tail -n 1 || true

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Back-end training on training-set embeddings, as Kaldi egs/voxceleb/v2:
+# global mean, LDA (--lda-dim, at most speakers-1), length norm, PLDA by EM.
+set -euo pipefail
+cmd=utils/run.py
+lda_dim=200
+plda_em_iters=10
+help_message="Usage: $0 [--lda-dim D] [--plda-em-iters N] <train-embeddings-dir> <train-data> <dir>"
+[ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"
+. utils/parse_options.sh
+[ $# -eq 3 ] || { echo -e "$help_message" 1>&2; exit 1; }
+embdir=$1 data=$2 dir=$3
+
+if [ -f "$dir/.done" ] && [ "$dir/.done" -nt "$embdir/.done" ]; then
+  echo "$0: $dir is complete"; exit 0
+fi
+rm -f "$dir/.done"
+mkdir -p "$dir/log"
+$cmd "$dir/log/train_backend.log" python -m pyutils.cli.train_backend \
+  --train-scp "$embdir/xvector.scp" --utt2spk "$data/utt2spk" \
+  --lda-dim $lda_dim --plda-em-iters $plda_em_iters --out-dir "$dir"
