@@ -202,7 +202,8 @@ def _kaldi_vad_loop(log_energy, threshold, mean_scale, context, proportion):
     T = len(log_energy)
     thr = np.float32(threshold)
     if mean_scale != 0.0:
-        thr += np.float32(mean_scale) * np.float32(log_energy.sum(dtype=np.float64)) / np.float32(T)
+        total = np.float32(log_energy.sum(dtype=np.float64))
+        thr += np.float32(mean_scale) * total / np.float32(T)
     out = np.zeros(T, dtype=np.float32)
     for t in range(T):
         num = den = 0

@@ -8,7 +8,7 @@ Everything runs in float64, so results sit within float32 rounding of Kaldi.
 """
 from __future__ import annotations
 
-from typing import Dict, Iterator, Mapping, Optional, Tuple
+from typing import Dict, Iterator, Mapping, Tuple
 
 import numpy as np
 
@@ -103,8 +103,7 @@ def _samples(sample_frequency: float, milliseconds: float) -> int:
 
 def window_function(window_type: str, length: int, blackman_coeff: float) -> np.ndarray:
     """Kaldi's ``FeatureWindowFunction`` (float64, ``a = 2*pi/(N-1)``)."""
-    a = 2.0 * np.pi / (length - 1) if length > 1 else 0.0
-    arg = a * np.arange(length, dtype=np.float64)
+    arg = 2.0 * np.pi / (length - 1) * np.arange(length, dtype=np.float64)
     if window_type == "hanning":
         return 0.5 - 0.5 * np.cos(arg)
     if window_type == "sine":
@@ -217,14 +216,18 @@ class SpectralFrontend:
         view = np.lib.stride_tricks.sliding_window_view(waveform, self.frame_length)
         return view[first::self.frame_shift][:count]
 
-    def mel_energies(self, waveform: np.ndarray, rng: Optional[np.random.Generator]
+    def mel_energies(self, waveform: np.ndarray, rng: np.random.Generator
                      ) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
-        """Yield ``(mel, log_energy)`` float64 blocks covering all frames."""
+        """Yield ``(mel, log_energy)`` float64 blocks covering all frames.
+
+        ``rng`` supplies the dither noise, drawn independently per frame as
+        Kaldi does (overlapping samples get different noise in each frame).
+        """
         frames = self.frames(np.asarray(waveform))
         for start in range(0, len(frames), self.block_frames):
             yield self._process(frames[start:start + self.block_frames], rng)
 
-    def _process(self, raw: np.ndarray, rng: Optional[np.random.Generator]
+    def _process(self, raw: np.ndarray, rng: np.random.Generator
                  ) -> Tuple[np.ndarray, np.ndarray]:
         """Kaldi's ``ProcessWindow`` + power spectrum + mel bank on a block."""
         x = raw.astype(np.float64)

@@ -24,5 +24,11 @@ def cmn_options(conf_path: str) -> dict:
 
 
 def cmn_voiced(feats: np.ndarray, vad: np.ndarray, options: dict) -> np.ndarray:
-    """Sliding CMN over all frames, then keep the voiced ones (may return 0 rows)."""
+    """Sliding CMN over all frames, then keep the voiced ones.
+
+    Returns 0 rows when no frame is voiced: callers skip and count such
+    utterances, as Kaldi's select-voiced-frames does.
+    """
+    if feats.shape[0] == 0 or not np.any(vad):
+        return np.zeros((0, feats.shape[1]), dtype=np.float32)
     return select_voiced_frames(sliding_cmn(feats, **options), vad)

@@ -10,7 +10,7 @@ the rest (tdnn6 nonlinearity, tdnn7), and the speaker classifier belongs to
 the loss (pyutils.losses), so every model plugs into the same training loop.
 
 Receptive field: 15 frames (+-7), i.e. 0.165 s of 10 ms frames.
-Parameters for 30-dim input (without the output layer): about 4.35 M
+Parameters for 30-dim input (without the output layer): 4,491,668
 (``num_parameters()`` gives the exact count).
 """
 from __future__ import annotations

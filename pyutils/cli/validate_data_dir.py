@@ -1,0 +1,47 @@
+"""Check a Kaldi data dir like utils/validate_data_dir.sh, listing every problem.
+
+    python -m pyutils.cli.validate_data_dir [--no-feats] [--no-wav] [--no-spk-sort] DIR
+
+As in Kaldi, feats.scp is required unless --no-feats and wav.scp unless
+--no-wav; --no-text is accepted and ignored (text is never required here).
+Each problem is printed on its own line (file:line: message); exit status 1.
+"""
+import argparse
+import logging
+import sys
+
+from pyutils.data.datadir import check_data_dir
+
+PROG = "validate_data_dir"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+    parser.add_argument("--no-feats", action="store_true", help="feats.scp is optional")
+    parser.add_argument("--no-wav", action="store_true", help="wav.scp is optional")
+    parser.add_argument("--no-spk-sort", action="store_true",
+                        help="utt2spk need not also be sorted by speaker")
+    parser.add_argument("--no-text", action="store_true", help="ignored (Kaldi compatibility)")
+    parser.add_argument("data_dir")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:
+        return 0 if stop.code == 0 else 1
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        problems = check_data_dir(args.data_dir, no_feats=args.no_feats, no_wav=args.no_wav,
+                                  no_spk_sort=args.no_spk_sort)
+    except OSError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 1
+    for problem in problems:
+        print(f"{PROG}: {problem}", file=sys.stderr)
+    if problems:
+        print(f"{PROG}: {len(problems)} problem(s) in {args.data_dir}", file=sys.stderr)
+        return 1
+    print(f"{PROG}: successfully validated data-directory {args.data_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
