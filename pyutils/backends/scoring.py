@@ -43,6 +43,18 @@ def load_backend(kind: str, backend_dir: str, smoothing: float = 0.0) -> Backend
     raise ValueError(f"unknown backend '{kind}' (expected one of {', '.join(BACKENDS)})")
 
 
+def stack_embeddings(table: Dict[str, np.ndarray], keys) -> np.ndarray:
+    """Stack ``table[k]`` for ``keys`` as float64 rows; all must share one dimension."""
+    rows = [np.ravel(table[k]).astype(np.float64) for k in keys]
+    dims = {row.size for row in rows}
+    if len(dims) > 1:
+        first = rows[0].size
+        odd = next(k for k, row in zip(keys, rows) if row.size != first)
+        raise ValueError(f"embedding dimensions differ: '{keys[0]}' has {first}, "
+                         f"'{odd}' has {table[odd].size}")
+    return np.stack(rows)
+
+
 class _Index:
     """Prepared embeddings of one dict, looked up by sorted key."""
 
@@ -50,7 +62,7 @@ class _Index:
         self.keys = np.array(sorted(embeddings))
         if self.keys.size == 0:
             raise ValueError("no embeddings to score")
-        self.matrix = backend.prepare(np.stack([np.ravel(embeddings[k]) for k in self.keys]))
+        self.matrix = backend.prepare(stack_embeddings(embeddings, self.keys))
 
     def rows(self, keys: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """Row indices of ``keys`` and a mask of which keys exist."""

@@ -54,7 +54,7 @@ def main(argv=None) -> int:
             rows.append({"system": args.system, "backend": name, **summarize(scores, labels)})
         text = write_results_table(rows, args.results_md)
         plot_det(curves, args.det_png)
-    except (TableError, ValueError) as err:
+    except (TableError, ValueError, OSError) as err:
         print(f"compute_metrics: error: {err}", file=sys.stderr)
         return 1
     sys.stdout.write(text)

@@ -42,7 +42,7 @@ def main(argv=None) -> int:
         enroll = load_scp_dict(args.enroll_scp)
         test = enroll if args.test_scp == args.enroll_scp else load_scp_dict(args.test_scp)
         score_trials(args.trials, enroll, test, backend, args.out, args.block_size)
-    except (TableError, ValueError) as err:
+    except (TableError, ValueError, OSError) as err:
         print(f"score_trials: error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -20,7 +20,7 @@ import numpy as np
 
 from pyutils.backends.lda import apply_transform, compute_lda
 from pyutils.backends.plda import length_normalize, subtract_mean, train_plda, write_matrix, write_vector
-from pyutils.backends.scoring import LDA_FILE, MEAN_FILE, PLDA_FILE
+from pyutils.backends.scoring import LDA_FILE, MEAN_FILE, PLDA_FILE, stack_embeddings
 from pyutils.utils.arkio import load_scp_dict
 from pyutils.utils.fileio import TableError, mark_done, read_key_value
 
@@ -45,7 +45,7 @@ def train(train_scp: str, utt2spk_path: str, lda_dim: int, em_iters: int, out_di
         raise ValueError(f"{train_scp}: no embeddings")
     utt2spk = read_key_value(utt2spk_path)
     keys = sorted(embeddings)
-    mean = np.mean([np.ravel(embeddings[k]).astype(np.float64) for k in keys], axis=0)
+    mean = stack_embeddings(embeddings, keys).mean(axis=0)
     used = [k for k in keys if k in utt2spk]
     if len(used) < len(keys):
         log.warning("%d embeddings have no utt2spk entry; skipped", len(keys) - len(used))
@@ -54,7 +54,7 @@ def train(train_scp: str, utt2spk_path: str, lda_dim: int, em_iters: int, out_di
         log.warning("%d utt2spk utterances have no embedding; skipped", missing)
     if not used:
         raise ValueError(f"no utterance of {train_scp} is in {utt2spk_path}")
-    X = subtract_mean(np.stack([np.ravel(embeddings[k]) for k in used]), mean)
+    X = subtract_mean(stack_embeddings(embeddings, used), mean)
     labels = np.array([utt2spk[k] for k in used])
     num_spk = len(set(labels.tolist()))
     log.info("Training on %d utterances of %d speakers, dim %d", len(used), num_spk, X.shape[1])
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         train(args.train_scp, args.utt2spk, args.lda_dim, args.plda_em_iters, args.out_dir)
-    except (TableError, ValueError) as err:
+    except (TableError, ValueError, OSError) as err:
         print(f"train_backend: error: {err}", file=sys.stderr)
         return 1
     return 0
