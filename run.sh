@@ -13,7 +13,8 @@ set -euo pipefail
 stage=0
 stop_stage=7
 nj=2                        # parallel jobs for features / extraction
-model=xvector               # conf/$model.yaml
+model=xvector               # network name: names $exp/$model and the default config
+train_config=               # training YAML (default conf/$model.yaml)
 corpus_root=${SV_CORPUS_ROOT:-$(cd "$(dirname "$0")/.." && pwd)/shared/corpora}
 data=data/asc               # data dirs: $data/train, $data/eval, ...
 exp=exp/asc                 # outputs: $exp/$model/..., $exp/results.md
@@ -21,7 +22,7 @@ reps=                       # e.g. "01,02" to use some repetitions (default: all
 train_speakers=             # e.g. "1-4" to use a slice (default 1-18, asc-v1)
 eval_speakers=              # e.g. "19-22" (default 19-30, asc-v1)
 force=false                 # true: retrain even if the model is complete
-help_message="Usage: $0 [--stage N] [--stop-stage N] [--nj N] [--model NAME]
+help_message="Usage: $0 [--stage N] [--stop-stage N] [--nj N] [--model NAME] [--train-config YAML]
   [--corpus-root DIR] [--data DIR] [--exp DIR] [--reps LIST]
   [--train-speakers RANGES] [--eval-speakers RANGES] [--force true|false]"
 
@@ -29,12 +30,14 @@ cd "$(dirname "$0")"
 . ./path.sh
 . ./cmd.sh
 . ./conf/corpora.conf
+. ./conf/feats.conf
 . ./conf/backend.conf
 . utils/parse_options.sh
 
 train=$data/train
 eval=$data/eval
 dir=$exp/$model
+train_config=${train_config:-conf/$model.yaml}
 
 # Stage 0: data preparation (Kaldi data dirs + trials for asc-v1), validated.
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
@@ -57,12 +60,13 @@ fi
 # Stage 2: training features: sliding CMN, voiced frames, drop short utterances.
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   steps/prepare_feats_for_egs.sh --nj $nj --cmd "$cpu_cmd" \
+    --min-len $min_len --min-num-utts $min_num_utts \
     $train ${train}_no_sil $exp/prepare_feats mfcc
 fi
 
 # Stage 3: train the embedding network (resumes from the last epoch checkpoint).
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
-  steps/train.sh --cmd "$train_cmd" --force $force conf/$model.yaml ${train}_no_sil $dir
+  steps/train.sh --cmd "$train_cmd" --force $force $train_config ${train}_no_sil $dir
 fi
 
 # Stage 4: embeddings of train (for the back-end) and eval utterances.

@@ -144,8 +144,8 @@ def test_read_scores_rejects_non_numbers(tmp_path):
 def test_evaluate_joins_by_pair(tmp_path):
     trials = write(tmp_path / "t", TRIALS)
     shuffled = write(tmp_path / "s", "".join(reversed(SCORES.splitlines(True))))
-    scores, labels = load_scored_trials(shuffled, trials)
-    assert scores.tolist() == [2.0, 0.5, -1.0, 0.1] and labels.tolist() == [1, 0, 0, 1]
+    scores, labels = load_scored_trials(shuffled, trials)  # score-file order, as Kaldi
+    assert scores.tolist() == [0.1, -1.0, 0.5, 2.0] and labels.tolist() == [1, 0, 0, 1]
     result = evaluate(shuffled, trials)
     assert result["num_trials"] == 4 and result["num_target"] == 2
     assert result["eer"] == compute_eer([2.0, 0.1], [0.5, -1.0])[0]

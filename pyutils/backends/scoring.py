@@ -87,7 +87,7 @@ def _trial_blocks(trials_path: str, block_size: int) -> Iterator[Tuple[List[int]
 
 
 def score_trials(trials_path: str, enroll: Dict[str, np.ndarray], test: Dict[str, np.ndarray],
-                 backend: Backend, out_path: str, block_size: int = 100_000) -> int:
+                 backend: Backend, out_path: str, block_size: int = 20_000) -> int:
     """Atomically write ``utt1 utt2 score`` in trial order; returns the trial count.
 
     Trials may carry a third (label) field, which is ignored.  An utterance

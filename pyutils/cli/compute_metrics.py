@@ -11,7 +11,7 @@ import sys
 from typing import Dict, List, Tuple
 
 from pyutils.metrics.det import plot_det
-from pyutils.metrics.results import load_scored_trials, summarize, write_results_table
+from pyutils.metrics.results import TrialList, summarize, write_results_table
 from pyutils.utils.fileio import TableError
 
 log = logging.getLogger("compute_metrics")
@@ -48,8 +48,10 @@ def main(argv=None) -> int:
     try:
         rows: List[dict] = []
         curves: Dict[str, Tuple] = {}
-        for name, path in parse_named_paths(args.scores):
-            scores, labels = load_scored_trials(path, args.trials)
+        named_paths = parse_named_paths(args.scores)
+        trials = TrialList(args.trials)
+        for name, path in named_paths:
+            scores, labels = trials.join(path)
             curves[name] = (scores, labels)
             rows.append({"system": args.system, "backend": name, **summarize(scores, labels)})
         text = write_results_table(rows, args.results_md)

@@ -27,7 +27,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--test-scp", required=True)
     parser.add_argument("--trials", required=True, help="utt1 utt2 [label] lines")
     parser.add_argument("--out", required=True, help="output scores (utt1 utt2 score)")
-    parser.add_argument("--block-size", type=int, default=100_000, help="trials per block")
+    parser.add_argument("--block-size", type=int, default=20_000, help="trials per block")
     parser.add_argument("--plda-smoothing", type=float, default=0.0,
                         help="ivector-copy-plda --smoothing (recipe: 0.0)")
     return parser.parse_args(argv)

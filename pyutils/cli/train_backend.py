@@ -22,7 +22,7 @@ from pyutils.backends.lda import apply_transform, compute_lda
 from pyutils.backends.plda import length_normalize, subtract_mean, train_plda, write_matrix, write_vector
 from pyutils.backends.scoring import LDA_FILE, MEAN_FILE, PLDA_FILE, stack_embeddings
 from pyutils.utils.arkio import load_scp_dict
-from pyutils.utils.fileio import TableError, mark_done, read_key_value
+from pyutils.utils.fileio import TableError, done_marker, mark_done, read_key_value
 
 log = logging.getLogger("train_backend")
 
@@ -40,6 +40,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def train(train_scp: str, utt2spk_path: str, lda_dim: int, em_iters: int, out_dir: str) -> None:
     """Write mean.vec, lda.mat and plda into ``out_dir``, then its done marker."""
+    if os.path.exists(done_marker(out_dir)):
+        os.remove(done_marker(out_dir))  # a rerun that dies must not look complete
     embeddings = load_scp_dict(train_scp)
     if not embeddings:
         raise ValueError(f"{train_scp}: no embeddings")

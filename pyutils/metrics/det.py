@@ -10,14 +10,14 @@ from typing import Dict, Sequence, Tuple
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from scipy.stats import norm
+from scipy.special import ndtri
 
 from pyutils.metrics.dcf import error_rates
 from pyutils.metrics.eer import compute_eer
 from pyutils.utils.fileio import atomic_output
 
 _TICKS = np.array([0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6])
-_LIMITS = norm.ppf([0.0005, 0.6])
+_LIMITS = ndtri([0.0005, 0.6])
 _CLIP = 1e-6  # rates of exactly 0 or 1 would map to -inf/+inf
 _GRID = 0.005  # deviate-space resolution used to thin long curves
 
@@ -29,8 +29,8 @@ def det_points(scores: Sequence[float], labels: Sequence[int]) -> Tuple[np.ndarr
     shape with a few thousand points even for millions of trials.
     """
     fnrs, fprs, _ = error_rates(scores, labels)
-    x = norm.ppf(np.clip(fprs, _CLIP, 1 - _CLIP))
-    y = norm.ppf(np.clip(fnrs, _CLIP, 1 - _CLIP))
+    x = ndtri(np.clip(fprs, _CLIP, 1 - _CLIP))
+    y = ndtri(np.clip(fnrs, _CLIP, 1 - _CLIP))
     cells = np.stack([np.round(x / _GRID), np.round(y / _GRID)], axis=1)
     _, keep = np.unique(cells, axis=0, return_index=True)
     keep = np.sort(keep)
@@ -50,9 +50,9 @@ def plot_det(curves: Dict[str, Tuple[Sequence[float], Sequence[int]]], path: str
         labels = np.asarray(labels).astype(bool)
         eer, _ = compute_eer(scores[labels], scores[~labels])
         line, = ax.plot(x, y, label=f"{name} (EER {100 * eer:.2f}%)")
-        deviate = norm.ppf(np.clip(eer, _CLIP, 1 - _CLIP))
+        deviate = ndtri(np.clip(eer, _CLIP, 1 - _CLIP))
         ax.plot([deviate], [deviate], "o", color=line.get_color())
-    tick_positions = norm.ppf(_TICKS)
+    tick_positions = ndtri(_TICKS)
     tick_labels = [f"{100 * t:g}" for t in _TICKS]
     ax.set_xticks(tick_positions, tick_labels)
     ax.set_yticks(tick_positions, tick_labels)

@@ -19,6 +19,7 @@ from pyutils.utils.fileio import TableError, atomic_output, read_table
 
 Pair = Tuple[str, str]
 _LABELS = {"target": True, "nontarget": False}
+_LABEL_WHAT = "label (expected target|nontarget)"
 _HEADER = ("| system | backend | EER (%) | minDCF (p=0.01) | minDCF (p=0.001) | trials |\n"
            "|---|---|---|---|---|---|\n")
 
@@ -54,7 +55,7 @@ def _parse_score(field: str) -> float:
 
 def read_trials(path: str) -> List[Tuple[str, str, bool]]:
     """Return ``[(utt1, utt2, is_target)]`` in file order."""
-    table = _read_pair_table(path, _parse_label, "label (expected target|nontarget)")
+    table = _read_pair_table(path, _parse_label, _LABEL_WHAT)
     return [(utt1, utt2, label) for (utt1, utt2), (label, _) in table.items()]
 
 
@@ -64,23 +65,38 @@ def read_scores(path: str) -> Dict[Pair, float]:
     return {pair: score for pair, (score, _) in table.items()}
 
 
+class TrialList:
+    """A parsed trial list that score files are joined against (parsed once)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._table = _read_pair_table(path, _parse_label, _LABEL_WHAT)
+
+    def join(self, score_path: str) -> Tuple[np.ndarray, np.ndarray]:
+        """Return ``(scores, labels)`` in score-file order.
+
+        compute_min_dcf.py collects scores in score-file order and its stable
+        sort keeps that order among tied scores, so we do the same.
+        """
+        scores = _read_pair_table(score_path, _parse_score, "score")
+        for pair, (_, lineno) in self._table.items():
+            if pair not in scores:
+                raise TableError(self.path, lineno, f"trial '{pair[0]} {pair[1]}' "
+                                 f"has no score in {score_path}")
+        values = np.empty(len(scores))
+        labels = np.empty(len(scores), dtype=np.int64)
+        for i, (pair, (score, lineno)) in enumerate(scores.items()):
+            if pair not in self._table:
+                raise TableError(score_path, lineno, f"score for '{pair[0]} {pair[1]}' "
+                                 f"which is not a trial in {self.path}")
+            values[i] = score
+            labels[i] = self._table[pair][0]
+        return values, labels
+
+
 def load_scored_trials(score_path: str, trials_path: str) -> Tuple[np.ndarray, np.ndarray]:
-    """Join scores to trials; return ``(scores, labels)`` in trial order."""
-    trials = _read_pair_table(trials_path, _parse_label, "label (expected target|nontarget)")
-    scores = _read_pair_table(score_path, _parse_score, "score")
-    for pair, (_, lineno) in scores.items():
-        if pair not in trials:
-            raise TableError(score_path, lineno, f"score for '{pair[0]} {pair[1]}' "
-                             f"which is not a trial in {trials_path}")
-    values = np.empty(len(trials))
-    labels = np.empty(len(trials), dtype=np.int64)
-    for i, (pair, (label, lineno)) in enumerate(trials.items()):
-        if pair not in scores:
-            raise TableError(trials_path, lineno, f"trial '{pair[0]} {pair[1]}' "
-                             f"has no score in {score_path}")
-        values[i] = scores[pair][0]
-        labels[i] = label
-    return values, labels
+    """Join scores to trials; return ``(scores, labels)`` in score-file order."""
+    return TrialList(trials_path).join(score_path)
 
 
 def summarize(scores: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
