@@ -37,23 +37,25 @@ cd "$(dirname "$0")"
 train=$data/train
 eval=$data/eval
 dir=$exp/$model
+mfccdir=$exp/mfcc           # feature archives (the scp files in the data dirs point here)
 train_config=${train_config:-conf/$model.yaml}
 
 # Stage 0: data preparation (Kaldi data dirs + trials for asc-v1), validated.
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
-  if [ ! -f $data/.done ]; then
+  stamp=("$corpus_root" "$reps" "$train_speakers" "$eval_speakers" local/prepare_asc.py)
+  if ! python -m pyutils.cli.stamp check $data/.done "${stamp[@]}"; then
     python local/prepare_asc.py --corpus-root "$corpus_root" --url "$asc_url" \
       ${reps:+--reps $reps} ${train_speakers:+--train-speakers $train_speakers} \
       ${eval_speakers:+--eval-speakers $eval_speakers} $data
     for x in $train $eval; do utils/validate_data_dir.sh --no-feats $x; done
-    touch $data/.done
+    python -m pyutils.cli.stamp write $data/.done "${stamp[@]}"
   fi
 fi
 
 # Stage 1: 30-dim MFCC and energy VAD, --nj parallel jobs.
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   for x in $train $eval; do
-    steps/make_mfcc_vad.sh --nj $nj --cmd "$cpu_cmd" $x $exp/make_mfcc/$(basename $x) mfcc
+    steps/make_mfcc_vad.sh --nj $nj --cmd "$cpu_cmd" $x $exp/make_mfcc/$(basename $x) $mfccdir
   done
 fi
 
@@ -61,7 +63,7 @@ fi
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   steps/prepare_feats_for_egs.sh --nj $nj --cmd "$cpu_cmd" \
     --min-len $min_len --min-num-utts $min_num_utts \
-    $train ${train}_no_sil $exp/prepare_feats mfcc
+    $train ${train}_no_sil $exp/prepare_feats $mfccdir
 fi
 
 # Stage 3: train the embedding network (resumes from the last epoch checkpoint).
@@ -69,18 +71,24 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   steps/train.sh --cmd "$train_cmd" --force $force $train_config ${train}_no_sil $dir
 fi
 
-# Stage 4: embeddings of train (for the back-end) and eval utterances.
+# Stage 4: embeddings of train and eval utterances (+ windowed train ones for the back-end).
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   for x in $train $eval; do
     steps/extract_embeddings.sh --nj $nj --cmd "$cpu_cmd" \
       $dir/final.pt $x $dir/embeddings_$(basename $x)
   done
+  if [ $backend_window -gt 0 ]; then
+    steps/extract_embeddings.sh --nj $nj --cmd "$cpu_cmd" --window $backend_window \
+      --window-shift $backend_window_shift $dir/final.pt $train $dir/embeddings_train_windows
+  fi
 fi
 
 # Stage 5: back-end training: global mean, LDA, PLDA on the training embeddings.
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+  backend_train=$dir/embeddings_train
+  [ $backend_window -gt 0 ] && backend_train=$dir/embeddings_train_windows
   steps/train_backend.sh --cmd "$cpu_cmd" --lda-dim $lda_dim --plda-em-iters $plda_em_iters \
-    $dir/embeddings_train $train $dir/backend
+    $backend_train $train $dir/backend
 fi
 
 # Stage 6: score the trials with each back-end.

@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import shlex
+import shutil
 import sys
 from collections import defaultdict
 
@@ -90,9 +91,15 @@ def build_utterances(speakers, reps, groups, clips):
     return utts
 
 
-def write_data_dir(out_dir, utts, python, with_trials):
-    """Write wav.scp (concatenation pipes), utt2spk, spk2utt and optionally trials."""
-    os.makedirs(out_dir, exist_ok=True)
+def write_data_dir(final_dir, utts, python, with_trials):
+    """Write wav.scp (concatenation pipes), utt2spk, spk2utt and optionally trials.
+
+    The dir is built beside its final place and swapped in whole, so files
+    derived from an older preparation (features, splits) never survive.
+    """
+    out_dir = final_dir.rstrip("/") + ".tmp"
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.makedirs(out_dir)
     ids = sorted(utts, key=lambda u: u.encode("utf-8"))
     write_lines(os.path.join(out_dir, "wav.scp"),
                 (f"{u} {python} -m pyutils.cli.concat_audio "
@@ -107,6 +114,8 @@ def write_data_dir(out_dir, utts, python, with_trials):
         write_lines(os.path.join(out_dir, "trials"),
                     (f"{a} {b} {'target' if a.split('-')[0] == b.split('-')[0] else 'nontarget'}"
                      for a, b in itertools.combinations(ids, 2)))
+    shutil.rmtree(final_dir, ignore_errors=True)
+    os.replace(out_dir, final_dir)
 
 
 def parse_speakers(spec: str, default):

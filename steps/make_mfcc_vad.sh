@@ -16,7 +16,8 @@ help_message="Usage: $0 [--nj N] [--cmd CMD] <data> <logdir> <featdir>"
 data=$1 logdir=$2 featdir=$3
 name=$(basename "$data")
 
-if [ -f "$data/.mfcc_vad.done" ]; then
+stamp=("$data/wav.scp" "$data/utt2spk" "$data/feats.scp" "$data/vad.scp" "$mfcc_config" "$vad_config")
+if python -m pyutils.cli.stamp check "$data/.mfcc_vad.done" "${stamp[@]}"; then
   echo "$0: $data already has features (remove $data/.mfcc_vad.done to redo)"; exit 0
 fi
 mkdir -p "$logdir" "$featdir"
@@ -32,5 +33,5 @@ python -m pyutils.cli.merge_tables "$data/feats.scp" --nj $nj "$featdir/raw_mfcc
 python -m pyutils.cli.merge_tables "$data/vad.scp" --nj $nj "$featdir/vad_$name.JOB.scp"
 python -m pyutils.cli.merge_tables "$data/utt2num_frames" --nj $nj "$featdir/raw_mfcc_$name.JOB.utt2num_frames"
 utils/fix_data_dir.sh "$data"
-touch "$data/.mfcc_vad.done"
+python -m pyutils.cli.stamp write "$data/.mfcc_vad.done" "${stamp[@]}"
 echo "$0: features for $data: $(wc -l < "$data/feats.scp") utterances; logs in $logdir"

@@ -17,7 +17,8 @@ help_message="Usage: $0 [--nj N] [--cmd CMD] [--min-len F] [--min-num-utts N] <i
 data=$1 out=$2 logdir=$3 featdir=$4
 name=$(basename "$out")
 
-if [ -f "$out/.done" ]; then
+stamp=("$data/feats.scp" "$data/vad.scp" "$out/feats.scp" "$out/utt2spk" "$cmvn_config" "$min_len $min_num_utts")
+if python -m pyutils.cli.stamp check "$out/.done" "${stamp[@]}"; then
   echo "$0: $out is complete (remove $out/.done to redo)"; exit 0
 fi
 mkdir -p "$logdir" "$featdir" "$out"
@@ -34,5 +35,5 @@ python -m pyutils.cli.merge_tables "$out/feats.scp" --nj $nj "$featdir/xvector_f
 python -m pyutils.cli.merge_tables "$out/utt2num_frames" --nj $nj "$featdir/xvector_feats_$name.JOB.utt2num_frames"
 python -m pyutils.cli.filter_short --min-len $min_len --min-num-utts $min_num_utts "$out"
 utils/fix_data_dir.sh "$out"
-touch "$out/.done"
+python -m pyutils.cli.stamp write "$out/.done" "${stamp[@]}"
 echo "$0: $out: $(wc -l < "$out/utt2spk") utterances of $(wc -l < "$out/spk2utt") speakers"

@@ -10,11 +10,13 @@ help_message="Usage: $0 [--backend cosine|plda] <backend-dir> <eval-embeddings-d
 [ $# -eq 4 ] || { echo -e "$help_message" 1>&2; exit 1; }
 backend_dir=$1 embdir=$2 trials=$3 dir=$4
 
-if [ -f "$dir/scores" ] && [ "$dir/scores" -nt "$backend_dir/.done" ] \
-    && [ "$dir/scores" -nt "$embdir/.done" ] && [ "$dir/scores" -nt "$trials" ]; then
+stamp=("$backend" "$backend_dir/mean.vec" "$backend_dir/lda.mat" "$backend_dir/plda"
+       "$embdir/xvector.scp" "$trials" "$dir/scores")
+if python -m pyutils.cli.stamp check "$dir/.done" "${stamp[@]}"; then
   echo "$0: $dir/scores is up to date"; exit 0
 fi
 mkdir -p "$dir/log"
 $cmd "$dir/log/score.log" python -m pyutils.cli.score_trials --backend $backend \
   --backend-dir "$backend_dir" --enroll-scp "$embdir/xvector.scp" --test-scp "$embdir/xvector.scp" \
   --trials "$trials" --out "$dir/scores"
+python -m pyutils.cli.stamp write "$dir/.done" "${stamp[@]}"

@@ -5,17 +5,22 @@ set -euo pipefail
 cmd=utils/run.py
 lda_dim=200
 plda_em_iters=10
-help_message="Usage: $0 [--lda-dim D] [--plda-em-iters N] <train-embeddings-dir> <train-data> <dir>"
+help_message="Usage: $0 [--lda-dim D] [--plda-em-iters N] <train-embeddings-dir> <train-data> <dir>
+The speakers come from <train-embeddings-dir>/utt2spk when it exists (windowed
+embeddings), else from <train-data>/utt2spk."
 [ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"
 . utils/parse_options.sh
 [ $# -eq 3 ] || { echo -e "$help_message" 1>&2; exit 1; }
 embdir=$1 data=$2 dir=$3
 
-if [ -f "$dir/.done" ] && [ "$dir/.done" -nt "$embdir/.done" ]; then
+utt2spk=$data/utt2spk
+[ -f "$embdir/utt2spk" ] && utt2spk=$embdir/utt2spk
+stamp=("$embdir/xvector.scp" "$utt2spk" "$lda_dim $plda_em_iters" "$dir/plda")
+if python -m pyutils.cli.stamp check "$dir/.stamp" "${stamp[@]}"; then
   echo "$0: $dir is complete"; exit 0
 fi
-rm -f "$dir/.done"
 mkdir -p "$dir/log"
 $cmd "$dir/log/train_backend.log" python -m pyutils.cli.train_backend \
-  --train-scp "$embdir/xvector.scp" --utt2spk "$data/utt2spk" \
+  --train-scp "$embdir/xvector.scp" --utt2spk "$utt2spk" \
   --lda-dim $lda_dim --plda-em-iters $plda_em_iters --out-dir "$dir"
+python -m pyutils.cli.stamp write "$dir/.stamp" "${stamp[@]}"

@@ -7,7 +7,7 @@ Writes FEATS.{ark,scp,utt2num_frames} and VAD.{ark,scp}.  As Kaldi's
 compute-mfcc-feats, an utterance whose audio cannot be read is skipped with a
 warning and counted; the job fails only if no utterance succeeds.  Dither
 noise is seeded from the utterance id, so features do not depend on --nj.
-Skips the job when FEATS.done exists.
+Skips the job when FEATS.done records the same inputs (data dir files, configs).
 """
 import argparse
 import logging
@@ -25,7 +25,7 @@ from pyutils.features.kaldi_conf import read_kaldi_conf
 from pyutils.features.mfcc import MfccComputer
 from pyutils.features.vad import compute_vad_energy, vad_options_from_conf
 from pyutils.utils.arkio import ArkScpWriter
-from pyutils.utils.fileio import TableError, write_lines
+from pyutils.utils.fileio import TableError, fingerprint, job_done, write_lines
 from pyutils.utils.log import setup_logging
 
 logger = logging.getLogger("compute_mfcc_vad")
@@ -73,15 +73,17 @@ def main(argv=None):
     parser.add_argument("vad_prefix")
     args = parser.parse_args(argv)
     setup_logging()
-    if os.path.exists(args.feats_prefix + ".done"):
-        logger.info("%s.done exists; job already done", args.feats_prefix)
+    stamp = fingerprint(*(os.path.join(args.data_dir, f) for f in ("wav.scp", "utt2spk", "segments")),
+                        args.mfcc_config, args.vad_config, os.path.abspath(args.vad_prefix))
+    if job_done(args.feats_prefix + ".done", stamp):
+        logger.info("%s.done matches the inputs; job already done", args.feats_prefix)
         return
     try:
         counts = compute(args.data_dir, args.mfcc_config, args.vad_config,
                          args.feats_prefix, args.vad_prefix)
     except (TableError, ValueError) as err:
         sys.exit(f"compute_mfcc_vad: {err}")
-    write_lines(args.feats_prefix + ".done", [f"done={counts['done']} failed={counts['failed']}"])
+    write_lines(args.feats_prefix + ".done", [stamp, f"done={counts['done']} failed={counts['failed']}"])
 
 
 if __name__ == "__main__":

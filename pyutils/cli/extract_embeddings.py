@@ -4,7 +4,8 @@
         --feats-scp data/eval/split2/1/feats.scp --vad-scp data/eval/split2/1/vad.scp \\
         --cmvn-config conf/cmvn.conf --ark DIR/xvector.1.ark --scp DIR/xvector.1.scp
 
-Skips the job when its completion marker (<scp>.done) is newer than the model.
+Skips the job when its completion marker (<scp>.done) records the same model,
+features and options.
 """
 import argparse
 import logging
@@ -13,7 +14,7 @@ import sys
 
 from pyutils.extraction.extract import extract
 from pyutils.features.pipeline import cmn_options
-from pyutils.utils.fileio import TableError, write_lines
+from pyutils.utils.fileio import TableError, fingerprint, job_done, write_lines
 from pyutils.utils.log import setup_logging
 
 
@@ -28,20 +29,25 @@ def main(argv=None):
     parser.add_argument("--chunk-size", type=int, default=10000)
     parser.add_argument("--min-chunk-size", type=int, default=25)
     parser.add_argument("--num-threads", type=int, default=1)
+    parser.add_argument("--window", type=int, default=0,
+                        help="embed sliding windows of this many voiced frames (0: whole utterance)")
+    parser.add_argument("--window-shift", type=int, default=0, help="window shift (default: --window)")
     args = parser.parse_args(argv)
     setup_logging()
     marker = args.scp + ".done"
-    if os.path.exists(marker) and os.path.getmtime(marker) > os.path.getmtime(args.model):
-        logging.getLogger("extract").info("%s is newer than the model; job already done", marker)
+    stamp = fingerprint(args.model, args.feats_scp, args.vad_scp, args.cmvn_config,
+                        f"{args.chunk_size} {args.min_chunk_size} {args.window} {args.window_shift}")
+    if job_done(marker, stamp):
+        logging.getLogger("extract").info("%s matches the inputs; job already done", marker)
         return
     try:
         counts = extract(args.model, args.feats_scp, args.vad_scp, args.ark, args.scp,
                          cmn_options(args.cmvn_config), args.chunk_size, args.min_chunk_size,
-                         args.num_threads)
+                         args.num_threads, args.window, args.window_shift)
     except (TableError, ValueError, FileNotFoundError) as err:
         logging.getLogger("extract").error("%s", err)
         sys.exit(1)
-    write_lines(marker, [f"done={counts['done']} skipped={counts['skipped']}"])
+    write_lines(marker, [stamp, f"done={counts['done']} skipped={counts['skipped']}"])
 
 
 if __name__ == "__main__":

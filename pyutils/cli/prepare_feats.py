@@ -5,7 +5,7 @@
 
 Writes PREFIX.{ark,scp,utt2num_frames}; utterances without a voiced frame are
 skipped, logged and counted (Kaldi select-voiced-frames does the same).
-Skips the job when PREFIX.done exists.
+Skips the job when PREFIX.done records the same inputs.
 """
 import argparse
 import logging
@@ -18,7 +18,8 @@ from tqdm import tqdm
 
 from pyutils.features.pipeline import cmn_options, cmn_voiced
 from pyutils.utils.arkio import ArkScpWriter
-from pyutils.utils.fileio import TableError, read_key_value, read_table, write_lines
+from pyutils.utils.fileio import (TableError, fingerprint, job_done, read_key_value, read_table,
+                                  write_lines)
 from pyutils.utils.log import setup_logging
 
 logger = logging.getLogger("prepare_feats")
@@ -53,14 +54,15 @@ def main(argv=None):
     parser.add_argument("prefix", help="output PREFIX.{ark,scp,utt2num_frames}")
     args = parser.parse_args(argv)
     setup_logging()
-    if os.path.exists(args.prefix + ".done"):
-        logger.info("%s.done exists; job already done", args.prefix)
+    stamp = fingerprint(args.feats_scp, args.vad_scp, args.cmvn_config)
+    if job_done(args.prefix + ".done", stamp):
+        logger.info("%s.done matches the inputs; job already done", args.prefix)
         return
     try:
         counts = prepare(args.feats_scp, args.vad_scp, args.prefix, cmn_options(args.cmvn_config))
     except (TableError, ValueError) as err:
         sys.exit(f"prepare_feats: {err}")
-    write_lines(args.prefix + ".done", [f"done={counts['done']} skipped={counts['skipped']}"])
+    write_lines(args.prefix + ".done", [stamp, f"done={counts['done']} skipped={counts['skipped']}"])
 
 
 if __name__ == "__main__":

@@ -7,6 +7,13 @@ the chunk embeddings are averaged weighted by their frame counts, as
 padded by repeating its first and last frames (Kaldi's --pad-input).
 Utterances with no voiced frame are skipped, logged and counted, as
 ``select-voiced-frames`` does.
+
+With ``window`` > 0 each utterance instead yields one embedding per sliding
+window of voiced frames, keyed ``<utt>-<first>-<end>`` (frame indices, as
+Kaldi's sub-segment ids in centiseconds), as the diarization recipes'
+sliding-window x-vectors.  Small corpora use these to give LDA/PLDA more
+training vectors than the embedding dimension (ivector-compute-lda refuses
+fewer).
 """
 from __future__ import annotations
 
@@ -63,6 +70,17 @@ def embed(model: torch.nn.Module, feats: np.ndarray, chunk_size: int = 10000,
     return (total / weight).astype(np.float32)
 
 
+def windows(num_frames: int, size: int, shift: int):
+    """(start, end) windows of ``size`` frames every ``shift``; the last one
+    ends at ``num_frames``; an utterance shorter than ``size`` is one window."""
+    if num_frames <= size:
+        return [(0, num_frames)]
+    starts = list(range(0, num_frames - size + 1, shift))
+    if starts[-1] + size < num_frames:
+        starts.append(num_frames - size)
+    return [(s, s + size) for s in starts]
+
+
 def _feature_pairs(feats_scp: str, vad_scp: str) -> Iterable[Tuple[str, np.ndarray, np.ndarray]]:
     """Yield (utt, feats, vad) in feats.scp order; a missing VAD entry is an error."""
     vad_locations: Dict[str, str] = {f[0]: f[1] for _, f in read_table(vad_scp, 2, 2)}
@@ -74,7 +92,7 @@ def _feature_pairs(feats_scp: str, vad_scp: str) -> Iterable[Tuple[str, np.ndarr
 
 def extract(model_path: str, feats_scp: str, vad_scp: str, ark: str, scp: str,
             cmn: dict, chunk_size: int = 10000, min_chunk_size: int = 25,
-            num_threads: int = 1) -> dict:
+            num_threads: int = 1, window: int = 0, window_shift: int = 0) -> dict:
     """Write one embedding per utterance to ark/scp; return counts for the log."""
     torch.set_num_threads(num_threads)
     model = load_embedding_model(model_path)
@@ -89,7 +107,12 @@ def extract(model_path: str, feats_scp: str, vad_scp: str, ark: str, scp: str,
                 logger.warning("%s: no voiced frames; skipped", utt)
                 skipped += 1
                 continue
-            writer.write(utt, embed(model, voiced, chunk_size, min_chunk_size))
+            if window > 0:
+                for first, end in windows(voiced.shape[0], window, window_shift or window):
+                    writer.write(f"{utt}-{first:07d}-{end:07d}",
+                                 embed(model, voiced[first:end], chunk_size, min_chunk_size))
+            else:
+                writer.write(utt, embed(model, voiced, chunk_size, min_chunk_size))
             done += 1
             frames += voiced.shape[0]
     elapsed = time.time() - start

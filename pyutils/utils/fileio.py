@@ -8,6 +8,7 @@ file that a rerun would trust.  Kaldi-style text tables are read with
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from typing import IO, Dict, Iterable, Iterator, List, Optional, Tuple
@@ -120,3 +121,30 @@ def is_done(directory: str, name: str = ".done") -> bool:
 def mark_done(directory: str, name: str = ".done", info: str = "") -> None:
     """Create the completion marker atomically, after all outputs are in place."""
     write_lines(done_marker(directory, name), [info] if info else [])
+
+
+def fingerprint(*items: str) -> str:
+    """SHA-256 over the given items: a file's path and bytes, or the string itself.
+
+    A job writes its inputs' fingerprint into its completion marker; a rerun
+    trusts the outputs only if the fingerprint still matches, so changed
+    inputs, options or models are never mistaken for finished work.
+    """
+    digest = hashlib.sha256()
+    for item in items:
+        item = str(item)
+        digest.update(item.encode("utf-8") + b"\0")
+        if os.path.isfile(item):
+            with open(item, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
+def job_done(marker: str, stamp: str) -> bool:
+    """True if ``marker`` exists and records ``stamp`` (see :func:`fingerprint`)."""
+    try:
+        with open(marker, encoding="utf-8") as handle:
+            return handle.readline().strip() == stamp
+    except FileNotFoundError:
+        return False

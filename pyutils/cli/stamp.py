@@ -1,0 +1,27 @@
+"""Completion markers that record their inputs (used by the steps/ scripts).
+
+    python -m pyutils.cli.stamp check DIR/.done ITEM...   # exit 0 iff it matches
+    python -m pyutils.cli.stamp write DIR/.done ITEM...
+
+An ITEM is a file (its path and bytes count) or any string (an option value).
+A stage is finished only if its marker exists *and* records the same inputs,
+so a marker never vouches for outputs of other data, models or options.
+"""
+import sys
+
+from pyutils.utils.fileio import fingerprint, job_done, write_lines
+
+
+def main(argv=None):
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) < 2 or args[0] not in ("check", "write"):
+        sys.exit(__doc__)
+    action, marker, items = args[0], args[1], args[2:]
+    stamp = fingerprint(*items)
+    if action == "check":
+        sys.exit(0 if job_done(marker, stamp) else 1)
+    write_lines(marker, [stamp])
+
+
+if __name__ == "__main__":
+    main()
