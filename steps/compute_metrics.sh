@@ -16,4 +16,4 @@ for b in $backends; do args+=("$b=$scores/$b/scores"); done
 mkdir -p "$dir/log"
 python -m pyutils.cli.compute_metrics --trials "$trials" --system "$system" \
   --det-png "$dir/det.png" --results-md "$dir/results.md" --scores "${args[@]}" \
-  2> "$dir/log/compute_metrics.log"
+  > "$dir/log/compute_metrics.log" 2>&1
