@@ -19,5 +19,5 @@ mkdir -p "$dir/log"
 extra=(); [ "$force" = true ] && extra=(--force)
 launcher=(python); [ "$nproc" -gt 1 ] && launcher=(torchrun --standalone --nproc_per_node "$nproc")
 $cmd "$dir/log/train.log" "${launcher[@]}" -m pyutils.cli.train --config "$config" \
-  --feats-scp "$data/feats.scp" --utt2spk "$data/utt2spk" --exp-dir "$dir" "${extra[@]}"
+  --data "$data" --exp-dir "$dir" "${extra[@]}"
 grep -h "epoch .*chunks/s" "$dir/log/train.log" | tail -n 1 || true

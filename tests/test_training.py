@@ -65,7 +65,7 @@ def final_weights(exp_dir):
 def test_resume_gives_the_same_model_as_an_uninterrupted_run(tmp_path):
     make_training_data(tmp_path)
     config = write_config(tmp_path / "c.yaml")
-    args = (config, str(tmp_path / "feats.scp"), str(tmp_path / "utt2spk"))
+    args = (config, str(tmp_path))
     train(*args, str(tmp_path / "straight"))
     train(*args, str(tmp_path / "resumed"), max_epochs=1)
     assert not os.path.exists(tmp_path / "resumed" / ".done")
@@ -81,8 +81,7 @@ def test_resume_gives_the_same_model_as_an_uninterrupted_run(tmp_path):
 def test_training_killed_mid_run_resumes_from_its_last_checkpoint(tmp_path):
     make_training_data(tmp_path, frames=400)
     config = write_config(tmp_path / "c.yaml", epochs=6)
-    cmd = [sys.executable, "-m", "pyutils.cli.train", "--config", config,
-           "--feats-scp", str(tmp_path / "feats.scp"), "--utt2spk", str(tmp_path / "utt2spk")]
+    cmd = [sys.executable, "-m", "pyutils.cli.train", "--config", config, "--data", str(tmp_path)]
     env = {**os.environ, "PYTHONPATH": ROOT}
     killed = tmp_path / "killed"
     proc = subprocess.Popen(cmd + ["--exp-dir", str(killed)], env=env,
@@ -106,8 +105,7 @@ def test_training_killed_mid_run_resumes_from_its_last_checkpoint(tmp_path):
 
 def test_chunked_embedding_is_the_frame_weighted_mean(tmp_path):
     make_training_data(tmp_path)
-    train(write_config(tmp_path / "c.yaml", epochs=1), str(tmp_path / "feats.scp"),
-          str(tmp_path / "utt2spk"), str(tmp_path / "exp"))
+    train(write_config(tmp_path / "c.yaml", epochs=1), str(tmp_path), str(tmp_path / "exp"))
     model = load_embedding_model(str(tmp_path / "exp" / "final.pt"))
     feats = np.random.default_rng(1).normal(size=(250, 10)).astype(np.float32)
     whole = embed(model, feats, chunk_size=10000)

@@ -1,8 +1,10 @@
 """Train (or resume training) a speaker-embedding network.
 
-    python -m pyutils.cli.train --config conf/xvector.yaml \\
-        --feats-scp data/train_no_sil/feats.scp --utt2spk data/train_no_sil/utt2spk \\
+    python -m pyutils.cli.train --config conf/xvector.yaml --data data/train_no_sil \\
         --exp-dir exp/xvector
+
+The data dir gives feats.scp (precomputed features) or its audio (wav.scp, for
+on-the-fly features and waveform models), and utt2spk.
 """
 import argparse
 import logging
@@ -16,8 +18,7 @@ from pyutils.utils.log import setup_logging
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     parser.add_argument("--config", required=True, help="training YAML (conf/<model>.yaml)")
-    parser.add_argument("--feats-scp", required=True)
-    parser.add_argument("--utt2spk", required=True)
+    parser.add_argument("--data", required=True, help="training data dir")
     parser.add_argument("--exp-dir", required=True)
     parser.add_argument("--force", action="store_true", help="retrain from scratch")
     parser.add_argument("--max-epochs", type=int, default=None,
@@ -25,7 +26,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     setup_logging()
     try:
-        final = train(args.config, args.feats_scp, args.utt2spk, args.exp_dir,
+        final = train(args.config, args.data, args.exp_dir,
                       force=args.force, max_epochs=args.max_epochs)
     except (TableError, ValueError, FileNotFoundError) as err:
         logging.getLogger("train").error("%s", err)

@@ -55,3 +55,21 @@ def latest(model_dir: str) -> Optional[str]:
 def load(path: str) -> dict:
     """Load a checkpoint on the CPU (all our checkpoints are plain dicts)."""
     return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def average(model_dir: str, last_epoch: int, count: int) -> dict:
+    """Element-wise mean of the model weights of epochs last-count+1..last.
+
+    Integer buffers (BatchNorm's num_batches_tracked) are taken from the last
+    epoch; everything else, running statistics included, is averaged.
+    """
+    epochs = list(range(max(1, last_epoch - count + 1), last_epoch + 1))
+    states = [load(epoch_path(model_dir, e))["model"] for e in epochs]
+    averaged = {}
+    for key, value in states[-1].items():
+        if value.is_floating_point():
+            averaged[key] = sum(s[key] for s in states) / len(states)
+        else:
+            averaged[key] = value.clone()
+    logger.info("final model: average of epochs %s", ", ".join(map(str, epochs)))
+    return averaged

@@ -4,12 +4,17 @@ Layout written under ``exp_dir``::
 
     config.yaml        the resolved training config (copied for the record)
     models/epoch_N.pt  full checkpoint after epoch N (atomic)
-    final.pt           model weights + config for extraction (atomic)
+    final.pt           model weights for extraction: the average of the last
+                       ``average_last`` epochs (WeSpeaker's model averaging)
     .done              completion marker: the stage is finished
 
-Rerunning resumes from the newest epoch checkpoint; a finished run is left
-alone unless ``force`` is given.  Under ``torchrun`` each rank trains on its
-share of every batch with DistributedDataParallel (gloo on CPU).
+The training data is a data dir: its ``feats.scp`` (precomputed features,
+the default) or its audio (``features.on_the_fly`` or a waveform model, which
+also enable augmentation).  ``validation.utts_per_speaker`` utterances of each
+speaker are held out and scored every epoch.  Rerunning resumes from the
+newest epoch checkpoint; a finished run is left alone unless ``force``.
+Under ``torchrun`` each rank trains on its share of every batch with
+DistributedDataParallel (gloo on CPU).
 """
 from __future__ import annotations
 
@@ -18,8 +23,10 @@ import os
 import shutil
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import yaml
@@ -28,11 +35,15 @@ from tqdm import tqdm
 from pyutils.losses import build_loss
 from pyutils.models import build_model
 from pyutils.training import checkpoint
-from pyutils.training.chunks import FeatureStore, collate, epoch_batches, speaker_table
+from pyutils.training.chunks import epoch_batches
+from pyutils.training.data import (OnTheFlyFeatures, PrecomputedFeatures, WaveformStore,
+                                   read_utt2spk, split_validation)
 from pyutils.training.scheduler import build_optimizer, build_scheduler
 from pyutils.utils.fileio import atomic_output, is_done, mark_done
 
 logger = logging.getLogger(__name__)
+
+SAMPLES_PER_FRAME = 160  # chunk sizes are in 10 ms frames; waveform sources use 16 kHz samples
 
 
 def load_config(path: str) -> dict:
@@ -42,6 +53,41 @@ def load_config(path: str) -> dict:
         if section not in config:
             raise ValueError(f"{path}: missing section '{section}'")
     return config
+
+
+def build_sources(config: dict, data_dir: str):
+    """(train source, validation source or None) for the config's feature type."""
+    feats = config.get("features", {"type": "mfcc"})
+    valid_per_spk = int(config.get("validation", {}).get("utts_per_speaker", 0))
+    utt2spk = read_utt2spk(data_dir)
+    train_utts, valid_utts = split_validation(utt2spk, valid_per_spk)
+    aug_cfg = config.get("augmentation") or {}
+    speeds = [1.0] + [float(f) for f in aug_cfg.get("speed", {}).get("factors", [])]
+    augmenter = None
+    if any(k in aug_cfg for k in ("noise", "reverb")):
+        from pyutils.augment import Augmenter
+        augmenter = Augmenter({k: v for k, v in aug_cfg.items() if k != "speed"},
+                              sample_rate=16000)
+    kind, on_the_fly = feats.get("type", "mfcc"), bool(feats.get("on_the_fly", False))
+    if kind != "waveform" and not on_the_fly:
+        if augmenter is not None or len(speeds) > 1:
+            raise ValueError("augmentation needs features.on_the_fly: true (or a waveform model)")
+        in_memory = bool(config["data"].get("in_memory", True))
+        train = PrecomputedFeatures(f"{data_dir}/feats.scp", utt2spk, train_utts, in_memory)
+        valid = PrecomputedFeatures(f"{data_dir}/feats.scp", utt2spk, valid_utts, in_memory,
+                                    speakers=train.speakers) if valid_utts else None
+        return train, valid
+
+    def make(utts, aug, spd, speakers=None):
+        if kind == "waveform":
+            return WaveformStore(data_dir, augmenter=aug, speeds=spd, utts=utts, speakers=speakers)
+        return OnTheFlyFeatures(data_dir, kind, feats["conf"], feats.get("vad_conf", "conf/vad.conf"),
+                                feats.get("cmvn_conf", "conf/cmvn.conf"),
+                                feats.get("vad_feat_conf", "conf/mfcc.conf"),
+                                augmenter=aug, speeds=spd, utts=utts, speakers=speakers)
+    train = make(train_utts, augmenter, speeds)
+    valid = make(valid_utts, None, [1.0], train.speakers) if valid_utts else None
+    return train, valid
 
 
 class _Rank:
@@ -58,41 +104,64 @@ class _Rank:
         return self.rank == 0
 
 
-def train(config_path: str, feats_scp: str, utt2spk: str, exp_dir: str,
-          force: bool = False, max_epochs: Optional[int] = None) -> str:
+class TrainingNet(torch.nn.Module):
+    """Embedding network + loss as one module, so DDP synchronises both."""
+
+    def __init__(self, model, loss_fn):
+        super().__init__()
+        self.model, self.loss_fn = model, loss_fn
+
+    def forward(self, inputs, labels):
+        return self.loss_fn(self.model.head(self.model(inputs)), labels)
+
+
+def collate(source, batch, rng=None):
+    """Stack the chunks of a batch into (inputs, labels) tensors."""
+    inputs = np.stack([source.chunk(u, o, n, rng) for u, o, n in batch]).astype(np.float32)
+    return torch.from_numpy(inputs), torch.from_numpy(source.labels[[u for u, _, _ in batch]])
+
+
+def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
+          max_epochs: Optional[int] = None) -> str:
     """Run (or resume) training; return the path of ``final.pt``."""
     final_path = os.path.join(exp_dir, "final.pt")
     if is_done(exp_dir) and not force:
         logger.info("%s is complete (.done present); skipping (use --force to retrain)", exp_dir)
         return final_path
-    if force and os.path.isdir(os.path.join(exp_dir, "models")):
-        shutil.rmtree(os.path.join(exp_dir, "models"))
+    if force:
+        for stale in ("models", ".done", "final.pt"):
+            path = os.path.join(exp_dir, stale)
+            shutil.rmtree(path) if os.path.isdir(path) else (os.path.exists(path) and os.remove(path))
     config = load_config(config_path)
     rank = _Rank()
     train_cfg, data_cfg = config["training"], config["data"]
+    seed = int(train_cfg.get("seed", 0))
     torch.set_num_threads(int(train_cfg.get("num_threads", 1)))
-    torch.manual_seed(int(train_cfg.get("seed", 0)))
+    torch.manual_seed(seed)
     model_dir = os.path.join(exp_dir, "models")
     os.makedirs(model_dir, exist_ok=True)
     if rank.main:
         with atomic_output(os.path.join(exp_dir, "config.yaml")) as out:
             yaml.safe_dump(config, out, sort_keys=False)
 
-    store = FeatureStore(feats_scp, utt2spk, in_memory=bool(data_cfg.get("in_memory", True)))
-    speakers = speaker_table(store)
-    model = build_model(config["model"]["name"], feat_dim=store.feat_dim,
+    source, valid = build_sources(config, data_dir)
+    model = build_model(config["model"]["name"], feat_dim=source.feat_dim,
                         **{k: v for k, v in config["model"].items() if k != "name"})
-    loss_fn = build_loss(config["loss"]["name"], model.head_dim, len(speakers),
+    if getattr(model, "input_type", "feats") != source.input_type:
+        raise ValueError(f"model '{config['model']['name']}' takes {model.input_type} input but "
+                         f"the config's features give {source.input_type}")
+    loss_fn = build_loss(config["loss"]["name"], model.head_dim, source.num_classes,
                          **{k: v for k, v in config["loss"].items() if k != "name"})
     net = TrainingNet(model, loss_fn)
     optimizer = build_optimizer(net.parameters(), **config["optimizer"])
-    epochs = int(train_cfg["epochs"])
-    batch_size = int(data_cfg["batch_size"])
+    epochs, batch_size = int(train_cfg["epochs"]), int(data_cfg["batch_size"])
     steps_per_epoch = max(1, int(data_cfg["chunks_per_epoch"]) // batch_size)
     scheduler = build_scheduler(optimizer, epochs * steps_per_epoch, **config.get("scheduler", {}))
-    logger.info("%s: %d parameters, %d speakers, %d utterances, %d frames of dim %d",
-                config["model"]["name"], model.num_parameters(), len(speakers), len(store),
-                int(store.lengths.sum()), store.feat_dim)
+    unit = SAMPLES_PER_FRAME if source.input_type == "waveform" else 1
+    chunk_range = (int(data_cfg["min_chunk_frames"]) * unit, int(data_cfg["max_chunk_frames"]) * unit)
+    logger.info("%s: %d parameters; %d classes, %d training and %d validation utterances, "
+                "input dim %d", config["model"]["name"], model.num_parameters(), source.num_classes,
+                len(source), len(valid) if valid else 0, source.feat_dim)
 
     start_epoch = 0
     resume_from = checkpoint.latest(model_dir)
@@ -109,15 +178,19 @@ def train(config_path: str, feats_scp: str, utt2spk: str, exp_dir: str,
     train_net = torch.nn.parallel.DistributedDataParallel(net) if rank.world > 1 else net
     last_epoch = epochs if max_epochs is None else min(epochs, max_epochs)
     for epoch in range(start_epoch + 1, last_epoch + 1):
-        batches = epoch_batches(store.lengths, int(data_cfg["min_chunk_frames"]),
-                                int(data_cfg["max_chunk_frames"]), batch_size,
-                                int(data_cfg["chunks_per_epoch"]),
-                                int(train_cfg.get("seed", 0)), epoch)
-        stats = _run_epoch(train_net, optimizer, scheduler, store, batches,
-                           float(train_cfg.get("grad_clip", 0.0)), epoch, epochs, rank)
-        logger.info("epoch %d/%d: loss %.4f accuracy %.3f lr %.5f %.1f chunks/s", epoch,
-                    epochs, stats["loss"], stats["accuracy"], scheduler.get_last_lr()[0],
-                    stats["chunks_per_s"])
+        batches = epoch_batches(source.lengths, *chunk_range, batch_size,
+                                int(data_cfg["chunks_per_epoch"]), seed, epoch)
+        stats = _run_epoch(train_net, optimizer, scheduler, source, batches,
+                           float(train_cfg.get("grad_clip", 0.0)), seed, epoch, epochs, rank)
+        if valid is not None:
+            stats.update(validate(net, valid, chunk_range, batch_size, seed))
+        logger.info("epoch %d/%d: loss %.4f accuracy %.3f%s lr %.5f%s %.1f chunks/s", epoch, epochs,
+                    stats["loss"], stats["accuracy"],
+                    f" | validation loss {stats['valid_loss']:.4f} accuracy "
+                    f"{stats['valid_accuracy']:.3f}" if valid is not None else "",
+                    scheduler.get_last_lr()[0],
+                    f" margin {loss_fn.current_margin:.3f}" if hasattr(loss_fn, "current_margin")
+                    else "", stats["chunks_per_s"])
         if rank.main:
             checkpoint.save(checkpoint.epoch_path(model_dir, epoch), {
                 "model": model.state_dict(), "loss": loss_fn.state_dict(),
@@ -126,36 +199,42 @@ def train(config_path: str, feats_scp: str, utt2spk: str, exp_dir: str,
     if last_epoch < epochs:
         return final_path
     if rank.main:
-        checkpoint.save(final_path, {"model": model.state_dict(), "config": config,
-                                     "feat_dim": store.feat_dim, "speakers": speakers})
+        weights = checkpoint.average(model_dir, epochs, int(train_cfg.get("average_last", 1)))
+        checkpoint.save(final_path, {"model": weights, "config": config,
+                                     "feat_dim": source.feat_dim, "speakers": source.speakers})
         mark_done(exp_dir, info=f"epochs={epochs}")
     if rank.world > 1:
         dist.barrier()
     return final_path
 
 
-class TrainingNet(torch.nn.Module):
-    """Embedding network + loss as one module, so DDP synchronises both."""
+def _prefetched(source, batches, rank, seed, epoch):
+    """Yield collated batches, preparing the next one in a thread (features, augmentation)."""
+    def job(i):
+        rng = np.random.default_rng([seed, epoch, i, 7])
+        return collate(source, batches[i][rank.rank::rank.world], rng)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(job, 0) if batches else None
+        for i in range(len(batches)):
+            ready = pending.result()
+            pending = pool.submit(job, i + 1) if i + 1 < len(batches) else None
+            yield ready
 
-    def __init__(self, model, loss_fn):
-        super().__init__()
-        self.model, self.loss_fn = model, loss_fn
 
-    def forward(self, feats, labels):
-        return self.loss_fn(self.model.head(self.model(feats)), labels)
-
-
-def _run_epoch(net, optimizer, scheduler, store, batches, grad_clip,
+def _run_epoch(net, optimizer, scheduler, source, batches, grad_clip, seed,
                epoch, epochs, rank) -> dict:
     """One pass over ``batches`` (this rank's share of each); returns mean stats."""
     net.train()
+    loss_fn = getattr(net, "module", net).loss_fn
     total_loss = total_correct = total = 0.0
     start = time.time()
-    progress = tqdm(batches, desc=f"epoch {epoch}/{epochs}", unit="batch", file=sys.stderr,
+    progress = tqdm(_prefetched(source, batches, rank, seed, epoch), total=len(batches),
+                    desc=f"epoch {epoch}/{epochs}", unit="batch", file=sys.stderr,
                     disable=not rank.main, mininterval=1.0 if sys.stderr.isatty() else 15.0)
-    for batch in progress:
-        feats, labels = collate(store, batch[rank.rank::rank.world])
-        loss, logits = net(feats, labels)
+    for inputs, labels in progress:
+        if hasattr(loss_fn, "set_step"):
+            loss_fn.set_step(scheduler.last_epoch)       # global step: margin warm-up
+        loss, logits = net(inputs, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip > 0:
@@ -171,3 +250,20 @@ def _run_epoch(net, optimizer, scheduler, store, batches, grad_clip,
     return {"loss": total_loss / total, "accuracy": total_correct / total,
             "chunks_per_s": total * rank.world / max(1e-9, time.time() - start)}
 
+
+@torch.no_grad()
+def validate(net, source, chunk_range, batch_size, seed) -> dict:
+    """Loss and accuracy on fixed chunks of the held-out utterances (no augmentation)."""
+    net.eval()
+    lengths = np.asarray(source.lengths)
+    frames = min(chunk_range[1], int(lengths.min()))
+    rng = np.random.default_rng([seed, 0, 99])
+    offsets = [int(rng.integers(0, n - frames + 1)) for n in lengths]
+    total_loss = total_correct = 0.0
+    for start in range(0, len(source), batch_size):
+        batch = [(i, offsets[i], frames) for i in range(start, min(len(source), start + batch_size))]
+        inputs, labels = collate(source, batch)
+        loss, logits = net(inputs, labels)
+        total_loss += loss.item() * len(batch)
+        total_correct += (logits.argmax(1) == labels).sum().item()
+    return {"valid_loss": total_loss / len(source), "valid_accuracy": total_correct / len(source)}

@@ -1,0 +1,196 @@
+"""Training sources: what a chunk of one training utterance looks like to the network.
+
+Three sources share one interface (``lengths``, ``labels``, ``num_classes``,
+``feat_dim``, ``input_type``, ``chunk(index, offset, length, rng)``):
+
+* :class:`PrecomputedFeatures` reads CMN'd voiced-frame features from an scp
+  (stage 2 output), as Kaldi's egs do;
+* :class:`OnTheFlyFeatures` keeps the audio and computes features in the
+  loader: (augmented) audio -> MFCC/fbank -> sliding CMN -> the voiced frames
+  of the *clean* audio (Kaldi's recipe also reuses the clean VAD for augmented
+  copies).  With dither 0 and no augmentation it gives exactly the numbers of
+  the precomputed path;
+* :class:`WaveformStore` gives raw waveform chunks (int16 scale) for
+  waveform models, augmented per chunk.
+
+Speed perturbation makes each speed a new set of speakers (WeSpeaker): the
+utterance at speed index k has label ``speaker + k * num_speakers``.
+"""
+from __future__ import annotations
+
+import logging
+import zlib
+from typing import Dict, List, Optional, Sequence
+
+import kaldiio
+import numpy as np
+from scipy.signal import resample_poly
+from tqdm import tqdm
+
+from pyutils.data.audio import AudioReader
+from pyutils.data.datadir import DataDir
+from pyutils.features.kaldi_conf import read_kaldi_conf
+from pyutils.features.mfcc import FbankComputer, MfccComputer
+from pyutils.features.pipeline import cmn_options, cmn_voiced
+from pyutils.features.vad import compute_vad_energy, vad_options_from_conf
+from pyutils.utils.fileio import TableError, read_key_value, read_table
+
+logger = logging.getLogger(__name__)
+
+
+def split_validation(utt2spk: Dict[str, str], per_speaker: int):
+    """Hold out the last ``per_speaker`` utterances (C order) of every speaker.
+
+    Speakers with no more than ``per_speaker`` utterances keep them all for
+    training.  Returns (train_utts, validation_utts), both C-sorted.
+    """
+    by_spk: Dict[str, List[str]] = {}
+    for utt in sorted(utt2spk):
+        by_spk.setdefault(utt2spk[utt], []).append(utt)
+    train, valid = [], []
+    for utts in by_spk.values():
+        cut = len(utts) - per_speaker if per_speaker > 0 and len(utts) > per_speaker else len(utts)
+        train += utts[:cut]
+        valid += utts[cut:]
+    return sorted(train), sorted(valid)
+
+
+def speed_change(samples: np.ndarray, factor: float) -> np.ndarray:
+    """Resample so the audio plays ``factor`` times faster (sox speed), pitch included."""
+    if factor == 1.0:
+        return samples
+    up, down = {0.9: (10, 9), 1.1: (10, 11)}.get(factor, (None, None))
+    if up is None:
+        from fractions import Fraction
+        ratio = Fraction(1 / factor).limit_denominator(100)
+        up, down = ratio.numerator, ratio.denominator
+    return resample_poly(samples, up, down)
+
+
+class _Source:
+    """Shared bookkeeping: utterance versions (utt, speed), labels, lengths."""
+
+    input_type = "feats"
+
+    def __init__(self, utts: Sequence[str], utt2spk: Dict[str, str], speeds: Sequence[float],
+                 speakers: Optional[List[str]] = None):
+        self.utts = list(utts)
+        self.speakers = speakers or sorted({utt2spk[u] for u in self.utts})
+        index = {s: i for i, s in enumerate(self.speakers)}
+        self.speeds = list(speeds)
+        self.versions = [(u, k) for k in range(len(self.speeds)) for u in range(len(self.utts))]
+        self.labels = np.array([index[utt2spk[self.utts[u]]] + k * len(self.speakers)
+                                for u, k in self.versions], dtype=np.int64)
+        self.num_classes = len(self.speakers) * len(self.speeds)
+
+    def __len__(self) -> int:
+        return len(self.versions)
+
+
+class PrecomputedFeatures(_Source):
+    """Features from an scp, in memory or read per chunk."""
+
+    def __init__(self, feats_scp: str, utt2spk: Dict[str, str], utts: Optional[Sequence[str]] = None,
+                 in_memory: bool = True, speakers: Optional[List[str]] = None):
+        locations = {}
+        for lineno, (utt, location) in read_table(feats_scp, 2, 2):
+            if utt not in utt2spk:
+                raise TableError(feats_scp, lineno, f"utterance '{utt}' has no speaker in utt2spk")
+            locations[utt] = location
+        utts = sorted(locations) if utts is None else [u for u in utts if u in locations]
+        super().__init__(utts, utt2spk, [1.0], speakers)
+        self.locations = [locations[u] for u in self.utts]
+        self.cache = [np.asarray(kaldiio.load_mat(loc), dtype=np.float32)
+                      for loc in self.locations] if in_memory else None
+        shapes = ([m.shape for m in self.cache] if in_memory else
+                  [kaldiio.load_mat(loc).shape for loc in self.locations])
+        self.lengths = np.array([s[0] for s in shapes])
+        self.feat_dim = shapes[0][1]
+
+    def matrix(self, index: int) -> np.ndarray:
+        if self.cache is not None:
+            return self.cache[index]
+        return np.asarray(kaldiio.load_mat(self.locations[index]), dtype=np.float32)
+
+    def chunk(self, index: int, offset: int, length: int, rng=None) -> np.ndarray:
+        return self.matrix(self.versions[index][0])[offset:offset + length]
+
+
+class _AudioSource(_Source):
+    """Audio of every utterance version kept in memory (int16 scale, float32)."""
+
+    def __init__(self, data_dir: str, utts, speeds, augmenter, rate: int, speakers=None):
+        data = DataDir(data_dir)
+        utt2spk = data.utt2spk
+        utts = data.utts if utts is None else list(utts)
+        super().__init__(utts, utt2spk, speeds, speakers)
+        reader = AudioReader(data, expected_rate=rate)
+        clean = [reader.read(u)[0].astype(np.float32)
+                 for u in tqdm(self.utts, desc="loading audio", unit="utt", mininterval=5)]
+        self.audio = [speed_change(clean[u], self.speeds[k]).astype(np.float32)
+                      for u, k in self.versions]
+        self.augmenter = augmenter
+        self.rate = rate
+
+    def _augmented(self, samples: np.ndarray, rng) -> np.ndarray:
+        if self.augmenter is None:
+            return samples
+        return self.augmenter(samples.astype(np.float64), rng).astype(np.float32)
+
+
+class OnTheFlyFeatures(_AudioSource):
+    """MFCC/fbank computed per chunk from (augmented) audio, clean-audio VAD."""
+
+    def __init__(self, data_dir: str, feat_type: str, feat_conf: str, vad_conf: str,
+                 cmvn_conf: str, vad_feat_conf: str, augmenter=None, speeds=(1.0,), utts=None,
+                 speakers=None):
+        computer = {"mfcc": MfccComputer, "fbank": FbankComputer}[feat_type]
+        self.computer = computer(read_kaldi_conf(feat_conf))
+        # VAD energy comes from the MFCC config (column 0), as in stage 1
+        self.vad_mfcc = MfccComputer(read_kaldi_conf(vad_feat_conf))
+        self.vad_options = vad_options_from_conf(read_kaldi_conf(vad_conf))
+        self.cmn = cmn_options(cmvn_conf)
+        rate = int(self.computer.options["sample-frequency"])
+        super().__init__(data_dir, utts, speeds, augmenter, rate, speakers)
+        self.vad = [compute_vad_energy(self.vad_mfcc.compute(a.astype(np.float64),
+                                                             self._dither_rng(i)),
+                                       **self.vad_options) for i, a in enumerate(self.audio)]
+        self.lengths = np.array([int(v.sum()) for v in self.vad])
+        self.feat_dim = self.computer.dim
+
+    def _dither_rng(self, index: int) -> np.random.Generator:
+        """The dither seed the precomputed path uses for this utterance (crc32 of its id)."""
+        return np.random.default_rng(zlib.crc32(self.utts[self.versions[index][0]].encode()))
+
+    def features(self, index: int, rng=None) -> np.ndarray:
+        """CMN'd voiced-frame features of one (possibly augmented) utterance version."""
+        audio = self._augmented(self.audio[index], rng) if rng is not None else self.audio[index]
+        feats = self.computer.compute(audio.astype(np.float64), self._dither_rng(index))
+        if feats.shape[0] != self.vad[index].shape[0]:
+            raise ValueError(f"{self.utts[self.versions[index][0]]}: {feats.shape[0]} feature "
+                             f"frames but {self.vad[index].shape[0]} VAD frames; the feature "
+                             f"and MFCC configs must frame the audio alike")
+        return cmn_voiced(feats, self.vad[index], self.cmn)
+
+    def chunk(self, index: int, offset: int, length: int, rng=None) -> np.ndarray:
+        return self.features(index, rng)[offset:offset + length]
+
+
+class WaveformStore(_AudioSource):
+    """Raw waveform chunks; lengths and chunk sizes are in samples."""
+
+    input_type = "waveform"
+
+    def __init__(self, data_dir: str, rate: int = 16000, augmenter=None, speeds=(1.0,),
+                 utts=None, speakers=None):
+        super().__init__(data_dir, utts, speeds, augmenter, rate, speakers)
+        self.lengths = np.array([len(a) for a in self.audio])
+        self.feat_dim = 1
+
+    def chunk(self, index: int, offset: int, length: int, rng=None) -> np.ndarray:
+        piece = self.audio[index][offset:offset + length]
+        return self._augmented(piece, rng) if rng is not None else piece
+
+
+def read_utt2spk(data_dir: str) -> Dict[str, str]:
+    return read_key_value(f"{data_dir}/utt2spk")
