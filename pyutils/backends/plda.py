@@ -263,6 +263,11 @@ def train_plda(X: np.ndarray, labels: Sequence, num_em_iters: int = 10) -> Plda:
     num_classes = len(counts)
     if num_classes == num_utts:
         raise ValueError("no speakers with multiple utterances, unable to estimate PLDA")
+    if num_classes <= dim:
+        log.warning("PLDA of dimension %d trained on only %d speakers: the between-speaker "
+                    "covariance is estimated from %d speaker means (rank <= %d), so it is "
+                    "poorly determined; reduce the dimension (LDA to at most %d)",
+                    dim, num_classes, num_classes, num_classes - 1, num_classes - 1)
     residual = X - means[index]
     scatter = residual.T @ residual
     global_mean = means.mean(axis=0)

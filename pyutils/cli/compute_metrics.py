@@ -2,6 +2,10 @@
 
 Each ``--scores name=path`` becomes one table row (backend ``name``) and one
 DET curve.  Metrics follow Kaldi's compute-eer and sid/compute_min_dcf.py.
+Nothing is skipped: a trial without a score, a score for a pair that is not
+a trial, a repeated pair, a bad label or a NaN/inf score is an error naming
+the file, line and trial; so is a trial list without target or non-target
+trials.
 """
 from __future__ import annotations
 
@@ -52,8 +56,14 @@ def main(argv=None) -> int:
         trials = TrialList(args.trials)
         for name, path in named_paths:
             scores, labels = trials.join(path)
+            try:
+                metrics = summarize(scores, labels)
+            except ValueError as err:
+                raise ValueError(f"{path} (trials {args.trials}): {err}") from None
+            log.info("%s: %d trials (%d target) from %s", name, metrics["num_trials"],
+                     metrics["num_target"], path)
             curves[name] = (scores, labels)
-            rows.append({"system": args.system, "backend": name, **summarize(scores, labels)})
+            rows.append({"system": args.system, "backend": name, **metrics})
         text = write_results_table(rows, args.results_md)
         plot_det(curves, args.det_png)
     except (TableError, ValueError, OSError) as err:

@@ -3,11 +3,24 @@
     python -m pyutils.cli.compute_mfcc_vad --mfcc-config conf/mfcc.conf \\
         --vad-config conf/vad.conf data/train/split2/1 mfcc/raw_mfcc_train.1 mfcc/vad_train.1
 
-Writes FEATS.{ark,scp,utt2num_frames} and VAD.{ark,scp}.  As Kaldi's
-compute-mfcc-feats, an utterance whose audio cannot be read is skipped with a
-warning and counted; the job fails only if no utterance succeeds.  Dither
-noise is seeded from the utterance id, so features do not depend on --nj.
-Skips the job when FEATS.done records the same inputs (data dir files, configs).
+Writes FEATS.{ark,scp,utt2num_frames}, VAD.{ark,scp} and FEATS.skipped.
+
+As Kaldi's compute-mfcc-feats, an utterance that cannot be used is skipped
+with a warning naming it and its audio, counted by reason, and listed in
+FEATS.skipped (``utt reason`` lines); the summary line reads e.g.
+``done 10 of 14 utterances (4 failed: 2 unreadable, 1 too short, 1 wrong
+sample rate)``.  The job fails only if no utterance succeeds.  Reasons:
+missing file, unreadable, not audio, truncated, command failed (a wav.scp
+pipe), empty audio, too short (no frame, or under --min-duration), wrong
+sample rate, multi-channel, non-finite samples / features, bad segment.
+
+Options of compute-mfcc-feats read from the MFCC config besides the feature
+options: --allow-downsample / --allow-upsample (default false: audio at
+another rate than --sample-frequency is refused; true: it is resampled),
+--channel=N (default -1: multi-channel audio is refused; N picks channel N,
+0-based) and --min-duration=SECONDS (default 0).  Dither noise is seeded
+from the utterance id, so features do not depend on --nj.  Skips the job
+when FEATS.done records the same inputs (data dir files, configs).
 """
 import argparse
 import logging
@@ -19,8 +32,11 @@ import zlib
 import numpy as np
 from tqdm import tqdm
 
+from pyutils.data import audio
 from pyutils.data.audio import AudioError, AudioReader
 from pyutils.data.datadir import DataDir
+from pyutils.data.skips import Skips
+from pyutils.features.frontend import SampleRateError
 from pyutils.features.kaldi_conf import read_kaldi_conf
 from pyutils.features.mfcc import MfccComputer
 from pyutils.features.vad import compute_vad_energy, vad_options_from_conf
@@ -29,39 +45,79 @@ from pyutils.utils.fileio import TableError, fingerprint, job_done, write_lines
 from pyutils.utils.log import setup_logging
 
 logger = logging.getLogger("compute_mfcc_vad")
+NON_FINITE_FEATS = "non-finite features"
+
+
+def _program_options(conf: dict, path: str):
+    """--channel and --min-duration (compute-mfcc-feats options) from the MFCC config."""
+    channel, min_duration = conf.get("channel", -1), conf.get("min-duration", 0.0)
+    if isinstance(channel, bool) or not isinstance(channel, int) or channel < -1:
+        raise ValueError(f"{path}: --channel must be -1 (mono only) or a channel index, "
+                         f"got {channel!r}")
+    if isinstance(min_duration, bool) or not isinstance(min_duration, (int, float)) \
+            or not min_duration >= 0:
+        raise ValueError(f"{path}: --min-duration must be a number of seconds >= 0, "
+                         f"got {min_duration!r}")
+    return (None if channel == -1 else channel), float(min_duration)
 
 
 def compute(data_dir: str, mfcc_conf: str, vad_conf: str, feats_prefix: str,
             vad_prefix: str) -> dict:
-    mfcc = MfccComputer(read_kaldi_conf(mfcc_conf))
+    conf = read_kaldi_conf(mfcc_conf)
+    mfcc = MfccComputer(conf)
+    channel, min_duration = _program_options(conf, mfcc_conf)
     vad_options = vad_options_from_conf(read_kaldi_conf(vad_conf))
-    rate = int(mfcc.options["sample-frequency"])
-    reader = AudioReader(DataDir(data_dir), expected_rate=rate)
-    utts = DataDir(data_dir).utts
-    lengths, failed, seconds, start = {}, 0, 0.0, time.time()
+    data = DataDir(data_dir)
+    reader = AudioReader(data, expected_rate=None, channel=channel)
+    utts = data.utts
+    skips = Skips(logger, what="utterances", verb="failed")
+    lengths, seconds, start = {}, 0.0, time.time()
     with ArkScpWriter(feats_prefix + ".ark", feats_prefix + ".scp") as feats_out, \
             ArkScpWriter(vad_prefix + ".ark", vad_prefix + ".scp") as vad_out:
         for utt in tqdm(utts, unit="utt", file=sys.stderr, mininterval=5):
             try:
-                samples, _ = reader.read(utt)
-                if mfcc.num_frames(len(samples)) == 0:
-                    raise AudioError(f"{len(samples)} samples give no frame")
+                samples, rate = reader.read(utt)
+                duration = len(samples) / rate
+                if duration < min_duration:
+                    raise AudioError(f"{_where(data, utt)}: {duration:.3f} s is shorter than "
+                                     f"--min-duration={min_duration:g}", audio.TOO_SHORT)
+                try:
+                    waveform = mfcc.prepare_waveform(samples, rate)
+                except SampleRateError as err:
+                    raise AudioError(f"{_where(data, utt)}: {err}", audio.WRONG_RATE) from None
+                if mfcc.num_frames(len(waveform)) == 0:
+                    raise AudioError(f"{_where(data, utt)}: {len(samples)} samples "
+                                     f"({duration:.4f} s) are shorter than one frame",
+                                     audio.TOO_SHORT)
+                feats = mfcc.compute(waveform, np.random.default_rng(zlib.crc32(utt.encode())))
+                bad = int(np.count_nonzero(~np.isfinite(feats)))
+                if bad:
+                    raise AudioError(f"{_where(data, utt)}: {bad} feature values are NaN or "
+                                     f"infinite", NON_FINITE_FEATS)
             except AudioError as err:
-                logger.warning("%s: skipped: %s", utt, err)
-                failed += 1
+                skips.skip(utt, err.reason, str(err))
                 continue
-            feats = mfcc.compute(samples, np.random.default_rng(zlib.crc32(utt.encode())))
             feats_out.write(utt, feats)
             vad_out.write(utt, compute_vad_energy(feats, **vad_options))
             lengths[utt] = feats.shape[0]
-            seconds += len(samples) / rate
+            seconds += duration
     write_lines(feats_prefix + ".utt2num_frames", (f"{u} {n}" for u, n in sorted(lengths.items())))
+    skips.write(feats_prefix + ".skipped")
     elapsed = time.time() - start
-    logger.info("done %d of %d utterances (%d failed); %.1f s of audio in %.1f s (%.0fx real time)",
-                len(lengths), len(utts), failed, seconds, elapsed, seconds / max(elapsed, 1e-9))
+    logger.info("%s; %.1f s of audio in %.1f s (%.0fx real time)", skips.summary(len(lengths), len(utts)),
+                seconds, elapsed, seconds / max(elapsed, 1e-9))
     if not lengths:
-        raise ValueError(f"{data_dir}: no utterance could be processed")
-    return {"done": len(lengths), "failed": failed}
+        raise ValueError(f"{data_dir}: no utterance could be processed ({skips.describe()}); "
+                         f"the warnings above name each one")
+    return {"done": len(lengths), "failed": len(skips), "reasons": skips.counts()}
+
+
+def _where(data: DataDir, utt: str) -> str:
+    """The wav.scp entry (and segment) an utterance comes from, for messages."""
+    segment = data.segments.get(utt) if data.segments is not None else None
+    recording = segment.recording if segment else utt
+    where = data.wav_scp.get(recording, "?")
+    return f"{where} [{segment.start}-{segment.end}s]" if segment else where
 
 
 def main(argv=None):
@@ -75,7 +131,7 @@ def main(argv=None):
     setup_logging()
     stamp = fingerprint(*(os.path.join(args.data_dir, f) for f in ("wav.scp", "utt2spk", "segments")),
                         args.mfcc_config, args.vad_config, os.path.abspath(args.vad_prefix))
-    if job_done(args.feats_prefix + ".done", stamp):
+    if job_done(args.feats_prefix + ".done", stamp) and os.path.isfile(args.feats_prefix + ".skipped"):
         logger.info("%s.done matches the inputs; job already done", args.feats_prefix)
         return
     try:
@@ -83,7 +139,9 @@ def main(argv=None):
                          args.feats_prefix, args.vad_prefix)
     except (TableError, ValueError) as err:
         sys.exit(f"compute_mfcc_vad: {err}")
-    write_lines(args.feats_prefix + ".done", [stamp, f"done={counts['done']} failed={counts['failed']}"])
+    reasons = " ".join(f"{r.replace(' ', '_')}={n}" for r, n in counts["reasons"].items())
+    write_lines(args.feats_prefix + ".done",
+                [stamp, f"done={counts['done']} failed={counts['failed']} {reasons}".rstrip()])
 
 
 if __name__ == "__main__":

@@ -3,11 +3,14 @@
     python -m pyutils.cli.merge_tables OUT --nj N "dir/raw_mfcc.JOB.scp"
 
 Fails, naming file and line, on a missing job output or a key seen twice.
+Values are kept verbatim (the rest of the line, as Kaldi reads scp files), so
+archive paths holding spaces survive.
 """
 import argparse
 import sys
 
-from pyutils.utils.fileio import TableError, read_table, write_lines
+from pyutils.data.datadir import read_scp
+from pyutils.utils.fileio import TableError, write_lines
 
 
 def merge(out: str, pattern: str, nj: int) -> int:
@@ -15,10 +18,10 @@ def merge(out: str, pattern: str, nj: int) -> int:
     lines = {}
     for job in range(1, nj + 1):
         path = pattern.replace("JOB", str(job))
-        for lineno, fields in read_table(path, min_fields=2):
-            if fields[0] in lines:
-                raise TableError(path, lineno, f"key '{fields[0]}' also in another job's output")
-            lines[fields[0]] = " ".join(fields)
+        for lineno, key, value in read_scp(path, allow_empty=True):
+            if key in lines:
+                raise TableError(path, lineno, f"key '{key}' also in another job's output")
+            lines[key] = f"{key} {value}"
     write_lines(out, (lines[k] for k in sorted(lines, key=lambda k: k.encode("utf-8"))))
     return len(lines)
 

@@ -5,9 +5,17 @@ lda.mat:  ivector-compute-lda on mean-subtracted embeddings (dim clipped to
           num_speakers - 1 with a warning);
 plda:     ivector-compute-plda on mean-subtracted, LDA-projected,
           length-normalised embeddings (Kaldi text format).
-Utterances without a speaker, or speakers' utterances without an embedding,
-are skipped with a warning as Kaldi does.  The mean is taken over every
-embedding in the scp, as ``ivector-mean scp:xvector.scp`` does.
+Embeddings without a speaker in utt2spk, and utt2spk utterances or
+speakers without an embedding, are skipped as Kaldi does, but logged and
+counted in the summary line.  The mean is taken over every embedding in the
+scp, as ``ivector-mean scp:xvector.scp`` does.
+
+Errors (exit status 1, naming file, line and key): an embedding that cannot
+be read, holds NaN/inf, or has another dimension than the first; fewer than
+2 speakers; too little data for LDA.  The LDA dimension, which is also the
+PLDA dimension, is at most num_speakers - 1 (the rank of the between-speaker
+scatter): a larger --lda-dim is clipped with a warning saying so, and the
+dimension used is recorded in the done marker.
 """
 from __future__ import annotations
 
@@ -15,13 +23,16 @@ import argparse
 import logging
 import os
 import sys
+from typing import Dict
 
+import kaldiio
 import numpy as np
 
 from pyutils.backends.lda import apply_transform, compute_lda
 from pyutils.backends.plda import length_normalize, subtract_mean, train_plda, write_matrix, write_vector
 from pyutils.backends.scoring import LDA_FILE, MEAN_FILE, PLDA_FILE, stack_embeddings
-from pyutils.utils.arkio import load_scp_dict
+from pyutils.data.skips import Skips
+from pyutils.data.datadir import read_scp
 from pyutils.utils.fileio import TableError, done_marker, mark_done, read_key_value
 
 log = logging.getLogger("train_backend")
@@ -38,38 +49,97 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def load_embeddings(scp: str) -> Dict[str, np.ndarray]:
+    """Read an embedding scp; a bad entry is a TableError naming the line and key.
+
+    Bad: unreadable, not a vector, NaN/inf values, another dimension than the
+    first embedding, a key seen twice.
+    """
+    table: Dict[str, np.ndarray] = {}
+    first = None
+    for lineno, key, location in read_scp(scp):
+        try:
+            vector = np.asarray(kaldiio.load_mat(location), dtype=np.float64)
+        except Exception as err:  # kaldiio raises many types
+            raise TableError(scp, lineno, f"embedding '{key}': cannot read '{location}': "
+                                          f"{err}") from None
+        if vector.ndim != 1 and not (vector.ndim == 2 and 1 in vector.shape):
+            raise TableError(scp, lineno, f"embedding '{key}' is a {vector.shape} matrix, "
+                                          f"not a vector")
+        vector = vector.ravel()
+        bad = int(np.count_nonzero(~np.isfinite(vector)))
+        if bad:
+            raise TableError(scp, lineno, f"embedding '{key}' has {bad} NaN/inf value(s) "
+                                          f"(from '{location}')")
+        if first is None:
+            first = (key, vector.size)
+        elif vector.size != first[1]:
+            raise TableError(scp, lineno, f"embedding '{key}' has dimension {vector.size} but "
+                                          f"'{first[0]}' has {first[1]}")
+        table[key] = vector
+    return table
+
+
 def train(train_scp: str, utt2spk_path: str, lda_dim: int, em_iters: int, out_dir: str) -> None:
     """Write mean.vec, lda.mat and plda into ``out_dir``, then its done marker."""
     if os.path.exists(done_marker(out_dir)):
         os.remove(done_marker(out_dir))  # a rerun that dies must not look complete
-    embeddings = load_scp_dict(train_scp)
+    embeddings = load_embeddings(train_scp)
     if not embeddings:
         raise ValueError(f"{train_scp}: no embeddings")
     utt2spk = read_key_value(utt2spk_path)
     keys = sorted(embeddings)
     mean = stack_embeddings(embeddings, keys).mean(axis=0)
+    skips = Skips(log, what="embeddings", verb="skipped", max_logged=10)
+    for key in keys:
+        if key not in utt2spk:
+            skips.skip(key, "no speaker", f"not in {utt2spk_path}")
     used = [k for k in keys if k in utt2spk]
-    if len(used) < len(keys):
-        log.warning("%d embeddings have no utt2spk entry; skipped", len(keys) - len(used))
-    missing = len(utt2spk) - len(used)
-    if missing:
-        log.warning("%d utt2spk utterances have no embedding; skipped", missing)
+    no_embedding = sorted(u for u in utt2spk if u not in embeddings)
+    all_speakers = set(utt2spk.values())
+    if no_embedding:
+        log.warning("%d utterance(s) of %s have no embedding in %s, e.g. '%s'; skipped",
+                    len(no_embedding), utt2spk_path, train_scp, no_embedding[0])
     if not used:
-        raise ValueError(f"no utterance of {train_scp} is in {utt2spk_path}")
+        raise ValueError(f"no embedding of {train_scp} has a speaker in {utt2spk_path} "
+                         f"(do the keys match?)")
     X = subtract_mean(stack_embeddings(embeddings, used), mean)
     labels = np.array([utt2spk[k] for k in used])
-    num_spk = len(set(labels.tolist()))
-    log.info("Training on %d utterances of %d speakers, dim %d", len(used), num_spk, X.shape[1])
+    speakers = set(labels.tolist())
+    lost = sorted(all_speakers - speakers)
+    if lost:
+        log.warning("%d speaker(s) of %s have no embedding at all, e.g. '%s'; skipped",
+                    len(lost), utt2spk_path, lost[0])
+    num_spk = len(speakers)
+    log.info("Training on %d of %d embeddings (%s), dim %d; %d of %d utterances and %d of %d "
+             "speakers of utt2spk have an embedding", len(used), len(keys), skips.describe(),
+             X.shape[1], len(used), len(utt2spk), num_spk, len(all_speakers))
+    if num_spk < 2:
+        raise ValueError(f"{train_scp}: the embeddings with a speaker in {utt2spk_path} "
+                         f"come from {num_spk} speaker; LDA and PLDA need at least 2")
     if lda_dim > num_spk - 1:
-        log.warning("LDA dim %d > num_speakers - 1; using %d", lda_dim, num_spk - 1)
+        log.warning("LDA dim %d > num_speakers - 1; using %d: with %d training speakers the "
+                    "between-speaker scatter has rank %d, so LDA, and the PLDA trained on its "
+                    "output, get %d dimensions (--lda-dim / lda_dim in conf/backend.conf)",
+                    lda_dim, num_spk - 1, num_spk, num_spk - 1, num_spk - 1)
         lda_dim = num_spk - 1
-    lda = compute_lda(X, labels, lda_dim)
-    plda = train_plda(length_normalize(apply_transform(lda, X)), labels, em_iters)
+    try:
+        lda = compute_lda(X, labels, lda_dim)
+        plda = train_plda(length_normalize(apply_transform(lda, X)), labels, em_iters)
+    except np.linalg.LinAlgError as err:
+        raise ValueError(f"{train_scp}: LDA/PLDA training failed ({err}) on {len(used)} "
+                         f"embeddings of {num_spk} speakers") from None
+    except ValueError as err:
+        hint = (" (ivector-compute-lda needs at least as many training vectors as dimensions: "
+                "use more utterances, or windowed embeddings: backend_window in "
+                "conf/backend.conf)" if "too little data" in str(err) else "")
+        raise ValueError(f"{train_scp}: {err}{hint}") from None
     os.makedirs(out_dir, exist_ok=True)
     write_vector(os.path.join(out_dir, MEAN_FILE), mean)
     write_matrix(os.path.join(out_dir, LDA_FILE), lda)
     plda.save(os.path.join(out_dir, PLDA_FILE))
-    mark_done(out_dir, info=f"lda_dim={lda_dim} speakers={num_spk} utterances={len(used)}")
+    mark_done(out_dir, info=f"lda_dim={lda_dim} plda_dim={plda.dim} speakers={num_spk} "
+                            f"utterances={len(used)} skipped={len(skips)}")
 
 
 def main(argv=None) -> int:

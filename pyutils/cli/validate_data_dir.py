@@ -4,10 +4,15 @@
 
 As in Kaldi, feats.scp is required unless --no-feats and wav.scp unless
 --no-wav; --no-text is accepted and ignored (text is never required here).
-Each problem is printed on its own line (file:line: message); exit status 1.
+Each problem is printed on its own line (file:line: message), then the
+count; exit status 1.  Checked: field counts (a line with extra fields is
+usually an id holding whitespace), C sort order, duplicate keys,
+utt2spk/spk2utt agreement, every table's keys against utt2spk, segments and
+wav.scp, and trials (known utterances, labels, no repeated pair).
 """
 import argparse
 import logging
+import re
 import sys
 
 from pyutils.data.datadir import check_data_dir
@@ -36,6 +41,9 @@ def main(argv=None) -> int:
         return 1
     for problem in problems:
         print(f"{PROG}: {problem}", file=sys.stderr)
+    if any(re.search(r"expected \d+(-\d+)? fields, got", p) for p in problems):
+        print(f"{PROG}: note: a line with more fields than expected usually holds an id "
+              f"containing whitespace; Kaldi ids cannot contain whitespace", file=sys.stderr)
     if problems:
         print(f"{PROG}: {len(problems)} problem(s) in {args.data_dir}", file=sys.stderr)
         return 1

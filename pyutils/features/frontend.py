@@ -8,6 +8,7 @@ Everything runs in float64, so results sit within float32 rounding of Kaldi.
 """
 from __future__ import annotations
 
+import math
 from typing import Dict, Iterator, Mapping, Tuple
 
 import numpy as np
@@ -29,12 +30,18 @@ FRAME_DEFAULTS: Dict[str, object] = {
     "num-mel-bins": 23,
     "low-freq": 20.0,
     "high-freq": 0.0,
+    # Kaldi's FrameExtractionOptions: audio at another rate than
+    # --sample-frequency is an error unless resampling that way is allowed.
+    "allow-downsample": False,
+    "allow-upsample": False,
 }
 
 # Options the compute-*-feats programs accept that do not change the features
-# of one utterance (resampling flags, VTLN cut-offs used only when warping).
+# of one waveform (the program, not the computer, applies --channel and
+# --min-duration: see pyutils.cli.compute_mfcc_vad; VTLN cut-offs matter only
+# when warping).
 IGNORED_OPTIONS = frozenset({
-    "allow-downsample", "allow-upsample", "min-duration", "channel",
+    "min-duration", "channel",
     "output-format", "vtln-low", "vtln-high", "debug-mel", "max-feature-vectors",
 })
 
@@ -93,6 +100,49 @@ def _coerce(name: str, value: object, default: object) -> object:
     else:
         return str(value)
     raise ValueError(f"bad value for --{name}: {value!r}")
+
+
+class SampleRateError(ValueError):
+    """Audio at another rate than --sample-frequency, and resampling not allowed."""
+
+
+def resample_waveform(waveform: np.ndarray, from_rate: float, to_rate: float) -> np.ndarray:
+    """Resample with a polyphase anti-aliasing filter (scipy ``resample_poly``).
+
+    Kaldi's ``ResampleWaveform`` uses a windowed-sinc filter instead, so the
+    samples agree with Kaldi's only to within the two filters' difference.
+    Rates must be whole numbers of Hz.
+    """
+    if from_rate != int(from_rate) or to_rate != int(to_rate) or from_rate <= 0 or to_rate <= 0:
+        raise SampleRateError(f"cannot resample {from_rate} Hz to {to_rate} Hz: rates must be "
+                              f"positive whole numbers")
+    from scipy.signal import resample_poly  # imported here: costs ~1 s, rarely needed
+
+    from_rate, to_rate = int(from_rate), int(to_rate)
+    if from_rate == to_rate:
+        return np.asarray(waveform, dtype=np.float64)
+    common = math.gcd(from_rate, to_rate)
+    return resample_poly(np.asarray(waveform, dtype=np.float64), to_rate // common,
+                         from_rate // common)
+
+
+def check_sample_rate(rate: float, opts: Mapping[str, object]) -> bool:
+    """True if audio at ``rate`` must be resampled to --sample-frequency.
+
+    Raises :class:`SampleRateError` (naming the option to set) when the rate
+    differs and --allow-downsample / --allow-upsample does not allow it, as
+    Kaldi's ``OfflineFeatureTpl::ComputeFeatures`` does.
+    """
+    target = float(opts["sample-frequency"])
+    if float(rate) == target:
+        return False
+    if rate > target and not opts["allow-downsample"]:
+        raise SampleRateError(f"sample rate is {rate:g} Hz but --sample-frequency={target:g}; "
+                              f"set --allow-downsample=true in the feature config to resample")
+    if rate < target and not opts["allow-upsample"]:
+        raise SampleRateError(f"sample rate is {rate:g} Hz but --sample-frequency={target:g}; "
+                              f"set --allow-upsample=true in the feature config to resample")
+    return True
 
 
 def _samples(sample_frequency: float, milliseconds: float) -> int:

@@ -12,7 +12,8 @@ from typing import Mapping, Optional
 
 import numpy as np
 
-from pyutils.features.frontend import (FLOAT_EPS, FRAME_DEFAULTS, SpectralFrontend,
+from pyutils.features.frontend import (FLOAT_EPS, FRAME_DEFAULTS, SampleRateError,  # noqa: F401
+                                       SpectralFrontend, check_sample_rate, resample_waveform,
                                        resolve_options)
 
 DITHER_SEED = 0  # dither noise seed when the caller passes no generator
@@ -42,13 +43,28 @@ class _KaldiFeature:
         """Number of frames Kaldi outputs for ``num_samples`` samples."""
         return self.frontend.num_frames(num_samples)
 
-    def compute(self, waveform: np.ndarray,
-                rng: Optional[np.random.Generator] = None) -> np.ndarray:
+    def prepare_waveform(self, waveform: np.ndarray, sample_rate: float) -> np.ndarray:
+        """The waveform at --sample-frequency: as is, resampled, or refused.
+
+        Another rate is a :class:`SampleRateError` unless --allow-downsample
+        / --allow-upsample allows the conversion (Kaldi's semantics).
+        """
+        if check_sample_rate(sample_rate, self.options):
+            return resample_waveform(waveform, sample_rate, float(self.options["sample-frequency"]))
+        return np.asarray(waveform)
+
+    def compute(self, waveform: np.ndarray, rng: Optional[np.random.Generator] = None,
+                sample_rate: Optional[float] = None) -> np.ndarray:
         """Features of a 1-D waveform in int16 scale, ``(num_frames, dim)`` float32.
 
         Dither noise comes from ``rng``; without one a generator seeded with
-        :data:`DITHER_SEED` is used so the output is reproducible.
+        :data:`DITHER_SEED` is used so the output is reproducible.  With
+        ``sample_rate``, audio at another rate than --sample-frequency is
+        resampled or refused (:meth:`prepare_waveform`); without it the
+        waveform is taken to be at --sample-frequency.
         """
+        if sample_rate is not None:
+            waveform = self.prepare_waveform(waveform, sample_rate)
         waveform = np.asarray(waveform)
         if waveform.ndim != 1:
             raise ValueError(f"expected a 1-D waveform, got shape {waveform.shape}")

@@ -31,6 +31,9 @@ def _read_pair_table(path: str, parse: Callable[[str], object],
     for lineno, (utt1, utt2, field) in read_table(path, min_fields=3, max_fields=3):
         try:
             value = parse(field)
+        except _NonFinite:
+            raise TableError(path, lineno, f"bad {what} '{field}' for trial '{utt1} {utt2}': "
+                                           f"NaN/inf (non-finite)") from None
         except ValueError:
             raise TableError(path, lineno, f"bad {what} '{field}'") from None
         if (utt1, utt2) in table:
@@ -46,10 +49,14 @@ def _parse_label(field: str) -> bool:
     return _LABELS[field]
 
 
+class _NonFinite(ValueError):
+    """A NaN or infinite score."""
+
+
 def _parse_score(field: str) -> float:
     value = float(field)
     if not math.isfinite(value):
-        raise ValueError(field)
+        raise _NonFinite(field)
     return value
 
 

@@ -1,7 +1,18 @@
 """Speaker-embedding networks, built by name from a config (``build_model``)."""
+from pyutils.models.ecapa import ECAPATDNN, ECAPATDNN512, ECAPATDNN1024
+from pyutils.models.resnet import ResNet18, ResNet34
 from pyutils.models.tdnn import XVectorTDNN
+from pyutils.models.wav2spk import Wav2Spk
 
-MODELS = {"xvector": XVectorTDNN}
+MODELS = {
+    "xvector": XVectorTDNN,
+    "resnet18": ResNet18,
+    "resnet34": ResNet34,
+    "ecapa": ECAPATDNN,            # takes a ``channels`` argument
+    "ecapa_c512": ECAPATDNN512,
+    "ecapa_c1024": ECAPATDNN1024,
+    "wav2spk": Wav2Spk,
+}
 
 
 def build_model(name: str, **kwargs):

@@ -37,6 +37,7 @@ class ReluBatchNormTdnn(nn.Module):
 class XVectorTDNN(nn.Module):
     """Kaldi x-vector network: ``forward`` gives embeddings, ``head`` the classifier input."""
 
+    input_type = "feats"
     receptive_field = 15
     frame_shift = 1
 

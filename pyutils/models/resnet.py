@@ -1,0 +1,159 @@
+"""ResNet r-vectors on filterbanks, as WeSpeaker's ResNet18/ResNet34 (wespeaker/models/resnet.py).
+
+The (frames x 80) fbank matrix is a one-channel image, frequency by time:
+
+  conv 3x3, 32 channels, stride 1 -> BN -> ReLU
+  stage 1: BasicBlocks,  32 channels, stride 1
+  stage 2: BasicBlocks,  64 channels, first block stride 2 (time and frequency)
+  stage 3: BasicBlocks, 128 channels, first block stride 2
+  stage 4: BasicBlocks, 256 channels, first block stride 2
+  temporal statistics pooling (TSTP): mean and standard deviation over time
+  of the flattened 256 x ceil(80/8) = 2560-dim channel x frequency map
+  affine 5120 -> 256 = the embedding (WeSpeaker ``seg_1``, two_emb_layer=False)
+
+A BasicBlock is conv3x3 -> BN -> ReLU -> conv3x3 -> BN, plus a shortcut
+(identity, or a strided 1x1 conv + BN when the shape changes), then ReLU.
+No convolution has a bias.  ResNet34 stacks [3, 4, 6, 3] blocks, ResNet18
+[2, 2, 2, 2].  The embedding feeds the margin loss directly (``head`` is
+the identity), as in WeSpeaker.
+
+Differences from WeSpeaker, none of which changes the parameter count:
+the pooled standard deviation uses the biased variance floored at 1e-10
+(this repo's StatsPooling, Kaldi's stats layer) where WeSpeaker takes
+sqrt(unbiased var + 1e-8); and the pooled dimension is computed as
+256 * ceil(feat_dim / 8), so feature sizes that are not multiples of 8
+also work (for 80 it is WeSpeaker's 2560).  With ``two_emb_layer=True`` the
+second segment layer (ReLU -> BN without affine -> affine) goes into
+``head``, so the extracted embedding is the first affine output (Kaldi's
+convention; WeSpeaker would extract the second).
+
+Receptive field (frame-level part, i.e. up to the stage-4 output):
+ResNet34 225 frames (+-112), ResNet18 109 frames (+-54); output frame
+shift 8 input frames (80 ms), and ceil(T / 8) output frames for T input
+frames (every convolution is zero-padded).
+
+Parameters for 80-dim fbank and 256-dim embeddings: ResNet34 6,634,912;
+ResNet18 4,610,208 (``num_parameters()`` gives the exact count).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from pyutils.models.pooling import StatsPooling
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with batch norm and a residual connection."""
+
+    def __init__(self, in_channels: int, channels: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, channels, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.relu = nn.ReLU()
+        if stride != 1 or in_channels != channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, channels, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(channels))
+        else:
+            self.shortcut = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + self.shortcut(x))
+
+
+def _ceil_halvings(size: int, times: int) -> int:
+    """Length after ``times`` zero-padded 3x3 stride-2 convolutions: ceil(size / 2**times)."""
+    for _ in range(times):
+        size = (size + 1) // 2
+    return size
+
+
+class ResNet(nn.Module):
+    """ResNet speaker-embedding network with BasicBlocks (WeSpeaker ResNet18/34)."""
+
+    input_type = "feats"
+    stage_strides = (1, 2, 2, 2)
+    frame_shift = 8            # product of the stage strides
+
+    def __init__(self, num_blocks: Sequence[int] = (3, 4, 6, 3), feat_dim: int = 80,
+                 embed_dim: int = 256, m_channels: int = 32, two_emb_layer: bool = False):
+        super().__init__()
+        if len(num_blocks) != 4:
+            raise ValueError(f"num_blocks needs 4 stage sizes, got {list(num_blocks)}")
+        self.num_blocks = tuple(int(n) for n in num_blocks)
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, m_channels, 3, stride=1, padding=1, bias=False),
+            nn.BatchNorm2d(m_channels), nn.ReLU())
+        stages, in_channels = [], m_channels
+        for index, (blocks, stride) in enumerate(zip(self.num_blocks, self.stage_strides)):
+            channels = m_channels * 2 ** index
+            layers = []
+            for block in range(blocks):
+                layers.append(BasicBlock(in_channels, channels, stride if block == 0 else 1))
+                in_channels = channels
+            stages.append(nn.Sequential(*layers))
+        self.stages = nn.Sequential(*stages)
+        self.frame_dim = in_channels * _ceil_halvings(feat_dim, 3)
+        self.pooling = StatsPooling()
+        self.embedding = nn.Linear(2 * self.frame_dim, embed_dim)          # WeSpeaker seg_1
+        if two_emb_layer:
+            self.head = nn.Sequential(nn.ReLU(), nn.BatchNorm1d(embed_dim, affine=False),
+                                      nn.Linear(embed_dim, embed_dim))     # seg_bn_1, seg_2
+        else:
+            self.head = nn.Identity()
+        self.embed_dim = embed_dim
+        self.head_dim = embed_dim
+
+    @property
+    def receptive_field(self) -> int:
+        """Input frames seen by one output frame of the last stage."""
+        field, jump = 3, 1                        # the stem's 3x3 convolution
+        for blocks, stride in zip(self.num_blocks, self.stage_strides):
+            for block in range(blocks):
+                field += 2 * jump                 # first 3x3 conv (strided in block 0)
+                if block == 0:
+                    jump *= stride
+                field += 2 * jump                 # second 3x3 conv
+        return field
+
+    def frame_level(self, feats: torch.Tensor) -> torch.Tensor:
+        """(batch, frames, feat_dim) -> (batch, channels * freq, ceil(frames / 8))."""
+        image = feats.transpose(1, 2).unsqueeze(1)            # (batch, 1, freq, time)
+        maps = self.stages(self.stem(image))                  # (batch, C, freq/8, time/8)
+        return maps.flatten(1, 2)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        """(batch, frames, feat_dim) -> (batch, embed_dim) embeddings."""
+        return self.embedding(self.pooling(self.frame_level(feats)))
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+class ResNet34(ResNet):
+    """WeSpeaker ResNet34: [3, 4, 6, 3] BasicBlocks, 32 base channels, 256-dim embedding.
+
+    Parameters for 80-dim fbank: 6,634,912.  Receptive field 225 frames, frame shift 8.
+    """
+
+    def __init__(self, feat_dim: int = 80, embed_dim: int = 256, m_channels: int = 32,
+                 two_emb_layer: bool = False):
+        super().__init__((3, 4, 6, 3), feat_dim, embed_dim, m_channels, two_emb_layer)
+
+
+class ResNet18(ResNet):
+    """WeSpeaker ResNet18: [2, 2, 2, 2] BasicBlocks, 32 base channels, 256-dim embedding.
+
+    Parameters for 80-dim fbank: 4,610,208.  Receptive field 109 frames, frame shift 8.
+    """
+
+    def __init__(self, feat_dim: int = 80, embed_dim: int = 256, m_channels: int = 32,
+                 two_emb_layer: bool = False):
+        super().__init__((2, 2, 2, 2), feat_dim, embed_dim, m_channels, two_emb_layer)
