@@ -53,12 +53,17 @@ def model_copy(name):
     return copy.deepcopy(_model(name))
 
 
-def make_input(name, batch, length, seed=0):
-    """(batch, length, feat_dim) features or (batch, length) int16-scale waveforms."""
+def make_input(name, batch, length, seed=0, narrow=False):
+    """(batch, length, feat_dim) features or (batch, length) int16-scale waveforms.
+
+    ``narrow``: for the frame-level part of the ResNets, whose convolutions take
+    any number of frequency bins, use 16 instead of 80 (the time axis is what
+    is measured, and it is 5x cheaper)."""
     gen = torch.Generator().manual_seed(seed)
     if _model(name).input_type == "waveform":
         return torch.randn(batch, length, generator=gen) * 3000.0
-    return torch.randn(batch, length, FEAT_DIM.get(name, 80), generator=gen)
+    feat_dim = 16 if narrow and name.startswith("resnet") else FEAT_DIM.get(name, 80)
+    return torch.randn(batch, length, feat_dim, generator=gen)
 
 
 def frame_level(model, x):
@@ -97,7 +102,7 @@ def window(name, t):
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_output_shapes_and_interface(name):
     model = _model(name)
-    length = 4000 if model.input_type == "waveform" else 120
+    length = 4000 if model.input_type == "waveform" else 50
     with torch.no_grad():
         emb = model(make_input(name, 3, length))
         out = model.head(emb)
@@ -111,10 +116,11 @@ def test_output_shapes_and_interface(name):
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_frame_count_gives_the_frame_shift(name):
     model = _model(name)
-    field, shift, _ = GEOMETRY[name]
+    field, shift, padded = GEOMETRY[name]
+    start = 1 if padded else field       # zero-padded networks give a frame for any input
     with torch.no_grad():
-        for length in (field, field + 1, field + shift - 1, field + 3 * shift + 5):
-            frames = frame_level(model, make_input(name, 1, length)).shape[-1]
+        for length in (start, start + 1, start + shift - 1, start + shift, start + 2 * shift + 5):
+            frames = frame_level(model, make_input(name, 1, length, narrow=True)).shape[-1]
             assert frames == expected_frames(name, length), (name, length)
 
 
@@ -124,8 +130,8 @@ def test_receptive_field_from_input_gradient(name):
     model = local_only(_model(name))
     field, shift, padded = GEOMETRY[name]
     t = 2 if not padded else math.ceil((field // 2) / shift) + 1
-    length = window(name, t)[1] + 1 + 2 * shift + (field // 2 if padded else 0)
-    x = make_input(name, 1, length).requires_grad_(True)
+    length = window(name, t)[1] + 1 + shift
+    x = make_input(name, 1, length, narrow=True).requires_grad_(True)
     frame_level(model, x)[..., t].sum().backward()
     sensitivity = x.grad.abs()[0]
     if sensitivity.dim() == 2:
@@ -137,25 +143,30 @@ def test_receptive_field_from_input_gradient(name):
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_perturbing_one_input_changes_exactly_the_frames_that_see_it(name):
-    model = local_only(_model(name))
+    # float64: the effect through ECAPA's longest Res2 chain is ~1e-14 of the outputs,
+    # below float32 resolution; frames that do not see the input stay bit-identical.
+    model = local_only(_model(name)).double()
     field, shift, padded = GEOMETRY[name]
-    length = 2 * field + 5 * shift
-    position = field // 2 + 2 * shift + 3
-    x = make_input(name, 1, length)
+    # the changed frames must not reach either end of the output, so both
+    # edges of the window are checked
+    position = (field // 2 if padded else field) + 2 * shift + 3
+    length = position + field + 2 * shift
+    x = make_input(name, 1, length, narrow=True).double()
     y = x.clone()
     y[:, position] += 1000.0 if model.input_type == "waveform" else 5.0
     with torch.no_grad():
         diff = (frame_level(model, x) - frame_level(model, y)).abs().sum(dim=1)[0]
-    changed = torch.nonzero(diff > 1e-5).flatten().tolist()
+    changed = torch.nonzero(diff > 0).flatten().tolist()
     expected = [t for t in range(diff.numel())
                 if window(name, t)[0] <= position <= window(name, t)[1]]
-    assert changed == expected and expected
+    assert changed == expected
+    assert 0 < expected[0] and expected[-1] < diff.numel() - 1
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_gradients_reach_the_first_layer(name):
     model = model_copy(name).train()
-    length = 4000 if model.input_type == "waveform" else 60
+    length = 4000 if model.input_type == "waveform" else 40
     torch.manual_seed(1)
     out = model.head(model(make_input(name, 4, length)))
     (out * torch.randn_like(out)).sum().backward()   # a plain sum is flat after a BatchNorm
@@ -178,7 +189,7 @@ def test_parameter_count_is_the_documented_one(name):
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_eval_mode_is_deterministic_and_batch_independent(name):
     model = _model(name)
-    length = 4000 if model.input_type == "waveform" else 80
+    length = 4000 if model.input_type == "waveform" else 40
     x = make_input(name, 3, length, seed=5)
     with torch.no_grad():
         first, second = model(x), model(x)
@@ -253,7 +264,7 @@ def test_wav2spk_geometry_and_gate():
     assert model.num_frames(32000) == (32000 - 1745) // 160 + 1
     with pytest.raises(ValueError):
         model(torch.zeros(1, 1000))
-    x = make_input(name, 1, 8000)
+    x = make_input("wav2spk", 1, 8000)
     with torch.no_grad():
         encoded = model.encoder(x.unsqueeze(1) / 32768.0)
         gates = torch.sigmoid(model.gate.score(encoded))

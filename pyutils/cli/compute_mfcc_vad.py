@@ -104,8 +104,9 @@ def compute(data_dir: str, mfcc_conf: str, vad_conf: str, feats_prefix: str,
     write_lines(feats_prefix + ".utt2num_frames", (f"{u} {n}" for u, n in sorted(lengths.items())))
     skips.write(feats_prefix + ".skipped")
     elapsed = time.time() - start
-    logger.info("%s; %.1f s of audio in %.1f s (%.0fx real time)", skips.summary(len(lengths), len(utts)),
-                seconds, elapsed, seconds / max(elapsed, 1e-9))
+    logger.info("%s; %.1f s of audio in %.1f s (%.0fx real time)",
+                skips.summary(len(lengths), len(utts)), seconds, elapsed,
+                seconds / max(elapsed, 1e-9))
     if not lengths:
         raise ValueError(f"{data_dir}: no utterance could be processed ({skips.describe()}); "
                          f"the warnings above name each one")
@@ -131,7 +132,8 @@ def main(argv=None):
     setup_logging()
     stamp = fingerprint(*(os.path.join(args.data_dir, f) for f in ("wav.scp", "utt2spk", "segments")),
                         args.mfcc_config, args.vad_config, os.path.abspath(args.vad_prefix))
-    if job_done(args.feats_prefix + ".done", stamp) and os.path.isfile(args.feats_prefix + ".skipped"):
+    if job_done(args.feats_prefix + ".done", stamp) \
+            and os.path.isfile(args.feats_prefix + ".skipped"):
         logger.info("%s.done matches the inputs; job already done", args.feats_prefix)
         return
     try:

@@ -34,7 +34,8 @@ def filter_short(data: str, min_len: int, min_num_utts: int) -> dict:
         try:
             num_frames[utt] = int(n)
         except ValueError:
-            raise TableError(frames_path, None, f"utterance '{utt}': '{n}' is not a frame count") from None
+            raise TableError(frames_path, None,
+                             f"utterance '{utt}': '{n}' is not a frame count") from None
     utt2spk = read_key_value(os.path.join(data, "utt2spk"))
     all_speakers = sorted(set(utt2spk.values()))
     utt_skips = Skips(logger, what="utterances", verb="removed")

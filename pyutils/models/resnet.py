@@ -32,8 +32,8 @@ ResNet34 225 frames (+-112), ResNet18 109 frames (+-54); output frame
 shift 8 input frames (80 ms), and ceil(T / 8) output frames for T input
 frames (every convolution is zero-padded).
 
-Parameters for 80-dim fbank and 256-dim embeddings: ResNet34 6,634,912;
-ResNet18 4,610,208 (``num_parameters()`` gives the exact count).
+Parameters for 80-dim fbank and 256-dim embeddings: ResNet34 6,634,336;
+ResNet18 4,105,440 (``num_parameters()`` gives the exact count).
 """
 from __future__ import annotations
 
@@ -140,7 +140,7 @@ class ResNet(nn.Module):
 class ResNet34(ResNet):
     """WeSpeaker ResNet34: [3, 4, 6, 3] BasicBlocks, 32 base channels, 256-dim embedding.
 
-    Parameters for 80-dim fbank: 6,634,912.  Receptive field 225 frames, frame shift 8.
+    Parameters for 80-dim fbank: 6,634,336.  Receptive field 225 frames, frame shift 8.
     """
 
     def __init__(self, feat_dim: int = 80, embed_dim: int = 256, m_channels: int = 32,
@@ -151,7 +151,7 @@ class ResNet34(ResNet):
 class ResNet18(ResNet):
     """WeSpeaker ResNet18: [2, 2, 2, 2] BasicBlocks, 32 base channels, 256-dim embedding.
 
-    Parameters for 80-dim fbank: 4,610,208.  Receptive field 109 frames, frame shift 8.
+    Parameters for 80-dim fbank: 4,105,440.  Receptive field 109 frames, frame shift 8.
     """
 
     def __init__(self, feat_dim: int = 80, embed_dim: int = 256, m_channels: int = 32,

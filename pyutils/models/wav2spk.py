@@ -41,7 +41,7 @@ input of N samples gives floor((N - 465) / 160) + 1 - 8 output frames
 so strictly every frame depends on the whole input; the receptive field is
 that of the convolutional path.
 
-Parameters (default configuration): 3,985,937 (``num_parameters()``).
+Parameters (default configuration): 5,912,933 (``num_parameters()``).
 """
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ class TemporalGate(nn.Module):
 class Wav2Spk(nn.Module):
     """Wav2Spk on raw waveforms: ``forward`` gives embeddings, ``head`` is the identity.
 
-    Parameters (default configuration): 3,985,937.  Receptive field 1745
+    Parameters (default configuration): 5,912,933.  Receptive field 1745
     samples (encoder alone 465), frame shift 160 samples (10 ms at 16 kHz).
     """
 
