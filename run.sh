@@ -39,47 +39,72 @@ eval=$data/eval
 dir=$exp/$model
 mfccdir=$exp/mfcc           # feature archives (the scp files in the data dirs point here)
 train_config=${train_config:-conf/$model.yaml}
+[ -f "$train_config" ] || { echo "$0: no training config $train_config (--model/--train-config)" 1>&2; exit 1; }
+# The network's input, from its config: mfcc | fbank (precomputed or on the fly) | waveform.
+feat_type=$(python -m pyutils.cli.config_get "$train_config" features.type mfcc)
+feat_conf=$(python -m pyutils.cli.config_get "$train_config" features.conf conf/mfcc.conf)
+on_the_fly=$(python -m pyutils.cli.config_get "$train_config" features.on_the_fly false)
+# Feature data dirs: MFCC features live in the data dirs themselves, fbank
+# features in copies named <set>_fbank; waveform models read the audio.
+case $feat_type in
+  mfcc|waveform) ftrain=$train; feval=$eval ;;
+  fbank) ftrain=${train}_fbank; feval=${eval}_fbank ;;
+  *) echo "$0: $train_config: unknown features.type '$feat_type'" 1>&2; exit 1 ;;
+esac
 
 # Stage 0: data preparation (Kaldi data dirs + trials for asc-v1), validated.
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   stamp=("$corpus_root" "$reps" "$train_speakers" "$eval_speakers" local/prepare_asc.py)
-  if ! python -m pyutils.cli.stamp check $data/.done "${stamp[@]}"; then
+  if ! python -m pyutils.cli.stamp check "$data/.done" "${stamp[@]}"; then
     python local/prepare_asc.py --corpus-root "$corpus_root" --url "$asc_url" \
-      ${reps:+--reps $reps} ${train_speakers:+--train-speakers $train_speakers} \
-      ${eval_speakers:+--eval-speakers $eval_speakers} $data
-    for x in $train $eval; do utils/validate_data_dir.sh --no-feats $x; done
-    python -m pyutils.cli.stamp write $data/.done "${stamp[@]}"
+      ${reps:+--reps "$reps"} ${train_speakers:+--train-speakers "$train_speakers"} \
+      ${eval_speakers:+--eval-speakers "$eval_speakers"} "$data"
+    for x in "$train" "$eval"; do utils/validate_data_dir.sh --no-feats "$x"; done
+    python -m pyutils.cli.stamp write "$data/.done" "${stamp[@]}"
   fi
 fi
 
-# Stage 1: 30-dim MFCC and energy VAD, --nj parallel jobs.
+# Stage 1: features and energy VAD (MFCC, or fbank with VAD from MFCC energy), --nj jobs.
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
-  for x in $train $eval; do
-    steps/make_mfcc_vad.sh --nj $nj --cmd "$cpu_cmd" $x $exp/make_mfcc/$(basename $x) $mfccdir
+  for x in "$train" "$eval"; do
+    name=$(basename "$x")
+    if [ $feat_type = fbank ]; then
+      mkdir -p "${x}_fbank"
+      for f in wav.scp utt2spk spk2utt segments trials; do
+        if [ -f "$x/$f" ]; then cp "$x/$f" "${x}_fbank/$f"; fi
+      done
+      steps/make_mfcc_vad.sh --nj $nj --cmd "$cpu_cmd" --fbank-config "$feat_conf" \
+        "${x}_fbank" "$exp/make_fbank/$name" "$mfccdir"
+    elif [ $feat_type = mfcc ] || [ $backend_window -gt 0 ]; then
+      steps/make_mfcc_vad.sh --nj $nj --cmd "$cpu_cmd" "$x" "$exp/make_mfcc/$name" "$mfccdir"
+    fi
   done
 fi
 
 # Stage 2: training features: sliding CMN, voiced frames, drop short utterances.
-if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
+if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [ $feat_type != waveform ] && [ $on_the_fly != true ]; then
   steps/prepare_feats_for_egs.sh --nj $nj --cmd "$cpu_cmd" \
     --min-len $min_len --min-num-utts $min_num_utts \
-    $train ${train}_no_sil $exp/prepare_feats $mfccdir
+    "$ftrain" "${ftrain}_no_sil" "$exp/prepare_feats" "$mfccdir"
 fi
 
 # Stage 3: train the embedding network (resumes from the last epoch checkpoint).
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
-  steps/train.sh --cmd "$train_cmd" --force $force $train_config ${train}_no_sil $dir
+  train_data=${ftrain}_no_sil
+  if [ $feat_type = waveform ] || [ $on_the_fly = true ]; then train_data=$ftrain; fi
+  steps/train.sh --cmd "$train_cmd" --force $force "$train_config" "$train_data" "$dir"
 fi
 
 # Stage 4: embeddings of train and eval utterances (+ windowed train ones for the back-end).
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
-  for x in $train $eval; do
-    steps/extract_embeddings.sh --nj $nj --cmd "$cpu_cmd" \
-      $dir/final.pt $x $dir/embeddings_$(basename $x)
+  input=feats; [ $feat_type = waveform ] && input=waveform
+  for x in "$ftrain" "$feval"; do
+    steps/extract_embeddings.sh --nj $nj --cmd "$cpu_cmd" --input $input \
+      "$dir/final.pt" "$x" "$dir/embeddings_$(basename "${x%_fbank}")"
   done
   if [ $backend_window -gt 0 ]; then
-    steps/extract_embeddings.sh --nj $nj --cmd "$cpu_cmd" --window $backend_window \
-      --window-shift $backend_window_shift $dir/final.pt $train $dir/embeddings_train_windows
+    steps/extract_embeddings.sh --nj $nj --cmd "$cpu_cmd" --input $input --window $backend_window \
+      --window-shift $backend_window_shift "$dir/final.pt" "$ftrain" "$dir/embeddings_train_windows"
   fi
 fi
 
@@ -88,20 +113,20 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   backend_train=$dir/embeddings_train
   [ $backend_window -gt 0 ] && backend_train=$dir/embeddings_train_windows
   steps/train_backend.sh --cmd "$cpu_cmd" --lda-dim $lda_dim --plda-em-iters $plda_em_iters \
-    $backend_train $train $dir/backend
+    "$backend_train" "$train" "$dir/backend"
 fi
 
 # Stage 6: score the trials with each back-end.
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   for backend in $backends; do
-    steps/score_trials.sh --cmd "$cpu_cmd" --backend $backend $dir/backend \
-      $dir/embeddings_eval $eval/trials $dir/scores/$backend
+    steps/score_trials.sh --cmd "$cpu_cmd" --backend $backend "$dir/backend" \
+      "$dir/embeddings_eval" "$eval/trials" "$dir/scores/$backend"
   done
 fi
 
 # Stage 7: EER and minDCF per back-end, DET curve, results table.
 if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
-  steps/compute_metrics.sh --system $model --backends "$backends" \
-    $eval/trials $dir/scores $dir
-  cat $dir/results.md
+  steps/compute_metrics.sh --system "$model" --backends "$backends" \
+    "$eval/trials" "$dir/scores" "$dir"
+  cat "$dir/results.md"
 fi

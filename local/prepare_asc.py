@@ -102,7 +102,7 @@ def write_data_dir(final_dir, utts, python, with_trials):
     os.makedirs(out_dir)
     ids = sorted(utts, key=lambda u: u.encode("utf-8"))
     write_lines(os.path.join(out_dir, "wav.scp"),
-                (f"{u} {python} -m pyutils.cli.concat_audio "
+                (f"{u} {shlex.quote(python)} -m pyutils.cli.concat_audio "
                  + " ".join(shlex.quote(p) for p in utts[u]) + " |" for u in ids))
     write_lines(os.path.join(out_dir, "utt2spk"), (f"{u} {u.split('-')[0]}" for u in ids))
     spk2utt = defaultdict(list)

@@ -14,6 +14,10 @@ trials=$1 scores=$2 dir=$3
 args=()
 for b in $backends; do args+=("$b=$scores/$b/scores"); done
 mkdir -p "$dir/log"
-python -m pyutils.cli.compute_metrics --trials "$trials" --system "$system" \
-  --det-png "$dir/det.png" --results-md "$dir/results.md" --scores "${args[@]}" \
-  > "$dir/log/compute_metrics.log" 2>&1
+if ! python -m pyutils.cli.compute_metrics --trials "$trials" --system "$system" \
+    --det-png "$dir/det.png" --results-md "$dir/results.md" --scores "${args[@]}" \
+    > "$dir/log/compute_metrics.log" 2>&1; then
+  tail -n 5 "$dir/log/compute_metrics.log" 1>&2
+  echo "$0: failed; log is in $dir/log/compute_metrics.log" 1>&2
+  exit 1
+fi

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Compute MFCC features and energy VAD decisions for a data dir in --nj jobs
 # (Kaldi steps/make_mfcc.sh and sid/compute_vad_decision.sh in one pass).
+# With --fbank-config F the features are Kaldi fbank (steps/make_fbank.sh) and
+# the VAD still comes from the MFCC energy on the same frames.
 # Writes <featdir>/raw_mfcc_<name>.JOB.{ark,scp}, vad_<name>.JOB.{ark,scp} and
 # <data>/{feats.scp,vad.scp,utt2num_frames}.
 #
@@ -21,14 +23,17 @@ nj=4
 cmd=utils/run.py
 mfcc_config=conf/mfcc.conf
 vad_config=conf/vad.conf
-help_message="Usage: $0 [--nj N] [--cmd CMD] [--mfcc-config F] [--vad-config F] <data> <logdir> <featdir>"
+fbank_config=
+help_message="Usage: $0 [--nj N] [--cmd CMD] [--mfcc-config F] [--vad-config F] [--fbank-config F] <data> <logdir> <featdir>"
 [ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"
 . utils/parse_options.sh
 [ $# -eq 3 ] || { echo -e "$help_message" 1>&2; exit 1; }
 data=$1 logdir=$2 featdir=$3
 name=$(basename "$data")
 
-stamp=("$data/wav.scp" "$data/utt2spk" "$data/feats.scp" "$data/vad.scp" "$mfcc_config" "$vad_config")
+stamp=("$data/wav.scp" "$data/utt2spk" "$data/feats.scp" "$data/vad.scp" "$mfcc_config" "$vad_config"
+       "${fbank_config:-mfcc}")
+kind=mfcc; [ -n "$fbank_config" ] && kind=fbank
 if python -m pyutils.cli.stamp check "$data/.mfcc_vad.done" "${stamp[@]}"; then
   echo "$0: $data already has features (remove $data/.mfcc_vad.done to redo)"; exit 0
 fi
@@ -51,7 +56,8 @@ total=$(wc -l < "$data/utt2spk")
 
 if ! $cmd JOB=1:$nj "$logdir/make_mfcc_vad_$name.JOB.log" \
   python -m pyutils.cli.compute_mfcc_vad --mfcc-config "$mfcc_config" --vad-config "$vad_config" \
-    "$sdata/JOB" "$featdir/raw_mfcc_$name.JOB" "$featdir/vad_$name.JOB"; then
+    ${fbank_config:+--fbank-config "$fbank_config"} \
+    "$sdata/JOB" "$featdir/raw_${kind}_$name.JOB" "$featdir/vad_$name.JOB"; then
   for j in $(seq $nj); do
     log=$logdir/make_mfcc_vad_$name.$j.log
     if [ -f "$log" ] && ! grep -q "^# Ended (code 0)" "$log"; then
@@ -62,10 +68,10 @@ if ! $cmd JOB=1:$nj "$logdir/make_mfcc_vad_$name.JOB.log" \
   exit 1
 fi
 
-python -m pyutils.cli.merge_tables "$data/feats.scp" --nj $nj "$featdir/raw_mfcc_$name.JOB.scp"
+python -m pyutils.cli.merge_tables "$data/feats.scp" --nj $nj "$featdir/raw_${kind}_$name.JOB.scp"
 python -m pyutils.cli.merge_tables "$data/vad.scp" --nj $nj "$featdir/vad_$name.JOB.scp"
-python -m pyutils.cli.merge_tables "$data/utt2num_frames" --nj $nj "$featdir/raw_mfcc_$name.JOB.utt2num_frames"
-python -m pyutils.cli.merge_tables "$logdir/skipped_$name" --nj $nj "$featdir/raw_mfcc_$name.JOB.skipped"
+python -m pyutils.cli.merge_tables "$data/utt2num_frames" --nj $nj "$featdir/raw_${kind}_$name.JOB.utt2num_frames"
+python -m pyutils.cli.merge_tables "$logdir/skipped_$name" --nj $nj "$featdir/raw_${kind}_$name.JOB.skipped"
 summary=$(python -m pyutils.data.skips --total "$total" --done "$(wc -l < "$data/feats.scp")" \
   --what utterances --verb failed "$logdir/skipped_$name")
 if [ -s "$logdir/skipped_$name" ]; then

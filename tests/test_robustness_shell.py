@@ -108,9 +108,6 @@ def test_no_unreviewed_shell_commands_in_pyutils_or_steps():
     assert found <= ALLOWED_SHELL, sorted(found - ALLOWED_SHELL)
 
 
-@pytest.mark.xfail(strict=True, reason="utils/run.py to_shell() leaves words made only of "
-                   "[\\w@%+=:,./|<>&-] unquoted, so '&', '|', '<', '>' in a file name reach "
-                   "bash (not this team's file); remove this marker once it quotes them")
 def test_job_runner_does_not_run_a_command_hidden_in_a_file_name(tmp_path):
     # what steps/make_mfcc_vad.sh does with a data dir named 'd&touch' (no space):
     # "$sdata/JOB" becomes a command word of utils/run.py

@@ -46,3 +46,31 @@ def test_parse_options_kaldi_semantics():
     assert result.stdout.strip() == "8|xvector|3|pos1 pos2"
     bad = parse("--no-such-option", "1")
     assert bad.returncode != 0 and "invalid option --no-such-option" in bad.stderr
+
+
+FAKE_SBATCH = """#!/usr/bin/env bash
+# stands in for sbatch --wait: runs the array's tasks one after the other
+for a in "$@"; do case $a in --array=*) array=${a#--array=};; --*) ;; *) script=$a;; esac; done
+range=${array%%%*}
+for ((i=${range%-*}; i<=${range#*-}; i++)); do SLURM_ARRAY_TASK_ID=$i bash "$script"; done
+"""
+
+
+def test_slurm_launcher_quotes_names_and_reports_failed_tasks(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(FAKE_SBATCH)
+    (bin_dir / "sbatch").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    logdir = tmp_path / "log dir;x"
+    slurm = os.path.join(ROOT, "utils", "slurm.py")
+    ok = subprocess.run([sys.executable, slurm, "--mem", "2G", "JOB=1:3", str(logdir / "t.JOB.log"),
+                         "echo", "a b;touch pwned", "JOB"], env=env, cwd=tmp_path,
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert "a b;touch pwned 2\n" in (logdir / "t.2.log").read_text()
+    assert not (tmp_path / "pwned").exists()
+    bad = subprocess.run([sys.executable, slurm, "JOB=1:3", str(logdir / "f.JOB.log"),
+                          "test", "JOB", "-ne", "3"], env=env, cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and "1 / 3 failed" in bad.stderr and "f.3.log" in bad.stderr

@@ -50,10 +50,15 @@ def parse_args(argv):
     return max_jobs, job_range, argv[0], argv[1:]
 
 
+# Words passed alone that are meant as shell syntax (as with run.pl, where a
+# caller writes: $cmd log a \| b).  Every other word is quoted, so a file name
+# can never inject a command, whatever characters it holds.
+OPERATORS = {"|", "||", "&&", ";", ">", ">>", "<", "2>", "2>&1", "&>"}
+
+
 def to_shell(words):
-    """Join words into one shell line, quoting words that need it (like run.pl)."""
-    return " ".join(w if re.fullmatch(r"[\w@%+=:,./|<>&-]+", w) else shlex.quote(w)
-                    for w in words)
+    """Join words into one shell line, quoting every word but lone operators."""
+    return " ".join(w if w in OPERATORS else shlex.quote(w) for w in words)
 
 
 def run_one(command, log_path):

@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import to_shell  # noqa: E402  (same quoting as the local runner)
+from run import OPERATORS  # noqa: E402  (same quoting rules as the local runner)
 
 
 def parse_args(argv):
@@ -62,25 +62,32 @@ def main():
     os.makedirs(qdir, exist_ok=True)
     base = re.sub(rf"\b{var}\b", "array", os.path.basename(log))
     script = os.path.join(qdir, base + ".sh")
-    task = "${SLURM_ARRAY_TASK_ID}"
-    command = re.sub(rf"\b{var}\b", task, to_shell(words)) if ranged else to_shell(words)
-    task_log = re.sub(rf"\b{var}\b", task, os.path.abspath(log)) if ranged else os.path.abspath(log)
-    status = os.path.join(qdir, f"done.{base}.{task}")
+    task = '"${SLURM_ARRAY_TASK_ID}"'
+
+    def with_task(text):
+        """Shell-quote ``text`` with each JOB replaced by the (quoted) array index."""
+        if not ranged:
+            return shlex.quote(text)
+        return task.join(shlex.quote(part) for part in re.split(rf"\b{var}\b", text))
+    command = " ".join(w if w in OPERATORS else with_task(w) for w in words)
+    task_log = with_task(os.path.abspath(log))
+    status_file = os.path.join(qdir, f"done.{base}.{var}")
+    status = with_task(status_file)
     with open(script, "w") as out:
         out.write("#!/usr/bin/env bash\n")
         out.write(f"cd {shlex.quote(os.getcwd())}\n")
         out.write(f"( echo '# '{shlex.quote(command)}; echo \"# Started at $(date)\"\n")
-        out.write(f"  set -o pipefail; {command} ) > \"{task_log}\" 2>&1\n")
-        out.write(f"code=$?\necho \"# Ended (code $code) at $(date)\" >> \"{task_log}\"\n")
-        out.write(f"echo $code > \"{status}\"\nexit $code\n")
+        out.write(f"  set -o pipefail; {command} ) > {task_log} 2>&1\n")
+        out.write(f"code=$?\necho \"# Ended (code $code) at $(date)\" >> {task_log}\n")
+        out.write(f"echo $code > {status}\nexit $code\n")
     array = f"{first}-{last}" + (f"%{max_jobs}" if max_jobs else "")
     extra = shlex.split(os.environ.get("SLURM_EXTRA_ARGS", ""))
     sbatch = ["sbatch", "--wait", "--parsable", f"--array={array}",
               f"--output={os.path.join(qdir, base + '.%a.out')}", *flags, *extra, script]
-    subprocess.call(sbatch)
+    subprocess.call(sbatch, stdout=subprocess.DEVNULL)
     failed = []
     for j in range(first, last + 1):
-        path = status.replace(task, str(j))
+        path = re.sub(rf"\b{var}\b", str(j), status_file)
         code = open(path).read().strip() if os.path.exists(path) else "missing"
         if code != "0":
             failed.append(re.sub(rf"\b{var}\b", str(j), log) if ranged else log)

@@ -1,9 +1,12 @@
-"""One job of steps/make_mfcc_vad.sh: MFCC and energy VAD for a (split) data dir.
+"""One job of steps/make_mfcc_vad.sh: MFCC (or fbank) and energy VAD for a (split) data dir.
 
     python -m pyutils.cli.compute_mfcc_vad --mfcc-config conf/mfcc.conf \\
         --vad-config conf/vad.conf data/train/split2/1 mfcc/raw_mfcc_train.1 mfcc/vad_train.1
 
 Writes FEATS.{ark,scp,utt2num_frames}, VAD.{ark,scp} and FEATS.skipped.
+With --fbank-config the features written are Kaldi fbank; the VAD still
+comes from the MFCC's log energy, on the same frame grid (the two configs
+must frame the audio alike; a mismatch is an error).
 
 As Kaldi's compute-mfcc-feats, an utterance that cannot be used is skipped
 with a warning naming it and its audio, counted by reason, and listed in
@@ -38,7 +41,7 @@ from pyutils.data.datadir import DataDir
 from pyutils.data.skips import Skips
 from pyutils.features.frontend import SampleRateError
 from pyutils.features.kaldi_conf import read_kaldi_conf
-from pyutils.features.mfcc import MfccComputer
+from pyutils.features.mfcc import FbankComputer, MfccComputer
 from pyutils.features.vad import compute_vad_energy, vad_options_from_conf
 from pyutils.utils.arkio import ArkScpWriter
 from pyutils.utils.fileio import TableError, fingerprint, job_done, write_lines
@@ -62,9 +65,10 @@ def _program_options(conf: dict, path: str):
 
 
 def compute(data_dir: str, mfcc_conf: str, vad_conf: str, feats_prefix: str,
-            vad_prefix: str) -> dict:
+            vad_prefix: str, fbank_conf: str = "") -> dict:
     conf = read_kaldi_conf(mfcc_conf)
     mfcc = MfccComputer(conf)
+    fbank = FbankComputer(read_kaldi_conf(fbank_conf)) if fbank_conf else None
     channel, min_duration = _program_options(conf, mfcc_conf)
     vad_options = vad_options_from_conf(read_kaldi_conf(vad_conf))
     data = DataDir(data_dir)
@@ -97,8 +101,15 @@ def compute(data_dir: str, mfcc_conf: str, vad_conf: str, feats_prefix: str,
             except AudioError as err:
                 skips.skip(utt, err.reason, str(err))
                 continue
-            feats_out.write(utt, feats)
             vad_out.write(utt, compute_vad_energy(feats, **vad_options))
+            if fbank is not None:
+                mfcc_frames = feats.shape[0]
+                feats = fbank.compute(waveform, np.random.default_rng(zlib.crc32(utt.encode())))
+                if feats.shape[0] != mfcc_frames:
+                    raise ValueError(f"{fbank_conf} gives {feats.shape[0]} frames for {utt} but "
+                                     f"{mfcc_conf} gives {mfcc_frames}: frame them alike "
+                                     f"(frame length/shift, snip-edges)")
+            feats_out.write(utt, feats)
             lengths[utt] = feats.shape[0]
             seconds += duration
     write_lines(feats_prefix + ".utt2num_frames", (f"{u} {n}" for u, n in sorted(lengths.items())))
@@ -125,20 +136,23 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mfcc-config", required=True)
     parser.add_argument("--vad-config", required=True)
+    parser.add_argument("--fbank-config", default="",
+                        help="write fbank features with this config (VAD still from the MFCC)")
     parser.add_argument("data_dir")
     parser.add_argument("feats_prefix")
     parser.add_argument("vad_prefix")
     args = parser.parse_args(argv)
     setup_logging()
     stamp = fingerprint(*(os.path.join(args.data_dir, f) for f in ("wav.scp", "utt2spk", "segments")),
-                        args.mfcc_config, args.vad_config, os.path.abspath(args.vad_prefix))
+                        args.mfcc_config, args.vad_config, args.fbank_config or "mfcc",
+                        os.path.abspath(args.vad_prefix))
     if job_done(args.feats_prefix + ".done", stamp) \
             and os.path.isfile(args.feats_prefix + ".skipped"):
         logger.info("%s.done matches the inputs; job already done", args.feats_prefix)
         return
     try:
         counts = compute(args.data_dir, args.mfcc_config, args.vad_config,
-                         args.feats_prefix, args.vad_prefix)
+                         args.feats_prefix, args.vad_prefix, args.fbank_config)
     except (TableError, ValueError) as err:
         sys.exit(f"compute_mfcc_vad: {err}")
     reasons = " ".join(f"{r.replace(' ', '_')}={n}" for r, n in counts["reasons"].items())

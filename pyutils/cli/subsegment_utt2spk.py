@@ -5,13 +5,14 @@
 import argparse
 import sys
 
-from pyutils.utils.fileio import TableError, read_key_value, read_table, write_lines
+from pyutils.data.datadir import read_scp
+from pyutils.utils.fileio import TableError, read_key_value, write_lines
 
 
 def subsegment_utt2spk(utt2spk: str, scp: str, out: str) -> int:
     speaker_of = read_key_value(utt2spk)
     lines = []
-    for lineno, (key, _) in read_table(scp, 2, 2):
+    for lineno, key, _ in read_scp(scp):
         utt = key.rsplit("-", 2)[0]
         if utt not in speaker_of:
             raise TableError(scp, lineno, f"'{key}': utterance '{utt}' is not in {utt2spk}")

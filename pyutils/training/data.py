@@ -28,12 +28,12 @@ from scipy.signal import resample_poly
 from tqdm import tqdm
 
 from pyutils.data.audio import AudioReader
-from pyutils.data.datadir import DataDir
+from pyutils.data.datadir import DataDir, read_scp
 from pyutils.features.kaldi_conf import read_kaldi_conf
 from pyutils.features.mfcc import FbankComputer, MfccComputer
 from pyutils.features.pipeline import cmn_options, cmn_voiced
 from pyutils.features.vad import compute_vad_energy, vad_options_from_conf
-from pyutils.utils.fileio import TableError, read_key_value, read_table
+from pyutils.utils.fileio import TableError, read_key_value
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class PrecomputedFeatures(_Source):
     def __init__(self, feats_scp: str, utt2spk: Dict[str, str], utts: Optional[Sequence[str]] = None,
                  in_memory: bool = True, speakers: Optional[List[str]] = None):
         locations = {}
-        for lineno, (utt, location) in read_table(feats_scp, 2, 2):
+        for lineno, utt, location in read_scp(feats_scp):
             if utt not in utt2spk:
                 raise TableError(feats_scp, lineno, f"utterance '{utt}' has no speaker in utt2spk")
             locations[utt] = location
@@ -119,14 +119,19 @@ class PrecomputedFeatures(_Source):
 class _AudioSource(_Source):
     """Audio of every utterance version kept in memory (int16 scale, float32)."""
 
-    def __init__(self, data_dir: str, utts, speeds, augmenter, rate: int, speakers=None):
+    def __init__(self, data_dir: str, utts, speeds, augmenter, rate: int, speakers=None,
+                 prepare=None):
         data = DataDir(data_dir)
         utt2spk = data.utt2spk
         utts = data.utts if utts is None else list(utts)
         super().__init__(utts, utt2spk, speeds, speakers)
-        reader = AudioReader(data, expected_rate=rate)
-        clean = [reader.read(u)[0].astype(np.float32)
-                 for u in tqdm(self.utts, desc="loading audio", unit="utt", mininterval=5)]
+        # ``prepare(samples, rate)`` resamples or refuses another rate (feature
+        # configs' --allow-downsample/--allow-upsample); without it the rate must match
+        reader = AudioReader(data, expected_rate=None if prepare else rate)
+        clean = []
+        for utt in tqdm(self.utts, desc="loading audio", unit="utt", mininterval=5):
+            samples, this_rate = reader.read(utt)
+            clean.append((prepare(samples, this_rate) if prepare else samples).astype(np.float32))
         self.audio = [speed_change(clean[u], self.speeds[k]).astype(np.float32)
                       for u, k in self.versions]
         self.augmenter = augmenter
@@ -151,7 +156,8 @@ class OnTheFlyFeatures(_AudioSource):
         self.vad_options = vad_options_from_conf(read_kaldi_conf(vad_conf))
         self.cmn = cmn_options(cmvn_conf)
         rate = int(self.computer.options["sample-frequency"])
-        super().__init__(data_dir, utts, speeds, augmenter, rate, speakers)
+        super().__init__(data_dir, utts, speeds, augmenter, rate, speakers,
+                         prepare=self.computer.prepare_waveform)
         self.vad = [compute_vad_energy(self.vad_mfcc.compute(a.astype(np.float64),
                                                              self._dither_rng(i)),
                                        **self.vad_options) for i, a in enumerate(self.audio)]

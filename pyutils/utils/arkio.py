@@ -15,7 +15,8 @@ import kaldiio
 import numpy as np
 from kaldiio.matio import write_array
 
-from pyutils.utils.fileio import TableError, atomic_output, read_table
+from pyutils.data.datadir import read_scp as read_scp_lines
+from pyutils.utils.fileio import TableError, atomic_output
 
 
 class ArkScpWriter:
@@ -72,9 +73,11 @@ class ArkScpWriter:
 
 
 def read_scp(scp_path: str) -> Iterator[Tuple[str, np.ndarray]]:
-    """Yield ``(key, array)`` from an scp in file order; errors name the line."""
-    for lineno, fields in read_table(scp_path, min_fields=2, max_fields=2):
-        key, location = fields
+    """Yield ``(key, array)`` from an scp in file order; errors name the line.
+
+    The location is the rest of the line, as in Kaldi (paths may hold spaces).
+    """
+    for lineno, key, location in read_scp_lines(scp_path):
         try:
             array = kaldiio.load_mat(location)
         except Exception as err:  # kaldiio raises many types
