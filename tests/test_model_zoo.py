@@ -163,6 +163,20 @@ def test_perturbing_one_input_changes_exactly_the_frames_that_see_it(name):
     assert 0 < expected[0] and expected[-1] < diff.numel() - 1
 
 
+@pytest.mark.parametrize("name", ["ecapa_c512", "wav2spk"])
+def test_utterance_statistics_reach_every_frame(name):
+    """What ``local_only`` removes is real: with squeeze-excitation (ECAPA) or
+    instance norm (Wav2Spk) in place, one input changes every output frame."""
+    model = _model(name)
+    field, shift, _ = GEOMETRY[name]
+    x = make_input(name, 1, 3 * field)
+    y = x.clone()
+    y[:, 5] += 1000.0 if model.input_type == "waveform" else 5.0
+    with torch.no_grad():
+        diff = (frame_level(model, x) - frame_level(model, y)).abs().sum(dim=1)[0]
+    assert (diff > 0).all() and diff.numel() > field // shift
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_gradients_reach_the_first_layer(name):
     model = model_copy(name).train()
@@ -181,9 +195,11 @@ def test_gradients_reach_the_first_layer(name):
 def test_parameter_count_is_the_documented_one(name):
     model = _model(name)
     assert model.num_parameters() == PARAMETERS[name]
-    if name != "xvector":                            # its docstring counts without the head
-        for doc in (type(model).__doc__, sys.modules[type(model).__module__].__doc__):
-            assert f"{PARAMETERS[name]:,}" in " ".join(doc.split())
+    docs = [sys.modules[type(model).__module__].__doc__]
+    if name != "xvector":                            # its class docstring has no count
+        docs.append(type(model).__doc__)
+    for doc in docs:
+        assert f"{PARAMETERS[name]:,}" in " ".join(doc.split())
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -239,9 +255,12 @@ def test_parameter_counts_follow_from_the_layer_sizes():
 
 
 def test_published_sizes():
-    # WeSpeaker's README: ResNet34 ~6.6-6.7M, ECAPA_TDNN_GLOB_c512 6.190M (no final BN),
+    # WeSpeaker's README: ResNet34 6.700M (with its second embedding layer),
+    # ECAPA_TDNN_GLOB_c512 6.190M (no final BN),
     # c1024 with its 3C-wide MFA 20.761M; the ECAPA paper: 6.2M and 14.7M.
     assert 6.5e6 < PARAMETERS["resnet34"] < 6.7e6
+    two_layers = build_model("resnet34", feat_dim=80, two_emb_layer=True)
+    assert round(two_layers.num_parameters() / 1e6, 3) == 6.700      # WeSpeaker's README
     assert ecapa_parameters(512, final_bn=False) == 6_190_720
     assert build_model("ecapa_c512", feat_dim=80, final_bn=False).num_parameters() == 6_190_720
     assert round(ecapa_parameters(1024, mfa=3072, final_bn=False) / 1e6, 3) == 20.761
@@ -263,7 +282,10 @@ def test_wav2spk_geometry_and_gate():
     assert model.encoder_receptive_field == 465 and model.frame_shift == 160
     assert model.num_frames(32000) == (32000 - 1745) // 160 + 1
     with pytest.raises(ValueError):
-        model(torch.zeros(1, 1000))
+        model.frame_level(torch.zeros(1, 1744))
+    with torch.no_grad():                                        # forward pads short input
+        short = model(make_input("wav2spk", 2, 1000))
+    assert short.shape == (2, 512) and torch.isfinite(short).all()
     x = make_input("wav2spk", 1, 8000)
     with torch.no_grad():
         encoded = model.encoder(x.unsqueeze(1) / 32768.0)

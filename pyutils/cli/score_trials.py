@@ -11,8 +11,8 @@ import argparse
 import logging
 import sys
 
-from pyutils.backends.scoring import BACKENDS, load_backend, score_trials
-from pyutils.utils.arkio import load_scp_dict
+from pyutils.backends.scoring import (BACKENDS, DEFAULT_BLOCK_SIZE, load_backend,
+                                      load_embeddings, score_trials)
 from pyutils.utils.fileio import TableError
 
 log = logging.getLogger("score_trials")
@@ -27,7 +27,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--test-scp", required=True)
     parser.add_argument("--trials", required=True, help="utt1 utt2 [label] lines")
     parser.add_argument("--out", required=True, help="output scores (utt1 utt2 score)")
-    parser.add_argument("--block-size", type=int, default=20_000, help="trials per block")
+    parser.add_argument("--block-size", type=int, default=DEFAULT_BLOCK_SIZE,
+                        help="trials read, scored and written at a time (bounds the memory)")
     parser.add_argument("--plda-smoothing", type=float, default=0.0,
                         help="ivector-copy-plda --smoothing (recipe: 0.0)")
     return parser.parse_args(argv)
@@ -39,8 +40,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         backend = load_backend(args.backend, args.backend_dir, args.plda_smoothing)
-        enroll = load_scp_dict(args.enroll_scp)
-        test = enroll if args.test_scp == args.enroll_scp else load_scp_dict(args.test_scp)
+        enroll = load_embeddings(args.enroll_scp)
+        test = enroll if args.test_scp == args.enroll_scp else load_embeddings(args.test_scp)
         score_trials(args.trials, enroll, test, backend, args.out, args.block_size)
     except (TableError, ValueError, OSError) as err:
         print(f"score_trials: error: {err}", file=sys.stderr)

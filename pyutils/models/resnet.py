@@ -33,7 +33,9 @@ shift 8 input frames (80 ms), and ceil(T / 8) output frames for T input
 frames (every convolution is zero-padded).
 
 Parameters for 80-dim fbank and 256-dim embeddings: ResNet34 6,634,336;
-ResNet18 4,105,440 (``num_parameters()`` gives the exact count).
+ResNet18 4,105,440 (``num_parameters()`` gives the exact count).  WeSpeaker's
+voxceleb/v2 README lists ResNet34 at 6.700M, which is the two_emb_layer=True
+size: 6,700,128 here.
 """
 from __future__ import annotations
 

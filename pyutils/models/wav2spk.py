@@ -22,24 +22,26 @@ comes from a summary of it (maelfabien.github.io: five conv layers, kernels
 (10, 8, 4, 4, 4), strides (5, 4, 2, 2, 2), 30 ms windows at a 10 ms shift,
 then temporal gating) and from four public re-implementations, which agree
 on encoder widths (40, 200, 300, 512, 512), instance normalisation in the
-encoder, a per-frame sigmoid gate w . h_t + b, a frame aggregator of four
-512-wide kernel-3 convolutions, and mean(+std) pooling before the utterance
-layers.  Those re-implementations use kernels (10, 5, 5, 3, 3) (receptive
-field 350 samples) where the summary says (10, 8, 4, 4, 4); the defaults
-here follow the summary (and wav2vec, which the paper builds on); both are
-constructor arguments.  Guessed: the conv -> ReLU -> IN order (so the encoder
-output is mean/variance normalised, like CMVN'd features), the BatchNorm
-in the frame aggregator (the re-implementations have none; it helps short
-CPU training), unpadded convolutions (so frame counts are exact, Kaldi
-style), and the utterance layers (x-vector-like 512 + 512-dim embedding).
+encoder, a frame aggregator of four 512-wide kernel-3 convolutions and
+mean (+std) pooling before the utterance layers; most gate each frame by
+sigmoid(w . h_t + b).  Those re-implementations use kernels (10, 5, 5, 3, 3)
+(receptive field 350 samples) where the summary says (10, 8, 4, 4, 4); the
+defaults here take the summary's kernels (as wav2vec, which the paper builds
+on) with the re-implementations' widths; all are constructor arguments.
+Guessed: the conv -> ReLU -> IN order (so the encoder output is mean and
+variance normalised per channel, like CMVN'd features); the BatchNorm in
+the frame aggregator (the re-implementations have none; this repo's
+x-vector frame layers have it); unpadded convolutions (exact, Kaldi-style
+frame counts); the utterance layers (x-vector-like, 512-dim embedding).
 
 Receptive field: encoder 465 samples (29 ms at 16 kHz) at a shift of 160
 samples (10 ms); the whole frame-level part (encoder + gating + aggregator)
 465 + 8 * 160 = 1745 samples (109 ms), which is ``receptive_field``.  An
 input of N samples gives floor((N - 465) / 160) + 1 - 8 output frames
-(``num_frames``).  Instance normalisation uses utterance-wide statistics,
-so strictly every frame depends on the whole input; the receptive field is
-that of the convolutional path.
+(``num_frames``); ``forward`` zero-pads shorter inputs to 1745 samples
+(``frame_level`` refuses them).  Instance normalisation uses utterance-wide
+statistics, so strictly every frame depends on the whole input; the
+receptive field is that of the convolutional path.
 
 Parameters (default configuration): 5,912,933 (``num_parameters()``).
 """
@@ -161,7 +163,14 @@ class Wav2Spk(nn.Module):
         return self.aggregator(self.gate(self.encoder(x)))
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        """(batch, samples) -> (batch, embed_dim) embeddings."""
+        """(batch, samples) -> (batch, embed_dim) embeddings.
+
+        Inputs shorter than the receptive field are zero-padded (silence, split
+        evenly between the two ends) to one frame's worth, so a short tail
+        chunk at extraction still gets an embedding."""
+        missing = self.receptive_field - waveform.shape[-1]
+        if missing > 0:
+            waveform = nn.functional.pad(waveform, (missing // 2, missing - missing // 2))
         return self.embedding(self.segment(self.pooling(self.frame_level(waveform))))
 
     def num_parameters(self) -> int:
