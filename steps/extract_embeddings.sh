@@ -11,23 +11,38 @@ chunk_size=10000
 min_chunk_size=25
 window=0            # >0: one embedding per window of this many voiced frames
 window_shift=0      # (sub-segment ids <utt>-<first>-<end>; writes <dir>/utt2spk)
-help_message="Usage: $0 [--nj N] [--cmd CMD] [--chunk-size F] [--window F --window-shift F] <model.pt> <data> <dir>"
+num_threads=1       # torch threads per job (results do not depend on it)
+input=feats         # feats: feats.scp + vad.scp (CMN, voiced frames); waveform: wav.scp audio
+help_message="Usage: $0 [--nj N] [--cmd CMD] [--input feats|waveform] [--num-threads T] [--chunk-size F] [--window F --window-shift F] <model.pt> <data> <dir>"
 [ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"
 . utils/parse_options.sh
 [ $# -eq 3 ] || { echo -e "$help_message" 1>&2; exit 1; }
 model=$1 data=$2 dir=$3
 
-stamp=("$model" "$data/feats.scp" "$data/vad.scp" "$data/spk2utt" "$cmvn_config"
+case $input in
+  feats) inputs=("$data/feats.scp" "$data/vad.scp" "$cmvn_config") ;;
+  waveform) inputs=("$data/wav.scp") ;;
+  *) echo "$0: --input must be feats or waveform, got '$input'" 1>&2; exit 1 ;;
+esac
+stamp=("$model" "${inputs[@]}" "$data/spk2utt" "$input"
        "$chunk_size $min_chunk_size $window $window_shift" "$dir/xvector.scp")
 if python -m pyutils.cli.stamp check "$dir/.done" "${stamp[@]}"; then
   echo "$0: $dir is complete"; exit 0
 fi
 mkdir -p "$dir/log"
+# Temp files of jobs killed before publishing (finished jobs keep their
+# xvector.N.{ark,scp} and per-job marker, and are skipped below).
+rm -f "$dir"/.*.tmp
 utils/split_data.sh "$data" $nj
 sdata=$data/split$nj
-$cmd JOB=1:$nj "$dir/log/extract.JOB.log" \
-  python -m pyutils.cli.extract_embeddings --model "$model" --cmvn-config "$cmvn_config" \
-    --feats-scp "$sdata/JOB/feats.scp" --vad-scp "$sdata/JOB/vad.scp" \
+if [ $input = feats ]; then
+  job_inputs=(--cmvn-config "$cmvn_config" --feats-scp "$sdata/JOB/feats.scp" --vad-scp "$sdata/JOB/vad.scp")
+else
+  job_inputs=(--data-dir "$sdata/JOB")
+fi
+$cmd --num-threads $num_threads JOB=1:$nj "$dir/log/extract.JOB.log" \
+  python -m pyutils.cli.extract_embeddings --model "$model" "${job_inputs[@]}" \
+    --num-threads $num_threads \
     --chunk-size $chunk_size --min-chunk-size $min_chunk_size \
     --window $window --window-shift $window_shift \
     --ark "$dir/xvector.JOB.ark" --scp "$dir/xvector.JOB.scp"

@@ -4,7 +4,8 @@
 set -euo pipefail
 cmd=utils/run.py
 backend=plda
-help_message="Usage: $0 [--backend cosine|plda] <backend-dir> <eval-embeddings-dir> <trials> <dir>"
+num_threads=1       # blocks of trials processed at once (the output does not depend on it)
+help_message="Usage: $0 [--backend cosine|plda] [--num-threads N] <backend-dir> <eval-embeddings-dir> <trials> <dir>"
 [ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"
 . utils/parse_options.sh
 [ $# -eq 4 ] || { echo -e "$help_message" 1>&2; exit 1; }
@@ -18,5 +19,5 @@ fi
 mkdir -p "$dir/log"
 $cmd "$dir/log/score.log" python -m pyutils.cli.score_trials --backend $backend \
   --backend-dir "$backend_dir" --enroll-scp "$embdir/xvector.scp" --test-scp "$embdir/xvector.scp" \
-  --trials "$trials" --out "$dir/scores"
+  --trials "$trials" --out "$dir/scores" --num-threads $num_threads
 python -m pyutils.cli.stamp write "$dir/.done" "${stamp[@]}"

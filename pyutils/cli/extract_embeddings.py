@@ -4,6 +4,8 @@
         --feats-scp data/eval/split2/1/feats.scp --vad-scp data/eval/split2/1/vad.scp \\
         --cmvn-config conf/cmvn.conf --ark DIR/xvector.1.ark --scp DIR/xvector.1.scp
 
+A waveform model reads the audio instead: ``--data-dir data/eval/split2/1``.
+
 Skips the job when its completion marker (<scp>.done) records the same model,
 features and options.
 """
@@ -12,6 +14,7 @@ import logging
 import os
 import sys
 
+from pyutils.data.audio import AudioError
 from pyutils.extraction.extract import extract
 from pyutils.features.pipeline import cmn_options
 from pyutils.utils.fileio import TableError, fingerprint, job_done, write_lines
@@ -21,9 +24,10 @@ from pyutils.utils.log import setup_logging
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     parser.add_argument("--model", required=True, help="final.pt of a training run")
-    parser.add_argument("--feats-scp", required=True, help="raw features (before CMN)")
-    parser.add_argument("--vad-scp", required=True)
-    parser.add_argument("--cmvn-config", required=True, help="conf/cmvn.conf")
+    parser.add_argument("--feats-scp", help="raw features (before CMN); feature models")
+    parser.add_argument("--vad-scp", help="energy VAD decisions; feature models")
+    parser.add_argument("--cmvn-config", help="conf/cmvn.conf; feature models")
+    parser.add_argument("--data-dir", help="data dir whose audio a waveform model reads")
     parser.add_argument("--ark", required=True)
     parser.add_argument("--scp", required=True)
     parser.add_argument("--chunk-size", type=int, default=10000)
@@ -35,16 +39,19 @@ def main(argv=None):
     args = parser.parse_args(argv)
     setup_logging()
     marker = args.scp + ".done"
-    stamp = fingerprint(args.model, args.feats_scp, args.vad_scp, args.cmvn_config,
+    inputs = ([args.data_dir + "/wav.scp", args.data_dir + "/utt2spk"] if args.data_dir
+              else [args.feats_scp, args.vad_scp, args.cmvn_config])
+    stamp = fingerprint(args.model, *inputs,
                         f"{args.chunk_size} {args.min_chunk_size} {args.window} {args.window_shift}")
     if job_done(marker, stamp):
         logging.getLogger("extract").info("%s matches the inputs; job already done", marker)
         return
     try:
         counts = extract(args.model, args.feats_scp, args.vad_scp, args.ark, args.scp,
-                         cmn_options(args.cmvn_config), args.chunk_size, args.min_chunk_size,
-                         args.num_threads, args.window, args.window_shift)
-    except (TableError, ValueError, FileNotFoundError) as err:
+                         cmn_options(args.cmvn_config) if args.cmvn_config else None,
+                         args.chunk_size, args.min_chunk_size, args.num_threads, args.window,
+                         args.window_shift, data_dir=args.data_dir)
+    except (TableError, ValueError, FileNotFoundError, AudioError) as err:
         logging.getLogger("extract").error("%s", err)
         sys.exit(1)
     write_lines(marker, [stamp, f"done={counts['done']} skipped={counts['skipped']}"])

@@ -29,6 +29,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", required=True, help="output scores (utt1 utt2 score)")
     parser.add_argument("--block-size", type=int, default=DEFAULT_BLOCK_SIZE,
                         help="trials read, scored and written at a time (bounds the memory)")
+    parser.add_argument("--num-threads", type=int, default=1,
+                        help="blocks processed at once (numpy threads; output order is kept)")
+    parser.add_argument("--double", action="store_true",
+                        help="cosine dot products in double precision (default: single, as "
+                             "Kaldi's ivector-compute-dot-products; PLDA is always double)")
     parser.add_argument("--plda-smoothing", type=float, default=0.0,
                         help="ivector-copy-plda --smoothing (recipe: 0.0)")
     return parser.parse_args(argv)
@@ -42,7 +47,8 @@ def main(argv=None) -> int:
         backend = load_backend(args.backend, args.backend_dir, args.plda_smoothing)
         enroll = load_embeddings(args.enroll_scp)
         test = enroll if args.test_scp == args.enroll_scp else load_embeddings(args.test_scp)
-        score_trials(args.trials, enroll, test, backend, args.out, args.block_size)
+        score_trials(args.trials, enroll, test, backend, args.out, args.block_size,
+                     args.num_threads, args.double)
     except (TableError, ValueError, OSError) as err:
         print(f"score_trials: error: {err}", file=sys.stderr)
         return 1

@@ -8,6 +8,16 @@ padded by repeating its first and last frames (Kaldi's --pad-input).
 Utterances with no voiced frame are skipped, logged and counted, as
 ``select-voiced-frames`` does.
 
+Speed: each utterance (or chunk, or window) goes through the network on its
+own, under ``torch.inference_mode`` with ``num_threads`` intra-op threads.
+The frame layers are matrix products over ~10^3 frames, already compute
+bound (the x-vector TDNN runs at a real-time factor of ~0.01 on one core,
+bench/run_bench.py), so batching utterances gains nothing measurable; it
+would also change the float32 rounding of the statistics pooling, whose
+variance cancels for nearly constant channels (batched and single results
+differ by up to ~1e-5).  Per-utterance results are therefore bit-identical
+whatever the job split or batch order.
+
 With ``window`` > 0 each utterance instead yields one embedding per sliding
 window of voiced frames, keyed ``<utt>-<first>-<end>`` (frame indices, as
 Kaldi's sub-segment ids in centiseconds), as the diarization recipes'
@@ -20,13 +30,15 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import Dict, Iterable, Tuple
+from typing import Dict, Iterable, Optional, Tuple
 
 import kaldiio
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from pyutils.data.audio import AudioReader
+from pyutils.data.datadir import DataDir
 from pyutils.features.pipeline import cmn_voiced
 from pyutils.models import build_model
 from pyutils.training import checkpoint
@@ -38,12 +50,26 @@ logger = logging.getLogger(__name__)
 
 def load_embedding_model(path: str) -> torch.nn.Module:
     """Rebuild the network of ``final.pt`` in eval mode."""
+    return _load_model(path)[0]
+
+
+def _load_model(path: str):
+    """(network in eval mode, its input dimension) from ``final.pt``."""
     state = checkpoint.load(path)
     config = state["config"]["model"]
     model = build_model(config["name"], feat_dim=state["feat_dim"],
                         **{k: v for k, v in config.items() if k != "name"})
     model.load_state_dict(state["model"])
-    return model.eval()
+    return model.eval(), state["feat_dim"]
+
+
+def set_threads(num_threads: int) -> None:
+    """Intra-op threads for this process; one inter-op thread (a job is sequential)."""
+    torch.set_num_threads(max(1, int(num_threads)))
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:   # already set, or parallel work already started
+        pass
 
 
 def pad_chunk(chunk: np.ndarray, min_frames: int) -> np.ndarray:
@@ -56,13 +82,13 @@ def pad_chunk(chunk: np.ndarray, min_frames: int) -> np.ndarray:
                            np.repeat(chunk[-1:], missing - left, axis=0)])
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def embed(model: torch.nn.Module, feats: np.ndarray, chunk_size: int = 10000,
           min_chunk_size: int = 25) -> np.ndarray:
     """Frame-weighted average of the embeddings of consecutive chunks."""
     total = None
     weight = 0
-    for start in range(0, feats.shape[0], chunk_size):
+    for start in range(0, feats.shape[0], chunk_size):   # (frames, dim) or (samples,)
         chunk = feats[start:start + chunk_size]
         vector = model(torch.from_numpy(pad_chunk(chunk, min_chunk_size))[None])[0].numpy()
         total = vector * chunk.shape[0] if total is None else total + vector * chunk.shape[0]
@@ -90,33 +116,73 @@ def _feature_pairs(feats_scp: str, vad_scp: str) -> Iterable[Tuple[str, np.ndarr
         yield utt, kaldiio.load_mat(location), kaldiio.load_mat(vad_locations[utt])
 
 
-def extract(model_path: str, feats_scp: str, vad_scp: str, ark: str, scp: str,
-            cmn: dict, chunk_size: int = 10000, min_chunk_size: int = 25,
-            num_threads: int = 1, window: int = 0, window_shift: int = 0) -> dict:
-    """Write one embedding per utterance to ark/scp; return counts for the log."""
-    torch.set_num_threads(num_threads)
-    model = load_embedding_model(model_path)
+def _voiced_features(feats_scp: str, vad_scp: str, cmn: dict, feat_dim: int):
+    """Yield (utt, CMN'd voiced frames) -- the training post-processing."""
+    for utt, feats, vad in _feature_pairs(feats_scp, vad_scp):
+        if feats.ndim != 2 or feats.shape[1] != feat_dim:
+            raise ValueError(f"{feats_scp}: '{utt}' has features of shape {feats.shape}; "
+                             f"the model expects {feat_dim} dimensions")
+        yield utt, cmn_voiced(np.asarray(feats, dtype=np.float32), vad, cmn)
+
+
+def _waveforms(data_dir: str, rate: int):
+    """Yield (utt, int16-scale float32 samples) of a data dir; waveform models
+    take the whole utterance (their temporal gating replaces the VAD)."""
+    for utt, samples, _ in AudioReader(data_dir, expected_rate=rate):
+        yield utt, np.asarray(samples, dtype=np.float32)
+
+
+def extract(model_path: str, feats_scp: Optional[str], vad_scp: Optional[str], ark: str,
+            scp: str, cmn: Optional[dict] = None, chunk_size: int = 10000,
+            min_chunk_size: int = 25, num_threads: int = 1, window: int = 0,
+            window_shift: int = 0, data_dir: Optional[str] = None,
+            sample_rate: int = 16000) -> dict:
+    """Write one embedding per utterance to ark/scp; return counts for the log.
+
+    Feature models read ``feats_scp``/``vad_scp`` (+ ``cmn``); waveform models
+    read the audio of ``data_dir``.  ``chunk_size``, ``min_chunk_size`` and the
+    window options are in 10 ms frames either way (a waveform model converts
+    them with its frame shift, 160 samples at 16 kHz).
+    """
+    set_threads(num_threads)
+    model, feat_dim = _load_model(model_path)
+    input_type = getattr(model, "input_type", "feats")
+    if input_type == "waveform":
+        if data_dir is None:
+            raise ValueError(f"{model_path}: the model takes waveform input; give the data dir")
+        unit = int(model.frame_shift)
+        num_utts = len(DataDir(data_dir).utts)
+        inputs = _waveforms(data_dir, sample_rate)
+    else:
+        if feats_scp is None or vad_scp is None:
+            raise ValueError(f"{model_path}: the model takes features; give feats.scp and vad.scp")
+        unit = 1
+        num_utts = sum(1 for _ in read_table(feats_scp, 2, 2))
+        inputs = _voiced_features(feats_scp, vad_scp, cmn, feat_dim)
+    chunk, min_chunk = chunk_size * unit, min_chunk_size * unit
     done = skipped = frames = 0
     start = time.time()
-    num_utts = sum(1 for _ in read_table(feats_scp, 2, 2))
+    busy = 0.0
     with ArkScpWriter(ark, scp) as writer:
-        for utt, feats, vad in tqdm(_feature_pairs(feats_scp, vad_scp), total=num_utts,
-                                    unit="utt", file=sys.stderr, mininterval=5.0):
-            voiced = cmn_voiced(np.asarray(feats, dtype=np.float32), vad, cmn)
-            if voiced.shape[0] == 0:
+        for utt, x in tqdm(inputs, total=num_utts, unit="utt", file=sys.stderr, mininterval=5.0):
+            if x.shape[0] == 0:
                 logger.warning("%s: no voiced frames; skipped", utt)
                 skipped += 1
                 continue
+            tick = time.perf_counter()
             if window > 0:
-                for first, end in windows(voiced.shape[0], window, window_shift or window):
-                    writer.write(f"{utt}-{first:07d}-{end:07d}",
-                                 embed(model, voiced[first:end], chunk_size, min_chunk_size))
+                for first, end in windows(x.shape[0], window * unit, (window_shift or window) * unit):
+                    writer.write(f"{utt}-{first // unit:07d}-{-(-end // unit):07d}",
+                                 embed(model, x[first:end], chunk, min_chunk))
             else:
-                writer.write(utt, embed(model, voiced, chunk_size, min_chunk_size))
+                writer.write(utt, embed(model, x, chunk, min_chunk))
+            busy += time.perf_counter() - tick
             done += 1
-            frames += voiced.shape[0]
+            frames += x.shape[0] / unit
     elapsed = time.time() - start
-    logger.info("embedded %d utterances (%d skipped: no voiced frames), %d frames in %.1f s, "
-                "real-time factor %.4f (100 frames/s)", done, skipped, frames, elapsed,
-                elapsed * 100.0 / max(1, frames))
-    return {"done": done, "skipped": skipped, "frames": frames}
+    logger.info("embedded %d utterances (%d skipped: no voiced frames), %d frames (10 ms) in "
+                "%.1f s with %d thread(s): real-time factor %.4f (network only %.4f)",
+                done, skipped, frames, elapsed, num_threads,
+                elapsed * 100.0 / max(1, frames), busy * 100.0 / max(1, frames))
+    return {"done": done, "skipped": skipped, "frames": int(frames), "seconds": elapsed,
+            "network_seconds": busy}
