@@ -75,7 +75,7 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
       done
       steps/make_mfcc_vad.sh --nj $nj --cmd "$cpu_cmd" --fbank-config "$feat_conf" \
         "${x}_fbank" "$exp/make_fbank/$name" "$mfccdir"
-    elif [ $feat_type = mfcc ] || [ $backend_window -gt 0 ]; then
+    elif [ $feat_type = mfcc ]; then
       steps/make_mfcc_vad.sh --nj $nj --cmd "$cpu_cmd" "$x" "$exp/make_mfcc/$name" "$mfccdir"
     fi
   done
@@ -116,17 +116,28 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
     "$backend_train" "$train" "$dir/backend"
 fi
 
-# Stage 6: score the trials with each back-end.
+# Stage 6: score the trials with each back-end (and each again with AS-norm).
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   for backend in $backends; do
     steps/score_trials.sh --cmd "$cpu_cmd" --backend $backend "$dir/backend" \
       "$dir/embeddings_eval" "$eval/trials" "$dir/scores/$backend"
+    if [ "$score_norm" = asnorm ]; then
+      steps/score_trials.sh --cmd "$cpu_cmd" --backend $backend \
+        --cohort-scp "$dir/embeddings_train/xvector.scp" --top-k $asnorm_top_k \
+        "$dir/backend" "$dir/embeddings_eval" "$eval/trials" "$dir/scores/${backend}_asnorm"
+    fi
   done
 fi
 
-# Stage 7: EER and minDCF per back-end, DET curve, results table.
+# Stage 7: EER and minDCF per back-end, DET curve, results table; then the
+# table comparing every system trained under $exp.
 if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
-  steps/compute_metrics.sh --system "$model" --backends "$backends" \
+  scored=$backends
+  [ "$score_norm" = asnorm ] && scored=$(for b in $backends; do echo -n "$b ${b}_asnorm "; done)
+  steps/compute_metrics.sh --system "$model" --backends "$scored" \
     "$eval/trials" "$dir/scores" "$dir"
   cat "$dir/results.md"
+  python -m pyutils.cli.compare_systems --out "$exp/results.md" "$exp"/*/ > /dev/null \
+    2> "$dir/log/compare_systems.log"
+  echo "Every system under $exp: $exp/results.md"
 fi

@@ -207,3 +207,33 @@ def test_compute_metrics_cli(tmp_path, capsys):
                                  str(out_png), "--results-md", str(out_md), "--system", "s"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"compute_metrics: error: {bad}:2: bad label (expected target|nontarget) 'other'"]
+
+
+def test_compare_systems_joins_results_and_training_summaries(tmp_path, capsys):
+    import json
+    from pyutils.cli import compare_systems
+    trials = write(tmp_path / "trials", TRIALS)
+    scores = write(tmp_path / "scores", SCORES)
+    for system in ("tdnn", "ecapa"):
+        d = tmp_path / "exp" / system
+        d.mkdir(parents=True)
+        assert compute_metrics.main(["--trials", trials, "--scores", f"cosine={scores}",
+                                     "--det-png", str(d / "det.png"), "--results-md",
+                                     str(d / "results.md"), "--system", system]) == 0
+    (tmp_path / "exp" / "ecapa" / "config.yaml").write_text("features: {type: fbank}\n")
+    (tmp_path / "exp" / "ecapa" / "train_summary.json").write_text(json.dumps(
+        {"loss": "aam", "parameters": 6191104, "chunks": 12288, "train_seconds": 1230.0,
+         "chunks_per_s": 9.99}))
+    (tmp_path / "exp" / "mfcc").mkdir()          # not a system: skipped
+    capsys.readouterr()
+    out = tmp_path / "exp" / "results.md"
+    dirs = [str(p) for p in sorted((tmp_path / "exp").iterdir()) if p.is_dir()]
+    assert compare_systems.main(["--out", str(out)] + dirs) == 0
+    eer = 100 * evaluate(scores, trials)["eer"]
+    lines = out.read_text().splitlines()
+    assert len(lines) == 4
+    assert lines[2].startswith(f"| ecapa | fbank | aam | cosine | {eer:.3f} |")
+    assert lines[2].endswith("| 6,191,104 | 12,288 | 20.5 | 10.0 |")
+    assert lines[3].startswith(f"| tdnn | mfcc | - | cosine | {eer:.3f} |")
+    assert lines[3].endswith("| - | - | - | - |")
+    assert compare_systems.main(["--out", str(out), str(tmp_path / "exp" / "mfcc")]) == 1

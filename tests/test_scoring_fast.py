@@ -217,3 +217,36 @@ def test_cli_threads_give_identical_files(tmp_path):
                             "--num-threads", threads], env=env, check=True, capture_output=True)
             outs.append(out.read_bytes())
         assert outs[0] == outs[1] and outs[0].count(b"\n") == 20000
+
+
+@pytest.mark.parametrize("kind", ["cosine", "plda", "generic"])
+def test_asnorm_equals_the_per_trial_definition(tmp_path, data, kind):
+    """Adaptive s-norm: each side standardised by the mean/std (numpy, ddof=0) of
+    its top-k cohort scores, the two halves averaged (WeSpeaker score_norm.py)."""
+    enroll, test, pairs, backends = data
+
+    class Generic(CosineBackend):          # not bilinear-checked: the generic path
+        def score(self, e, t):
+            return super().score(e, t) ** 3
+
+    backend = Generic(backends["cosine"].mean) if kind == "generic" else backends[kind]
+    rng = np.random.default_rng(5)
+    cohort = {f"c{i:03d}": rng.normal(size=12).astype(np.float32) for i in range(30)}
+    C = backend.prepare(np.stack([cohort[k] for k in sorted(cohort)]).astype(np.float64))
+
+    def stats(x):
+        x = backend.prepare(x[None].astype(np.float64))
+        top = np.sort(backend.score(np.repeat(x, len(C), axis=0), C))[-7:]
+        return top.mean(), top.std()
+
+    write_trials(tmp_path / "trials", pairs[:400], "three")
+    score_trials(str(tmp_path / "trials"), enroll, test, backend, str(tmp_path / "s"),
+                 double=True, cohort=cohort, top_k=7)
+    got = [line.split() for line in open(tmp_path / "s")]
+    assert [g[:2] for g in got] == [list(p) for p in pairs[:400]]
+    for (a, b), (_, _, value) in zip(pairs[:400], got):
+        raw = float(backend.score(backend.prepare(enroll[a][None].astype(np.float64)),
+                                  backend.prepare(test[b][None].astype(np.float64)))[0])
+        (m1, s1), (m2, s2) = stats(enroll[a]), stats(test[b])
+        assert float(value) == pytest.approx(0.5 * ((raw - m1) / s1 + (raw - m2) / s2),
+                                             rel=1e-6, abs=1e-6)

@@ -1,4 +1,5 @@
 """Chunk sampling, training, resumption (also after SIGKILL) and extraction."""
+import json
 import os
 import signal
 import subprocess
@@ -72,6 +73,14 @@ def test_resume_gives_the_same_model_as_an_uninterrupted_run(tmp_path):
     train(*args, str(tmp_path / "resumed"))
     a, b = final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed")
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # the summary counts each epoch once, resumed or not: 3 epochs x 4 batches x 8 chunks
+    for run in ("straight", "resumed"):
+        summary = json.loads((tmp_path / run / "train_summary.json").read_text())
+        assert summary["chunks"] == 96 and summary["epochs"] == 3
+        assert summary["parameters"] == sum(v.numel() for k, v in a.items()
+                                            if "running" not in k and "num_batches" not in k)
+        assert summary["train_seconds"] > 0
+        assert summary["chunks_per_s"] == pytest.approx(96 / summary["train_seconds"], rel=0.01)
     # a finished run is skipped: final.pt is not rewritten
     mtime = os.path.getmtime(tmp_path / "straight" / "final.pt")
     train(*args, str(tmp_path / "straight"))

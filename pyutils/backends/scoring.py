@@ -180,6 +180,41 @@ def _form_matches(backend: Backend, X: np.ndarray, form) -> bool:
     return bool(np.all(np.abs(got - want) <= 1e-9 * scale))
 
 
+# ---------------------------------------------------------------- score normalisation
+
+def cohort_statistics(side: "_Side", cohort: "_Side", backend: Backend, top_k: int,
+                      rows_per_block: int = 1024) -> Tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of each utterance's ``top_k`` highest cohort scores.
+
+    Adaptive s-norm (Matejka et al. 2017; WeSpeaker's ``score_norm.py``):
+    the cohort is usually the training set.  Scores are computed in blocks of
+    utterance rows, so memory is ``rows_per_block x cohort size``.
+    """
+    num_cohort = len(cohort.keys)
+    k = min(int(top_k), num_cohort)
+    if k < 2:
+        raise ValueError(f"AS-norm needs a cohort of at least 2 embeddings, got {num_cohort}")
+    num = len(side.keys)
+    means, stds = np.empty(num), np.empty(num)
+    for start in range(0, num, rows_per_block):
+        rows = np.arange(start, min(num, start + rows_per_block))
+        if side.P is not None and cohort.P is not None:
+            S = side.P[rows].astype(np.float64) @ cohort.P.astype(np.float64).T
+            if side.bias is not None:
+                S += side.bias[rows][:, None] + cohort.bias[None, :]
+        else:
+            S = np.stack([np.asarray(backend.score(
+                np.repeat(side.prepared[r:r + 1], num_cohort, axis=0), cohort.prepared),
+                dtype=np.float64) for r in rows])
+        top = np.partition(S, num_cohort - k, axis=1)[:, num_cohort - k:]
+        means[rows] = top.mean(axis=1)
+        stds[rows] = top.std(axis=1)
+    if np.any(stds <= 0):
+        bad = side.keys[int(np.flatnonzero(stds <= 0)[0])]
+        raise ValueError(f"AS-norm: the top-{k} cohort scores of '{bad}' are all equal")
+    return means, stds
+
+
 # ---------------------------------------------------------------- utterance tables
 
 _HASH_MULTIPLIERS = [np.uint64(m) for m in (
@@ -319,15 +354,23 @@ class _Side:
 class _PairScorer:
     """Scores of row pairs ``(r1, r2)`` between two prepared sides (thread-safe)."""
 
-    def __init__(self, backend: Backend, side1: _Side, side2: _Side):
+    def __init__(self, backend: Backend, side1: _Side, side2: _Side, norm1=None, norm2=None):
         self.backend, self.side1, self.side2 = backend, side1, side2
         self.bilinear = side1.P is not None and side2.P is not None
         if self.bilinear and side1.P.shape[1] != side2.P.shape[1]:
             raise ValueError(f"embedding dimensions differ: {side1.P.shape[1]} "
                              f"and {side2.P.shape[1]}")
+        self.norm1, self.norm2 = norm1, norm2        # AS-norm (mean, std) per row, or None
         self._local = threading.local()
 
     def __call__(self, r1: np.ndarray, r2: np.ndarray) -> np.ndarray:
+        raw = self._raw(r1, r2)
+        if self.norm1 is None:
+            return raw
+        (m1, s1), (m2, s2) = self.norm1, self.norm2
+        return 0.5 * ((raw - m1[r1]) / s1[r1] + (raw - m2[r2]) / s2[r2])
+
+    def _raw(self, r1: np.ndarray, r2: np.ndarray) -> np.ndarray:
         if not self.bilinear:
             return np.asarray(self.backend.score(self.side1.prepared[r1],
                                                  self.side2.prepared[r2]), dtype=np.float64)
@@ -632,7 +675,8 @@ class _BlockScorer:
 
 def score_trials(trials_path: str, enroll: Dict[str, np.ndarray], test: Dict[str, np.ndarray],
                  backend: Backend, out_path: str, block_size: int = DEFAULT_BLOCK_SIZE,
-                 num_threads: int = 1, double: bool = False) -> int:
+                 num_threads: int = 1, double: bool = False,
+                 cohort: Optional[Dict[str, np.ndarray]] = None, top_k: int = 300) -> int:
     """Atomically write ``utt1 utt2 score`` in trial order; returns the trial count.
 
     Trials may carry a third (label) field, which is ignored.  An utterance
@@ -640,13 +684,23 @@ def score_trials(trials_path: str, enroll: Dict[str, np.ndarray], test: Dict[str
     ``block_size`` trials are read, scored and written at a time; with
     ``num_threads`` > 1 that many blocks are processed at once.  ``double``
     computes cosine dot products in double precision (PLDA always is).
+    With a ``cohort`` of embeddings, scores are adaptive-s-normalised:
+    ``(s - mu_e)/sd_e + (s - mu_t)/sd_t``, halved, with each side's mean and
+    deviation over its ``top_k`` best cohort scores (:func:`cohort_statistics`).
     """
     if block_size < 1:
         raise ValueError(f"block size must be positive, got {block_size}")
     start = time.perf_counter()
     side1 = _Side(enroll, backend, double)
     side2 = side1 if test is enroll else _Side(test, backend, double)
-    scorer = _PairScorer(backend, side1, side2)
+    norm1 = norm2 = None
+    if cohort is not None:
+        cohort_side = _Side(cohort, backend, double=True)
+        norm1 = cohort_statistics(side1, cohort_side, backend, top_k)
+        norm2 = norm1 if side2 is side1 else cohort_statistics(side2, cohort_side, backend, top_k)
+        log.info("AS-norm: cohort of %d embeddings, top %d", len(cohort_side.keys),
+                 min(top_k, len(cohort_side.keys)))
+    scorer = _PairScorer(backend, side1, side2, norm1, norm2)
     process = _BlockScorer(trials_path, side1, side2, scorer)
     num_trials = blocks = 0
     with atomic_output(out_path, "wb") as out:

@@ -1,7 +1,8 @@
 """EER and minDCF (p=0.01, 0.001) of score files, a results table and a DET plot.
 
 Each ``--scores name=path`` becomes one table row (backend ``name``) and one
-DET curve.  Metrics follow Kaldi's compute-eer and sid/compute_min_dcf.py.
+DET curve.  The rows are also written as JSON beside the table
+(``results.md`` -> ``results.json``) for ``compare_systems``.  Metrics follow Kaldi's compute-eer and sid/compute_min_dcf.py.
 Nothing is skipped: a trial without a score, a score for a pair that is not
 a trial, a repeated pair, a bad label or a NaN/inf score is an error naming
 the file, line and trial; so is a trial list without target or non-target
@@ -11,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Dict, List, Tuple
 
 from pyutils.metrics.det import plot_det
-from pyutils.metrics.results import TrialList, summarize, write_results_table
+from pyutils.metrics.results import (TrialList, summarize, write_results_json,
+                                     write_results_table)
 from pyutils.utils.fileio import TableError
 
 log = logging.getLogger("compute_metrics")
@@ -65,6 +68,7 @@ def main(argv=None) -> int:
             curves[name] = (scores, labels)
             rows.append({"system": args.system, "backend": name, **metrics})
         text = write_results_table(rows, args.results_md)
+        write_results_json(rows, os.path.splitext(args.results_md)[0] + ".json")
         plot_det(curves, args.det_png)
     except (TableError, ValueError, OSError) as err:
         print(f"compute_metrics: error: {err}", file=sys.stderr)

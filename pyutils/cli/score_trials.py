@@ -4,6 +4,7 @@ cosine: subtract the training mean (mean.vec), cosine similarity.
 plda:   subtract mean.vec -> lda.mat -> length norm -> PLDA log-likelihood
         ratio with --normalize-length=true and one enrolment utterance, as
         ivector-plda-scoring in Kaldi's egs/voxceleb/v2.
+Either can be followed by adaptive s-norm against a cohort (--cohort-scp).
 """
 from __future__ import annotations
 
@@ -34,6 +35,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--double", action="store_true",
                         help="cosine dot products in double precision (default: single, as "
                              "Kaldi's ivector-compute-dot-products; PLDA is always double)")
+    parser.add_argument("--cohort-scp", help="AS-norm cohort embeddings (e.g. the training "
+                        "set's xvector.scp); without it scores are not normalised")
+    parser.add_argument("--top-k", type=int, default=300,
+                        help="AS-norm: cohort scores averaged per utterance (WeSpeaker: 300)")
     parser.add_argument("--plda-smoothing", type=float, default=0.0,
                         help="ivector-copy-plda --smoothing (recipe: 0.0)")
     return parser.parse_args(argv)
@@ -47,8 +52,9 @@ def main(argv=None) -> int:
         backend = load_backend(args.backend, args.backend_dir, args.plda_smoothing)
         enroll = load_embeddings(args.enroll_scp)
         test = enroll if args.test_scp == args.enroll_scp else load_embeddings(args.test_scp)
+        cohort = load_embeddings(args.cohort_scp) if args.cohort_scp else None
         score_trials(args.trials, enroll, test, backend, args.out, args.block_size,
-                     args.num_threads, args.double)
+                     args.num_threads, args.double, cohort, args.top_k)
     except (TableError, ValueError, OSError) as err:
         print(f"score_trials: error: {err}", file=sys.stderr)
         return 1

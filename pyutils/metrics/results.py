@@ -8,6 +8,7 @@ pairs, but silently drops unscored trials; we do not).
 """
 from __future__ import annotations
 
+import json
 import math
 from typing import Callable, Dict, Iterable, List, Mapping, Tuple
 
@@ -138,3 +139,10 @@ def write_results_table(rows: Iterable[Mapping[str, object]], path: str) -> str:
     with atomic_output(path) as out:
         out.write(text)
     return text
+
+
+def write_results_json(rows: Iterable[Mapping[str, object]], path: str) -> None:
+    """Atomically write the rows of the results table as a JSON list."""
+    with atomic_output(path) as out:
+        json.dump([dict(row) for row in rows], out, indent=1)
+        out.write("\n")

@@ -6,6 +6,7 @@ Layout written under ``exp_dir``::
     models/epoch_N.pt  full checkpoint after epoch N (atomic)
     final.pt           model weights for extraction: the average of the last
                        ``average_last`` epochs (WeSpeaker's model averaging)
+    train_summary.json parameters, chunks, training time and chunks/s
     .done              completion marker: the stage is finished
 
 The training data is a data dir: its ``feats.scp`` (precomputed features,
@@ -18,6 +19,7 @@ DistributedDataParallel (gloo on CPU).
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -43,6 +45,7 @@ from pyutils.utils.fileio import atomic_output, is_done, mark_done
 
 logger = logging.getLogger(__name__)
 
+SUMMARY_FILE = "train_summary.json"
 SAMPLES_PER_FRAME = 160  # chunk sizes are in 10 ms frames; waveform sources use 16 kHz samples
 
 
@@ -202,10 +205,33 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
         weights = checkpoint.average(model_dir, epochs, int(train_cfg.get("average_last", 1)))
         checkpoint.save(final_path, {"model": weights, "config": config,
                                      "feat_dim": source.feat_dim, "speakers": source.speakers})
+        write_summary(os.path.join(exp_dir, SUMMARY_FILE), model_dir, epochs, config,
+                      model.num_parameters(), rank.world)
         mark_done(exp_dir, info=f"epochs={epochs}")
     if rank.world > 1:
         dist.barrier()
     return final_path
+
+
+def write_summary(path: str, model_dir: str, epochs: int, config: dict, num_parameters: int,
+                  world: int) -> dict:
+    """``train_summary.json``: parameters, chunks seen, training time and throughput,
+    summed over the epoch checkpoints (so a resumed run counts each epoch once)."""
+    stats = [checkpoint.load(checkpoint.epoch_path(model_dir, e)).get("stats", {})
+             for e in range(1, epochs + 1)]
+    seconds = sum(float(s.get("seconds", 0.0)) for s in stats)
+    chunks = sum(int(s.get("chunks", 0)) for s in stats)
+    last = stats[-1] if stats else {}
+    summary = {"model": config["model"]["name"], "loss": config["loss"]["name"],
+               "parameters": int(num_parameters), "epochs": epochs, "chunks": chunks,
+               "train_seconds": round(seconds, 3),
+               "chunks_per_s": round(chunks / seconds, 2) if seconds > 0 else None,
+               "processes": world, "final_train_accuracy": last.get("accuracy"),
+               "final_valid_accuracy": last.get("valid_accuracy")}
+    with atomic_output(path) as out:
+        json.dump(summary, out, indent=1)
+        out.write("\n")
+    return summary
 
 
 def _prefetched(source, batches, rank, seed, epoch):
@@ -247,8 +273,10 @@ def _run_epoch(net, optimizer, scheduler, source, batches, grad_clip, seed,
         rate = total * rank.world / max(1e-9, time.time() - start)
         progress.set_postfix(loss=f"{total_loss / total:.3f}",
                              acc=f"{total_correct / total:.3f}", chunks_s=f"{rate:.1f}")
+    seconds = time.time() - start
     return {"loss": total_loss / total, "accuracy": total_correct / total,
-            "chunks_per_s": total * rank.world / max(1e-9, time.time() - start)}
+            "chunks_per_s": total * rank.world / max(1e-9, seconds),
+            "chunks": int(total * rank.world), "seconds": seconds}
 
 
 @torch.no_grad()

@@ -1,0 +1,95 @@
+"""One table comparing every trained system x back-end of an experiment dir.
+
+    python -m pyutils.cli.compare_systems --out exp/asc/results.md exp/asc/*/
+
+Reads each system dir's ``results.json`` (stage 7) and ``train_summary.json``
+(stage 3) and writes a Markdown table: EER, minDCF, parameters, training
+chunks, training time and chunks/s per system and back-end.  Dirs without
+``results.json`` (unfinished systems, feature dirs) are listed as skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import List
+
+from pyutils.utils.fileio import atomic_output
+
+log = logging.getLogger("compare_systems")
+
+HEADER = ("| system | input | loss | backend | EER (%) | minDCF (p=0.01) | minDCF (p=0.001) "
+          "| parameters | training chunks | training time (min) | chunks/s |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|\n")
+
+
+def _read_json(path: str):
+    with open(path, encoding="utf-8") as handle:
+        try:
+            return json.load(handle)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON ({err})") from None
+
+
+def system_rows(system_dir: str) -> List[dict]:
+    """Rows of one system: its results joined with its training summary."""
+    results = _read_json(os.path.join(system_dir, "results.json"))
+    summary_path = os.path.join(system_dir, "train_summary.json")
+    summary = _read_json(summary_path) if os.path.isfile(summary_path) else {}
+    config_path = os.path.join(system_dir, "config.yaml")
+    feature_type = "mfcc"
+    if os.path.isfile(config_path):
+        import yaml
+        with open(config_path, encoding="utf-8") as handle:
+            feature_type = (yaml.safe_load(handle).get("features") or {}).get("type", "mfcc")
+    return [{**row, "input": feature_type, **{k: summary.get(k) for k in
+             ("loss", "parameters", "chunks", "train_seconds", "chunks_per_s")}}
+            for row in results]
+
+
+def _cell(value, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def format_table(rows: List[dict]) -> str:
+    lines = []
+    for row in rows:
+        minutes = None if row["train_seconds"] is None else row["train_seconds"] / 60.0
+        lines.append(
+            f"| {row['system']} | {row['input']} | {row['loss'] or '-'} | {row['backend']} "
+            f"| {100 * row['eer']:.3f} | {row['min_dcf_0.01']:.4f} | {row['min_dcf_0.001']:.4f} "
+            f"| {_cell(row['parameters'], ',d')} | {_cell(row['chunks'], ',d')} "
+            f"| {_cell(minutes, '.1f')} | {_cell(row['chunks_per_s'], '.1f')} |\n")
+    return HEADER + "".join(lines)
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", required=True, help="the comparison table (Markdown)")
+    parser.add_argument("system_dirs", nargs="+")
+    args = parser.parse_args(argv)
+    rows: List[dict] = []
+    try:
+        for directory in sorted(set(os.path.normpath(d) for d in args.system_dirs)):
+            if not os.path.isfile(os.path.join(directory, "results.json")):
+                log.info("%s: no results.json; skipped (not a finished system)", directory)
+                continue
+            rows += system_rows(directory)
+        if not rows:
+            raise ValueError("no system dir has a results.json (run stage 7 first)")
+        text = format_table(rows)
+        with atomic_output(args.out) as out:
+            out.write(text)
+    except (OSError, ValueError, KeyError) as err:
+        print(f"compare_systems: error: {err}", file=sys.stderr)
+        return 1
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
