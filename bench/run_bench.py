@@ -47,7 +47,8 @@ GROUPS = (["features"] + [f"train-{m}" for m in MODELS] + [f"extract-{m}" for m 
           + ["cosine", "plda"])
 NUM_CLASSES = 18          # ASC training speakers (protocol asc-v1)
 EXTRACT_SECONDS = 10.0
-CORPUS = os.environ.get("SV_CORPUS_ROOT", os.path.join(ROOT, "..", "shared", "corpora", "asc"))
+CORPUS = os.path.join(os.environ.get("SV_CORPUS_ROOT", os.path.join(ROOT, "..", "shared", "corpora")),
+                      "asc")
 
 
 def peak_rss_mb() -> float:
