@@ -74,3 +74,18 @@ def test_slurm_launcher_quotes_names_and_reports_failed_tasks(tmp_path):
                           "test", "JOB", "-ne", "3"], env=env, cwd=tmp_path,
                          capture_output=True, text=True)
     assert bad.returncode == 1 and "1 / 3 failed" in bad.stderr and "f.3.log" in bad.stderr
+
+
+def test_accounting_line_reports_the_jobs_peak_memory(tmp_path):
+    """Like run.pl's '# Accounting:' line, plus the job's peak RSS (here ~200 MB vs ~10 MB)."""
+    import re
+    big = "b = bytearray(200 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096])"
+    for name, code in (("big", big), ("small", "pass")):
+        subprocess.run([RUN, str(tmp_path / f"{name}.log"), sys.executable, "-c", code], check=True)
+    peaks = {}
+    for name in ("big", "small"):
+        match = re.search(r"^# Accounting: time=\d+ threads=1 peak_rss_mb=(\d+)$",
+                          (tmp_path / f"{name}.log").read_text(), re.M)
+        assert match, name
+        peaks[name] = int(match.group(1))
+    assert 200 <= peaks["big"] < 260 and peaks["small"] < 60, peaks

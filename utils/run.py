@@ -4,7 +4,8 @@
     utils/run.py [--max-jobs-run K] [JOB=1:N] LOG command [args...]
 
 Every "JOB" in LOG and in the command is replaced by the job index; each job
-writes its own log (command, start/end times, exit code, as run.pl does).
+writes its own log (command, start/end times, exit code, as run.pl does,
+plus the job's peak resident memory on the "# Accounting:" line).
 Exit status is non-zero if any job failed.  Options that only matter on a
 cluster (--mem, --num-threads, --gpu, --time) are accepted and ignored, so
 the same line works with utils/slurm.py.  Arguments are shell-quoted, so a
@@ -68,9 +69,13 @@ def run_one(command, log_path):
     with open(log_path, "w") as log:
         log.write(f"# {command}\n# Started at {time.ctime()}\n#\n")
         log.flush()
-        code = subprocess.call(["bash", "-c", "set -o pipefail; " + command],
-                               stdout=log, stderr=subprocess.STDOUT)
-        log.write(f"# Accounting: time={int(time.time() - start)} threads=1\n")
+        child = subprocess.Popen(["bash", "-c", "set -o pipefail; " + command],
+                                 stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(child.pid, 0)
+        code = child.returncode = os.waitstatus_to_exitcode(status)
+        # peak RSS: the largest process of the job (Linux reports KiB)
+        log.write(f"# Accounting: time={int(time.time() - start)} threads=1 "
+                  f"peak_rss_mb={usage.ru_maxrss // 1024}\n")
         log.write(f"# Ended (code {code}) at {time.ctime()}, elapsed time "
                   f"{int(time.time() - start)} seconds\n")
     return code
