@@ -45,7 +45,8 @@ import numpy as np
 
 from pyutils.backends.cosine import CosineBackend
 from pyutils.backends.plda import Plda, PldaBackend, read_matrix, read_vector
-from pyutils.utils.fileio import TableError, atomic_output, read_table
+from pyutils.data.datadir import read_scp
+from pyutils.utils.fileio import TableError, atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -101,18 +102,31 @@ def load_embeddings(scp_path: str) -> Dict[str, np.ndarray]:
 
     Entries ``key ark:offset`` that point at Kaldi binary float/double
     vectors are decoded with numpy from the ark's bytes; anything else
-    (pipes, ranges, matrices, text) goes through kaldiio.  Errors name the line.
+    (pipes, ranges, matrices, text) goes through kaldiio.  A repeated key, an
+    unreadable entry or a NaN/inf value is a TableError naming the line.
     """
     import kaldiio
 
     table: Dict[str, np.ndarray] = {}
+    lines: Dict[str, int] = {}
     by_ark: Dict[str, List[Tuple[int, str, int]]] = defaultdict(list)
-    for lineno, (key, location) in read_table(scp_path, min_fields=2, max_fields=2):
+    for lineno, key, location in read_scp(scp_path):     # repeated keys are an error
+        lines[key] = lineno
         match = _ARK_OFFSET.match(location)
         if match and os.path.isfile(match.group(1)):
             by_ark[match.group(1)].append((lineno, key, int(match.group(2))))
         else:
             table[key] = _load_one(scp_path, lineno, location, kaldiio)
+    _load_arks(scp_path, by_ark, table, kaldiio)
+    for key, vector in table.items():
+        if not np.all(np.isfinite(vector)):
+            raise TableError(scp_path, lines[key], f"embedding '{key}' holds "
+                             f"{int(np.sum(~np.isfinite(vector)))} NaN/inf value(s)")
+    return table
+
+
+def _load_arks(scp_path: str, by_ark, table: Dict[str, np.ndarray], kaldiio) -> None:
+    """Decode the ``ark:offset`` entries of each ark from one read of its bytes."""
     for ark, entries in by_ark.items():
         data = np.fromfile(ark, dtype=np.uint8)
         for lineno, key, offset in entries:
@@ -126,7 +140,6 @@ def load_embeddings(scp_path: str) -> Dict[str, np.ndarray]:
                     table[key] = data[offset + 10:end].view(dtype)
                     continue
             table[key] = _load_one(scp_path, lineno, f"{ark}:{offset}", kaldiio)
-    return table
 
 
 def _load_one(scp_path: str, lineno: int, location: str, kaldiio) -> np.ndarray:

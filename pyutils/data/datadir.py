@@ -726,6 +726,9 @@ def fix_data_dir(path: str) -> Dict[str, Tuple[int, int]]:
                         name, new, old, old - new)
     logger.info("fix_data_dir: kept %d of %d utterances (%s); old files are in %s",
                 len(keep), len(keep) + len(removed), removed.describe(), backup)
+    kept_speakers = {row.fields[1] for row in tables["utt2spk"] if row.key in keep}
+    for speaker in sorted({row.fields[1] for row in tables["utt2spk"]} - kept_speakers):
+        logger.info("fix_data_dir: speaker %s: removed (no utterances left)", speaker)
     return summary
 
 

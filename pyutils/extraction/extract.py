@@ -38,12 +38,12 @@ import torch
 from tqdm import tqdm
 
 from pyutils.data.audio import AudioReader
-from pyutils.data.datadir import DataDir
+from pyutils.data.datadir import DataDir, read_scp
 from pyutils.features.pipeline import cmn_voiced
 from pyutils.models import build_model
 from pyutils.training import checkpoint
 from pyutils.utils.arkio import ArkScpWriter
-from pyutils.utils.fileio import TableError, read_table
+from pyutils.utils.fileio import TableError
 
 logger = logging.getLogger(__name__)
 
@@ -107,21 +107,27 @@ def windows(num_frames: int, size: int, shift: int):
     return [(s, s + size) for s in starts]
 
 
-def _feature_pairs(feats_scp: str, vad_scp: str) -> Iterable[Tuple[str, np.ndarray, np.ndarray]]:
-    """Yield (utt, feats, vad) in feats.scp order; a missing VAD entry is an error."""
-    vad_locations: Dict[str, str] = {f[0]: f[1] for _, f in read_table(vad_scp, 2, 2)}
-    for lineno, (utt, location) in read_table(feats_scp, 2, 2):
+def _feature_pairs(feats_scp: str, vad_scp: str
+                   ) -> Iterable[Tuple[int, str, np.ndarray, np.ndarray]]:
+    """Yield (feats.scp line, utt, feats, vad) in feats.scp order; a missing VAD
+    entry is an error.  scp values are the rest of the line (paths may hold spaces)."""
+    vad_locations: Dict[str, str] = {utt: value for _, utt, value in read_scp(vad_scp)}
+    for lineno, utt, location in read_scp(feats_scp):
         if utt not in vad_locations:
             raise TableError(feats_scp, lineno, f"utterance '{utt}' has no entry in {vad_scp}")
-        yield utt, kaldiio.load_mat(location), kaldiio.load_mat(vad_locations[utt])
+        yield lineno, utt, kaldiio.load_mat(location), kaldiio.load_mat(vad_locations[utt])
 
 
 def _voiced_features(feats_scp: str, vad_scp: str, cmn: dict, feat_dim: int):
     """Yield (utt, CMN'd voiced frames) -- the training post-processing."""
-    for utt, feats, vad in _feature_pairs(feats_scp, vad_scp):
+    for lineno, utt, feats, vad in _feature_pairs(feats_scp, vad_scp):
         if feats.ndim != 2 or feats.shape[1] != feat_dim:
             raise ValueError(f"{feats_scp}: '{utt}' has features of shape {feats.shape}; "
                              f"the model expects {feat_dim} dimensions")
+        bad = int(np.sum(~np.isfinite(feats)))
+        if bad:
+            raise TableError(feats_scp, lineno, f"utterance '{utt}': features hold {bad} "
+                             f"NaN/inf value(s)")
         yield utt, cmn_voiced(np.asarray(feats, dtype=np.float32), vad, cmn)
 
 
@@ -157,7 +163,7 @@ def extract(model_path: str, feats_scp: Optional[str], vad_scp: Optional[str], a
         if feats_scp is None or vad_scp is None:
             raise ValueError(f"{model_path}: the model takes features; give feats.scp and vad.scp")
         unit = 1
-        num_utts = sum(1 for _ in read_table(feats_scp, 2, 2))
+        num_utts = len(read_scp(feats_scp))
         inputs = _voiced_features(feats_scp, vad_scp, cmn, feat_dim)
     chunk, min_chunk = chunk_size * unit, min_chunk_size * unit
     done = skipped = frames = 0
