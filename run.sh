@@ -33,6 +33,7 @@ cd "$(dirname "$0")"
 . ./conf/feats.conf
 . ./conf/backend.conf
 . utils/parse_options.sh
+export SV_CORPUS_ROOT=$corpus_root   # configs may name $SV_CORPUS_ROOT (augmentation noise)
 
 train=$data/train
 eval=$data/eval

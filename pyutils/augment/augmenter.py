@@ -4,7 +4,7 @@ Config (every section optional; a section with ``prob: 0`` builds nothing)::
 
     noise:
       prob: 0.6                    # chance an utterance gets additive noise
-      dirs: [/path/musan, /path/background_noise]   # folders or files
+      dirs: [/path/musan, $SV_CORPUS_ROOT/asc/background_noise]   # folders or files ($VARs expanded)
       snr: [0, 15]                 # optional: one SNR range (dB) for all categories
       recursive: true
       categories:                  # optional per-category overrides
@@ -34,6 +34,7 @@ clipped sample is what a 16-bit recording of the mix would hold.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import List, Mapping, Optional
 
@@ -50,6 +51,19 @@ _KEYS = {
     "reverb": {"prob", "rir_dirs", "simulate", "weights", "normalize", "recursive"},
     "speed": {"prob", "factors"},
 }
+
+
+def expand_paths(paths, what: str) -> List[str]:
+    """Expand ``$VAR`` in configured paths, e.g. ``$SV_CORPUS_ROOT/asc/background_noise``
+    (run.sh exports SV_CORPUS_ROOT = its --corpus-root); an unset variable is an error."""
+    expanded = []
+    for path in [paths] if isinstance(paths, str) else list(paths):
+        value = os.path.expandvars(str(path))
+        if "$" in value:
+            raise ValueError(f"augment config '{what}': '{path}' names an unset environment "
+                             f"variable (run.sh exports SV_CORPUS_ROOT from --corpus-root)")
+        expanded.append(value)
+    return expanded
 
 
 def clip_int16(waveform: np.ndarray) -> np.ndarray:
@@ -98,7 +112,8 @@ class Augmenter:
         if self.noise_prob > 0:
             if not noise.get("dirs"):
                 raise ValueError("augment config 'noise': prob > 0 needs 'dirs'")
-            self.noise = NoiseSource(noise["dirs"], noise.get("recursive", True),
+            self.noise = NoiseSource(expand_paths(noise["dirs"], "noise.dirs"),
+                                     noise.get("recursive", True),
                                      self.sample_rate, noise.get("snr"),
                                      noise.get("categories"))
 
@@ -118,7 +133,8 @@ class Augmenter:
                 except TypeError as err:  # an unknown option name
                     raise ValueError(f"augment config 'reverb.simulate': {err}") from None
             else:
-                self.rirs = RirSource(reverb["rir_dirs"], reverb.get("recursive", True),
+                self.rirs = RirSource(expand_paths(reverb["rir_dirs"], "reverb.rir_dirs"),
+                                      reverb.get("recursive", True),
                                       self.sample_rate, reverb.get("weights"))
 
         speed = _section(config, "speed")
