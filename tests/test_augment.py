@@ -437,3 +437,17 @@ def test_offline_reverb_stage_with_segments_via_step_script(tmp_path, pipe_env):
     expected = to_int16(augment_audio.augment_samples(np.round(rec), RATE, seed=args.seed,
                                                       rir_file=args.rir_file))
     np.testing.assert_array_equal(samples.astype(np.int16), expected[16000:28800])
+
+
+def test_noise_dirs_expand_environment_variables(tmp_path, monkeypatch):
+    """$SV_CORPUS_ROOT in a config's noise dirs (run.sh exports it); unset is an error."""
+    (tmp_path / "asc" / "background_noise").mkdir(parents=True)
+    sf.write(str(tmp_path / "asc" / "background_noise" / "n.wav"),
+                    np.ones(16000, dtype=np.int16), 16000)
+    config = {"noise": {"prob": 1.0, "dirs": ["$SV_CORPUS_ROOT/asc/background_noise"],
+                        "snr": [5, 5]}}
+    monkeypatch.setenv("SV_CORPUS_ROOT", str(tmp_path))
+    assert Augmenter(config).noise is not None
+    monkeypatch.delenv("SV_CORPUS_ROOT")
+    with pytest.raises(ValueError, match=r"noise\.dirs.*unset environment variable"):
+        Augmenter(config)
