@@ -138,7 +138,10 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   steps/compute_metrics.sh --system "$model" --backends "$scored" \
     "$eval/trials" "$dir/scores" "$dir"
   cat "$dir/results.md"
-  python -m pyutils.cli.compare_systems --out "$exp/results.md" "$exp"/*/ > /dev/null \
-    2> "$dir/log/compare_systems.log"
-  echo "Every system under $exp: $exp/results.md"
+  if python -m pyutils.cli.compare_systems --out "$exp/results.md" "$exp"/*/ > /dev/null \
+      2> "$dir/log/compare_systems.log"; then
+    echo "Every system under $exp: $exp/results.md"
+  else
+    echo "$0: warning: the comparison table failed; see $dir/log/compare_systems.log" 1>&2
+  fi
 fi

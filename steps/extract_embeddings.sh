@@ -21,7 +21,7 @@ model=$1 data=$2 dir=$3
 
 case $input in
   feats) inputs=("$data/feats.scp" "$data/vad.scp" "$cmvn_config") ;;
-  waveform) inputs=("$data/wav.scp") ;;
+  waveform) inputs=("$data/wav.scp" "$data/segments") ;;   # a missing file hashes its name
   *) echo "$0: --input must be feats or waveform, got '$input'" 1>&2; exit 1 ;;
 esac
 stamp=("$model" "${inputs[@]}" "$data/spk2utt" "$input"

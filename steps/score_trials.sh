@@ -14,8 +14,10 @@ help_message="Usage: $0 [--backend cosine|plda] [--num-threads N] [--cohort-scp 
 [ $# -eq 4 ] || { echo -e "$help_message" 1>&2; exit 1; }
 backend_dir=$1 embdir=$2 trials=$3 dir=$4
 
+# extraction markers name the model (a retrain can leave xvector.scp byte-identical)
 stamp=("$backend" "$backend_dir/mean.vec" "$backend_dir/lda.mat" "$backend_dir/plda"
-       "$embdir/xvector.scp" "$trials" "${cohort_scp:-no-cohort}" "$top_k" "$dir/scores")
+       "$embdir/xvector.scp" "$embdir/.done" "$trials" "${cohort_scp:-no-cohort}"
+       "${cohort_scp:+$(dirname "$cohort_scp")/.done}" "$top_k" "$dir/scores")
 if python -m pyutils.cli.stamp check "$dir/.done" "${stamp[@]}"; then
   echo "$0: $dir/scores is up to date"; exit 0
 fi

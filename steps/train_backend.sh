@@ -15,7 +15,9 @@ embdir=$1 data=$2 dir=$3
 
 utt2spk=$data/utt2spk
 [ -f "$embdir/utt2spk" ] && utt2spk=$embdir/utt2spk
-stamp=("$embdir/xvector.scp" "$utt2spk" "$lda_dim $plda_em_iters" "$dir/plda")
+# the extraction marker names the model: a retrain rewrites the arks at the same
+# offsets (an identical xvector.scp), so the scp alone would not show it
+stamp=("$embdir/xvector.scp" "$embdir/.done" "$utt2spk" "$lda_dim $plda_em_iters" "$dir/plda")
 if python -m pyutils.cli.stamp check "$dir/.stamp" "${stamp[@]}"; then
   echo "$0: $dir is complete"; exit 0
 fi

@@ -306,10 +306,7 @@ def test_backend_scoring_and_metric_steps_quote_hostile_dir_names(tmp_path):
         centre = 3 * rng.normal(size=8)
         for u in range(6):
             table[f"s{s}-u{u}"] = (centre + rng.normal(size=8)).astype(np.float32)
-    # the ark in a plain dir: scp readers of score_trials need ark paths without spaces
-    # (see test_score_trials_reads_scp_values_with_spaces)
-    scp = write_ark(str(tmp_path / "arks"), "x", table)
-    (embdir / "xvector.scp").write_text(open(scp).read())
+    write_ark(str(embdir), "xvector", table)   # ark paths hold the hostile name too
     (data / "utt2spk").write_text("".join(f"{k} {k[:2]}\n" for k in sorted(table)))
     keys = sorted(table)
     trials = trials_dir / "trials"
@@ -328,13 +325,16 @@ def test_backend_scoring_and_metric_steps_quote_hostile_dir_names(tmp_path):
     table_md = (metrics / "results.md").read_text()
     assert "| cosine |" in table_md and "| plda |" in table_md
     assert canaries(sandbox) == [] and canaries(ROOT) == []
-
-
-SPACE_SCP_REASON = (
-    "DEFECT: scp values are the rest of the line (Kaldi; pyutils.data.datadir.read_scp), "
-    "and make_mfcc_vad.sh/extract_embeddings.sh write ark paths holding spaces when the "
-    "feature or exp dir name has one, but read_table(scp, 2, 2) refuses such lines "
-    "('expected at most 2 fields, got 3') in ")
+    # a retrained model rewrites the arks at the same offsets (xvector.scp unchanged) and a
+    # new extraction marker: the back-end and the scores are redone, not trusted
+    old_scp, old_scores = (embdir / "xvector.scp").read_text(), (scores / "plda" / "scores").read_text()
+    write_ark(str(embdir), "xvector", {k: rng.normal(size=8).astype(np.float32) for k in table})
+    assert (embdir / "xvector.scp").read_text() == old_scp
+    (embdir / ".done").write_text("model of the second training run\n")
+    assert step("train_backend.sh", "--lda-dim", 3, embdir, data, backend).returncode == 0
+    result = step("score_trials.sh", "--backend", "plda", backend, embdir, trials, scores / "plda")
+    assert result.returncode == 0 and "up to date" not in result.stdout, result.stdout
+    assert (scores / "plda" / "scores").read_text() != old_scores
 
 
 def test_score_trials_reads_scp_values_with_spaces(tmp_path):

@@ -204,6 +204,8 @@ def cohort_statistics(side: "_Side", cohort: "_Side", backend: Backend, top_k: i
     utterance rows, so memory is ``rows_per_block x cohort size``.
     """
     num_cohort = len(cohort.keys)
+    if int(top_k) < 2:
+        raise ValueError(f"AS-norm top-k must be at least 2, got {top_k}")
     k = min(int(top_k), num_cohort)
     if k < 2:
         raise ValueError(f"AS-norm needs a cohort of at least 2 embeddings, got {num_cohort}")

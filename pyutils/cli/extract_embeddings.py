@@ -39,7 +39,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     setup_logging()
     marker = args.scp + ".done"
-    inputs = ([args.data_dir + "/wav.scp", args.data_dir + "/utt2spk"] if args.data_dir
+    inputs = ([args.data_dir + "/wav.scp", args.data_dir + "/segments", args.data_dir + "/utt2spk"]
+              if args.data_dir
               else [args.feats_scp, args.vad_scp, args.cmvn_config])
     stamp = fingerprint(args.model, *inputs,
                         f"{args.chunk_size} {args.min_chunk_size} {args.window} {args.window_shift}")

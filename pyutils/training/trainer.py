@@ -132,7 +132,7 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
         logger.info("%s is complete (.done present); skipping (use --force to retrain)", exp_dir)
         return final_path
     if force:
-        for stale in ("models", ".done", "final.pt"):
+        for stale in ("models", ".done", "final.pt", SUMMARY_FILE):
             path = os.path.join(exp_dir, stale)
             shutil.rmtree(path) if os.path.isdir(path) else (os.path.exists(path) and os.remove(path))
     config = load_config(config_path)
@@ -219,13 +219,14 @@ def write_summary(path: str, model_dir: str, epochs: int, config: dict, num_para
     summed over the epoch checkpoints (so a resumed run counts each epoch once)."""
     stats = [checkpoint.load(checkpoint.epoch_path(model_dir, e)).get("stats", {})
              for e in range(1, epochs + 1)]
-    seconds = sum(float(s.get("seconds", 0.0)) for s in stats)
-    chunks = sum(int(s.get("chunks", 0)) for s in stats)
+    complete = all("seconds" in s and "chunks" in s for s in stats)  # (older checkpoints lack them)
+    seconds = sum(float(s["seconds"]) for s in stats) if complete else None
+    chunks = sum(int(s["chunks"]) for s in stats) if complete else None
     last = stats[-1] if stats else {}
     summary = {"model": config["model"]["name"], "loss": config["loss"]["name"],
                "parameters": int(num_parameters), "epochs": epochs, "chunks": chunks,
-               "train_seconds": round(seconds, 3),
-               "chunks_per_s": round(chunks / seconds, 2) if seconds > 0 else None,
+               "train_seconds": round(seconds, 3) if complete else None,
+               "chunks_per_s": round(chunks / seconds, 2) if complete and seconds > 0 else None,
                "processes": world, "final_train_accuracy": last.get("accuracy"),
                "final_valid_accuracy": last.get("valid_accuracy")}
     with atomic_output(path) as out:
