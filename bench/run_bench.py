@@ -117,7 +117,7 @@ def bench_train(name: str, quick: bool) -> list:
     from pyutils.losses import build_loss
     from pyutils.training.chunks import epoch_batches
     from pyutils.training.scheduler import build_optimizer, build_scheduler
-    from pyutils.training.trainer import TrainingNet
+    from pyutils.training.trainer import TrainingNet, train_step
     torch.set_num_threads(2)
     torch.manual_seed(0)
     config, model, feat_dim, unit = model_setup(name)
@@ -141,15 +141,7 @@ def bench_train(name: str, quick: bool) -> list:
             start = time.perf_counter()
         inputs = random_input(batch, frames, feat_dim, unit, gen)
         labels = torch.randint(0, NUM_CLASSES, (batch,), generator=gen)
-        if hasattr(loss_fn, "set_step"):
-            loss_fn.set_step(scheduler.last_epoch)
-        loss, _ = net(inputs, labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
-        optimizer.step()
-        scheduler.step()
+        train_step(net, loss_fn, optimizer, scheduler, inputs, labels, grad_clip)
         chunks += batch if step >= warmup else 0
         if step >= warmup + 2 and time.perf_counter() - start > 30.0:
             break                                    # >= 3 timed steps, ~30 s per model

@@ -248,6 +248,20 @@ def _prefetched(source, batches, rank, seed, epoch):
             yield ready
 
 
+def train_step(net, loss_fn, optimizer, scheduler, inputs, labels, grad_clip: float):
+    """One optimiser step on a batch; returns (loss, logits)."""
+    if hasattr(loss_fn, "set_step"):
+        loss_fn.set_step(scheduler.last_epoch)       # global step: margin warm-up
+    loss, logits = net(inputs, labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+    optimizer.step()
+    scheduler.step()
+    return loss, logits
+
+
 def _run_epoch(net, optimizer, scheduler, source, batches, grad_clip, seed,
                epoch, epochs, rank) -> dict:
     """One pass over ``batches`` (this rank's share of each); returns mean stats."""
@@ -259,15 +273,7 @@ def _run_epoch(net, optimizer, scheduler, source, batches, grad_clip, seed,
                     desc=f"epoch {epoch}/{epochs}", unit="batch", file=sys.stderr,
                     disable=not rank.main, mininterval=1.0 if sys.stderr.isatty() else 15.0)
     for inputs, labels in progress:
-        if hasattr(loss_fn, "set_step"):
-            loss_fn.set_step(scheduler.last_epoch)       # global step: margin warm-up
-        loss, logits = net(inputs, labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
-        optimizer.step()
-        scheduler.step()
+        loss, logits = train_step(net, loss_fn, optimizer, scheduler, inputs, labels, grad_clip)
         total_loss += loss.item() * len(labels)
         total_correct += (logits.argmax(1) == labels).sum().item()
         total += len(labels)
