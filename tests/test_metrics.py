@@ -237,3 +237,18 @@ def test_compare_systems_joins_results_and_training_summaries(tmp_path, capsys):
     assert lines[3].startswith(f"| tdnn | mfcc | - | cosine | {eer:.3f} |")
     assert lines[3].endswith("| - | - | - | - |")
     assert compare_systems.main(["--out", str(out), str(tmp_path / "exp" / "mfcc")]) == 1
+
+
+def test_fuse_scores_weighted_mean_in_first_file_order(tmp_path, capsys):
+    from pyutils.cli import fuse_scores
+    a = write(tmp_path / "a", "u1 u2 1.0\nu1 u3 -2\nu2 u3 4\n")
+    b = write(tmp_path / "b", "u2 u3 0\nu1 u2 3.0\nu1 u3 2\n")     # other order
+    out = tmp_path / "fused"
+    assert fuse_scores.main(["--out", str(out), a, b]) == 0
+    assert out.read_text() == "u1 u2 2\nu1 u3 0\nu2 u3 2\n"
+    assert fuse_scores.main(["--out", str(out), "--weights", "3,1", a, b]) == 0
+    assert out.read_text() == "u1 u2 1.5\nu1 u3 -1\nu2 u3 3\n"
+    short = write(tmp_path / "short", "u1 u2 1\nu1 u3 1\n")
+    assert fuse_scores.main(["--out", str(tmp_path / "x"), a, short]) == 1
+    assert "no score for trial 'u2 u3'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
