@@ -39,7 +39,7 @@ def system_rows(system_dir: str) -> List[dict]:
     summary_path = os.path.join(system_dir, "train_summary.json")
     summary = _read_json(summary_path) if os.path.isfile(summary_path) else {}
     config_path = os.path.join(system_dir, "config.yaml")
-    feature_type = "mfcc"
+    feature_type = "-"                     # not a trained system (e.g. a fusion)
     if os.path.isfile(config_path):
         import yaml
         with open(config_path, encoding="utf-8") as handle:
