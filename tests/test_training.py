@@ -7,7 +7,6 @@ import sys
 import time
 
 import numpy as np
-import pytest
 import torch
 import yaml
 
@@ -80,7 +79,8 @@ def test_resume_gives_the_same_model_as_an_uninterrupted_run(tmp_path):
         assert summary["parameters"] == sum(v.numel() for k, v in a.items()
                                             if "running" not in k and "num_batches" not in k)
         assert summary["train_seconds"] > 0
-        assert summary["chunks_per_s"] == pytest.approx(96 / summary["train_seconds"], rel=0.01)
+        # train_seconds is rounded to 1 ms, chunks_per_s to 0.01
+        assert abs(96 / summary["chunks_per_s"] - summary["train_seconds"]) <= 0.0006
     # a finished run is skipped: final.pt is not rewritten
     mtime = os.path.getmtime(tmp_path / "straight" / "final.pt")
     train(*args, str(tmp_path / "straight"))
