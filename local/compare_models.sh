@@ -14,7 +14,6 @@ data=data/asc
 help_message="Usage: $0 [--models LIST] [--fuse LIST] [--exp DIR] [--data DIR]"
 cd "$(dirname "$0")/.."
 . ./path.sh
-. ./conf/backend.conf
 . utils/parse_options.sh
 for model in $models; do
   echo "$0: === $model ==="
@@ -24,8 +23,8 @@ if [ -n "$fuse" ]; then
   # Fusion: the mean of the systems' scores for each back-end (AS-norm scores are
   # standard scores, so equal weights need no training on the evaluation trials).
   name=fusion_$(echo $fuse | tr ' ' '+')
-  scored=$backends
-  [ "$score_norm" = asnorm ] && scored=$(for b in $backends; do echo -n "$b ${b}_asnorm "; done)
+  set -- $fuse
+  scored=$(cd "$exp/$1/scores" && ls -d */ | tr -d /)   # what stage 6 scored (+ _asnorm)
   for backend in $scored; do
     files=()
     for system in $fuse; do files+=("$exp/$system/scores/$backend/scores"); done

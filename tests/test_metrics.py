@@ -250,5 +250,8 @@ def test_fuse_scores_weighted_mean_in_first_file_order(tmp_path, capsys):
     assert out.read_text() == "u1 u2 1.5\nu1 u3 -1\nu2 u3 3\n"
     short = write(tmp_path / "short", "u1 u2 1\nu1 u3 1\n")
     assert fuse_scores.main(["--out", str(tmp_path / "x"), a, short]) == 1
-    assert "no score for trial 'u2 u3'" in capsys.readouterr().err
+    assert f"{a}:3: trial 'u2 u3' has no score in {short}" in capsys.readouterr().err
+    extra = write(tmp_path / "extra", "u1 u2 1\nu1 u3 1\nu2 u3 1\nu3 u4 1\n")
+    assert fuse_scores.main(["--out", str(tmp_path / "x"), a, extra]) == 1
+    assert f"{extra}:4: score for 'u3 u4'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()

@@ -186,8 +186,17 @@ def test_load_embeddings_equals_kaldiio(tmp_path):
         out.write((tmp_path / "a.scp").read_text() + (tmp_path / "b.scp").read_text())
     got, want = load_embeddings(str(tmp_path / "all.scp")), load_scp_dict(str(tmp_path / "all.scp"))
     assert sorted(got) == sorted(want)
-    for key in want:
-        assert np.array_equal(got[key], want[key]) and got[key].dtype == want[key].dtype
+    for key in want:   # a 1 x N matrix is read as the vector it holds (as train_backend did)
+        assert np.array_equal(got[key], np.ravel(want[key])) and got[key].dtype == want[key].dtype
+        assert got[key].ndim == 1
+    write_scp_dict(str(tmp_path / "c.ark"), str(tmp_path / "c.scp"),
+                   {"ok": np.ones(7), "mat": np.ones((2, 7)), "short": np.ones(5)})
+    with pytest.raises(TableError, match=r"c\.scp:1: embedding 'mat' is a \(2, 7\) matrix"):
+        load_embeddings(str(tmp_path / "c.scp"))
+    write_scp_dict(str(tmp_path / "c.ark"), str(tmp_path / "c.scp"),
+                   {"ok": np.ones(7), "short": np.ones(5)})
+    with pytest.raises(TableError, match="c.scp:2: embedding 'short' has dimension 5 but 'ok'"):
+        load_embeddings(str(tmp_path / "c.scp"))
     (tmp_path / "bad.scp").write_text(f"x {tmp_path / 'a.ark'}:1\n")
     with pytest.raises(TableError, match="bad.scp:1: cannot read"):
         load_embeddings(str(tmp_path / "bad.scp"))

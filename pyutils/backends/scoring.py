@@ -102,8 +102,10 @@ def load_embeddings(scp_path: str) -> Dict[str, np.ndarray]:
 
     Entries ``key ark:offset`` that point at Kaldi binary float/double
     vectors are decoded with numpy from the ark's bytes; anything else
-    (pipes, ranges, matrices, text) goes through kaldiio.  A repeated key, an
-    unreadable entry or a NaN/inf value is a TableError naming the line.
+    (pipes, ranges, matrices, text) goes through kaldiio.  The one loader of
+    every back-end stage: a repeated key, an unreadable entry, a matrix, a
+    NaN/inf value or another dimension than the first embedding's is a
+    TableError naming the line.
     """
     import kaldiio
 
@@ -118,10 +120,21 @@ def load_embeddings(scp_path: str) -> Dict[str, np.ndarray]:
         else:
             table[key] = _load_one(scp_path, lineno, location, kaldiio)
     _load_arks(scp_path, by_ark, table, kaldiio)
-    for key, vector in table.items():
-        if not np.all(np.isfinite(vector)):
-            raise TableError(scp_path, lines[key], f"embedding '{key}' holds "
-                             f"{int(np.sum(~np.isfinite(vector)))} NaN/inf value(s)")
+    first = None
+    for key, lineno in lines.items():                   # file order: the first bad line
+        vector = table[key]
+        if vector.ndim != 1 and not (vector.ndim == 2 and 1 in vector.shape):
+            raise TableError(scp_path, lineno, f"embedding '{key}' is a {vector.shape} "
+                                               f"matrix, not a vector")
+        table[key] = vector = vector.ravel()
+        bad = int(np.count_nonzero(~np.isfinite(vector)))
+        if bad:
+            raise TableError(scp_path, lineno, f"embedding '{key}' has {bad} NaN/inf value(s)")
+        if first is None:
+            first = (key, vector.size)
+        elif vector.size != first[1]:
+            raise TableError(scp_path, lineno, f"embedding '{key}' has dimension {vector.size} "
+                                               f"but '{first[0]}' has {first[1]}")
     return table
 
 
@@ -256,7 +269,7 @@ class _Side:
     MAX_HASHED_WIDTH = 64
 
     def __init__(self, embeddings: Dict[str, np.ndarray], backend: Backend,
-                 double: bool = False):
+                 double: bool = False, lookup: bool = True):
         self.keys = sorted(embeddings)
         if not self.keys:
             raise ValueError("no embeddings to score")
@@ -274,7 +287,8 @@ class _Side:
             self.P, self.bias = form
             if self.bias is None and not double:        # cosine: single precision, as Kaldi
                 self.P = self.P.astype(np.float32)
-        self._init_bytes()
+        if lookup:                                      # (a cohort is never looked up)
+            self._init_bytes()
 
     def _init_bytes(self) -> None:
         encoded = [k.encode("utf-8") for k in self.keys]
@@ -710,7 +724,7 @@ def score_trials(trials_path: str, enroll: Dict[str, np.ndarray], test: Dict[str
     side2 = side1 if test is enroll else _Side(test, backend, double)
     norm1 = norm2 = None
     if cohort is not None:
-        cohort_side = _Side(cohort, backend, double=True)
+        cohort_side = _Side(cohort, backend, double=True, lookup=False)
         norm1 = cohort_statistics(side1, cohort_side, backend, top_k)
         norm2 = norm1 if side2 is side1 else cohort_statistics(side2, cohort_side, backend, top_k)
         log.info("AS-norm: cohort of %d embeddings, top %d", len(cohort_side.keys),

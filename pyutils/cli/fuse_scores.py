@@ -7,7 +7,7 @@ weighted mean of the systems' scores (equal weights by default).  Fuse
 scores on comparable scales, e.g. AS-normalised ones (each is a mean of
 standard scores); no weight is trained on the evaluation trials.  Every file
 must score exactly the same trials: a missing, extra or repeated pair is an
-error naming the file and line.
+error naming the file and line.  The output is written atomically.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from pyutils.metrics.results import read_scores
+from pyutils.metrics.results import read_score_lines
 from pyutils.utils.fileio import TableError, atomic_output
 
 
@@ -27,20 +27,20 @@ def fuse(score_paths: List[str], weights: Optional[List[float]] = None):
         weights = [1.0] * len(score_paths)
     if len(weights) != len(score_paths):
         raise ValueError(f"{len(weights)} weights for {len(score_paths)} score files")
-    first = read_scores(score_paths[0])
+    first = read_score_lines(score_paths[0])
     pairs = list(first)
-    total = np.asarray([first[p] for p in pairs]) * weights[0]
+    total = np.asarray([first[p][0] for p in pairs]) * weights[0]
     for path, weight in zip(score_paths[1:], weights[1:]):
-        other = read_scores(path)
+        other = read_score_lines(path)
         missing = next((p for p in pairs if p not in other), None)
         if missing is not None:
-            raise TableError(path, None, f"no score for trial '{missing[0]} {missing[1]}' "
-                                         f"of {score_paths[0]}")
+            raise TableError(score_paths[0], first[missing][1], f"trial '{missing[0]} "
+                             f"{missing[1]}' has no score in {path}")
         if len(other) != len(pairs):
             extra = next(p for p in other if p not in first)
-            raise TableError(path, None, f"score for '{extra[0]} {extra[1]}', which "
-                                         f"{score_paths[0]} does not score")
-        total += weight * np.asarray([other[p] for p in pairs])
+            raise TableError(path, other[extra][1], f"score for '{extra[0]} {extra[1]}', "
+                             f"which {score_paths[0]} does not score")
+        total += weight * np.asarray([other[p][0] for p in pairs])
     return pairs, total / float(sum(weights))
 
 

@@ -23,16 +23,14 @@ import argparse
 import logging
 import os
 import sys
-from typing import Dict
 
-import kaldiio
 import numpy as np
 
 from pyutils.backends.lda import apply_transform, compute_lda
 from pyutils.backends.plda import length_normalize, subtract_mean, train_plda, write_matrix, write_vector
-from pyutils.backends.scoring import LDA_FILE, MEAN_FILE, PLDA_FILE, stack_embeddings
+from pyutils.backends.scoring import (LDA_FILE, MEAN_FILE, PLDA_FILE, load_embeddings,
+                                      stack_embeddings)
 from pyutils.data.skips import Skips
-from pyutils.data.datadir import read_scp
 from pyutils.utils.fileio import TableError, done_marker, mark_done, read_key_value
 
 log = logging.getLogger("train_backend")
@@ -47,37 +45,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--plda-em-iters", type=int, default=10)
     parser.add_argument("--out-dir", required=True)
     return parser.parse_args(argv)
-
-
-def load_embeddings(scp: str) -> Dict[str, np.ndarray]:
-    """Read an embedding scp; a bad entry is a TableError naming the line and key.
-
-    Bad: unreadable, not a vector, NaN/inf values, another dimension than the
-    first embedding, a key seen twice.
-    """
-    table: Dict[str, np.ndarray] = {}
-    first = None
-    for lineno, key, location in read_scp(scp):
-        try:
-            vector = np.asarray(kaldiio.load_mat(location), dtype=np.float64)
-        except Exception as err:  # kaldiio raises many types
-            raise TableError(scp, lineno, f"embedding '{key}': cannot read '{location}': "
-                                          f"{err}") from None
-        if vector.ndim != 1 and not (vector.ndim == 2 and 1 in vector.shape):
-            raise TableError(scp, lineno, f"embedding '{key}' is a {vector.shape} matrix, "
-                                          f"not a vector")
-        vector = vector.ravel()
-        bad = int(np.count_nonzero(~np.isfinite(vector)))
-        if bad:
-            raise TableError(scp, lineno, f"embedding '{key}' has {bad} NaN/inf value(s) "
-                                          f"(from '{location}')")
-        if first is None:
-            first = (key, vector.size)
-        elif vector.size != first[1]:
-            raise TableError(scp, lineno, f"embedding '{key}' has dimension {vector.size} but "
-                                          f"'{first[0]}' has {first[1]}")
-        table[key] = vector
-    return table
 
 
 def train(train_scp: str, utt2spk_path: str, lda_dim: int, em_iters: int, out_dir: str) -> None:

@@ -11,7 +11,7 @@ Utterances with no voiced frame are skipped, logged and counted, as
 Speed: each utterance (or chunk, or window) goes through the network on its
 own, under ``torch.inference_mode`` with ``num_threads`` intra-op threads.
 The frame layers are matrix products over ~10^3 frames, already compute
-bound (the x-vector TDNN runs at a real-time factor of ~0.01 on one core,
+bound (the x-vector TDNN runs at a real-time factor of 0.004 on one core,
 bench/run_bench.py), so batching utterances gains nothing measurable; it
 would also change the float32 rounding of the statistics pooling, whose
 variance cancels for nearly constant channels (batched and single results

@@ -67,10 +67,14 @@ def read_trials(path: str) -> List[Tuple[str, str, bool]]:
     return [(utt1, utt2, label) for (utt1, utt2), (label, _) in table.items()]
 
 
+def read_score_lines(path: str) -> Dict[Pair, Tuple[float, int]]:
+    """Return ``{(utt1, utt2): (score, line number)}`` in file order."""
+    return _read_pair_table(path, _parse_score, "score")
+
+
 def read_scores(path: str) -> Dict[Pair, float]:
     """Return ``{(utt1, utt2): score}`` in file order."""
-    table = _read_pair_table(path, _parse_score, "score")
-    return {pair: score for pair, (score, _) in table.items()}
+    return {pair: score for pair, (score, _) in read_score_lines(path).items()}
 
 
 class TrialList:
