@@ -70,10 +70,7 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   for x in "$train" "$eval"; do
     name=$(basename "$x")
     if [ $feat_type = fbank ]; then
-      mkdir -p "${x}_fbank"
-      for f in wav.scp utt2spk spk2utt segments trials; do
-        if [ -f "$x/$f" ]; then cp "$x/$f" "${x}_fbank/$f"; fi
-      done
+      python -m pyutils.data.originals copy-lists "$x" "${x}_fbank"
       steps/make_mfcc_vad.sh --nj $nj --cmd "$cpu_cmd" --fbank-config "$feat_conf" \
         "${x}_fbank" "$exp/make_fbank/$name" "$mfccdir"
     elif [ $feat_type = mfcc ]; then

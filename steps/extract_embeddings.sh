@@ -20,11 +20,12 @@ help_message="Usage: $0 [--nj N] [--cmd CMD] [--input feats|waveform] [--num-thr
 model=$1 data=$2 dir=$3
 
 case $input in
-  feats) inputs=("$data/feats.scp" "$data/vad.scp" "$cmvn_config") ;;
+  feats) inputs=("$data/feats.scp" "$data/vad.scp" "$data/.mfcc_vad.done" "$cmvn_config") ;;
   waveform) inputs=("$data/wav.scp" "$data/segments") ;;   # a missing file hashes its name
   *) echo "$0: --input must be feats or waveform, got '$input'" 1>&2; exit 1 ;;
 esac
-stamp=("$model" "${inputs[@]}" "$data/spk2utt" "$input"
+# upstream markers (features, training) change whenever those stages reran
+stamp=("$model" "$(dirname "$model")/.done" "${inputs[@]}" "$data/spk2utt" "$input"
        "$chunk_size $min_chunk_size $window $window_shift" "$dir/xvector.scp")
 if python -m pyutils.cli.stamp check "$dir/.done" "${stamp[@]}"; then
   echo "$0: $dir is complete"; exit 0
@@ -35,6 +36,8 @@ mkdir -p "$dir/log"
 rm -f "$dir"/.*.tmp
 utils/split_data.sh "$data" $nj
 sdata=$data/split$nj
+upstream=(--stamp-extra "$(dirname "$model")/.done")   # job markers see reruns upstream too
+[ $input = feats ] && upstream+=(--stamp-extra "$data/.mfcc_vad.done")
 if [ $input = feats ]; then
   job_inputs=(--cmvn-config "$cmvn_config" --feats-scp "$sdata/JOB/feats.scp" --vad-scp "$sdata/JOB/vad.scp")
 else
@@ -42,7 +45,7 @@ else
 fi
 $cmd --num-threads $num_threads JOB=1:$nj "$dir/log/extract.JOB.log" \
   python -m pyutils.cli.extract_embeddings --model "$model" "${job_inputs[@]}" \
-    --num-threads $num_threads \
+    --num-threads $num_threads "${upstream[@]}" \
     --chunk-size $chunk_size --min-chunk-size $min_chunk_size \
     --window $window --window-shift $window_shift \
     --ark "$dir/xvector.JOB.ark" --scp "$dir/xvector.JOB.scp"

@@ -13,7 +13,10 @@
 # truncated, failing pipe, empty, too short, wrong sample rate, multi-channel,
 # NaN samples; see pyutils/cli/compute_mfcc_vad.py) are skipped, logged and
 # counted by reason; they are listed in <logdir>/skipped_<name> and removed
-# from <data> by utils/fix_data_dir.sh (backup in <data>/.backup). The last
+# from <data> by utils/fix_data_dir.sh. The lists as given are kept in
+# <data>/.orig: a rerun starts from them, and reruns by itself once the audio
+# of a failed utterance changes, so fixed audio comes back (pyutils/data/
+# originals.py). Backups go to <data>/.backup/N, never overwritten. The last
 # line gives the counts, e.g.
 #   done 10 of 14 utterances (4 failed: 2 unreadable, 1 too short, 1 wrong sample rate)
 # Audio at another rate than conf/mfcc.conf's --sample-frequency is refused
@@ -31,20 +34,28 @@ help_message="Usage: $0 [--nj N] [--cmd CMD] [--mfcc-config F] [--vad-config F] 
 data=$1 logdir=$2 featdir=$3
 name=$(basename "$data")
 
-stamp=("$data/wav.scp" "$data/utt2spk" "$data/feats.scp" "$data/vad.scp" "$mfcc_config" "$vad_config"
-       "${fbank_config:-mfcc}")
-kind=mfcc; [ -n "$fbank_config" ] && kind=fbank
-if python -m pyutils.cli.stamp check "$data/.mfcc_vad.done" "${stamp[@]}"; then
-  echo "$0: $data already has features (remove $data/.mfcc_vad.done to redo)"; exit 0
-fi
 for f in "$mfcc_config" "$vad_config" "$data/wav.scp"; do
   [ -f "$f" ] || { echo "$0: no such file $f" 1>&2; exit 1; }
 done
-# Outputs of an earlier run would be checked against the (maybe new) utt2spk:
-# move them aside first, as Kaldi's make_mfcc.sh does.
-for f in feats.scp vad.scp utt2num_frames; do
-  if [ -f "$data/$f" ]; then mkdir -p "$data/.backup"; mv "$data/$f" "$data/.backup/$f"; fi
-done
+kind=mfcc; [ -n "$fbank_config" ] && kind=fbank
+skipped=$logdir/skipped_$name
+# The marker covers the user's lists as given (kept in $data/.orig when a run
+# dropped utterances), the configs, and the audio files of the utterances
+# that failed last time: replacing a broken file reruns the stage.
+stamp_of_inputs() {
+  stamp=("$(python -m pyutils.data.originals digest "$data" --failed "$skipped")"
+         "$data/feats.scp" "$data/vad.scp" "$mfcc_config" "$vad_config" "${fbank_config:-mfcc}")
+}
+stamp_of_inputs
+if python -m pyutils.cli.stamp check "$data/.mfcc_vad.done" "${stamp[@]}"; then
+  echo "$0: $data already has features (remove $data/.mfcc_vad.done to redo)"; exit 0
+fi
+# Start from the user's lists (every utterance, also those a run dropped), and
+# move the outputs of an earlier run aside (numbered backup), as Kaldi's
+# make_mfcc.sh does.
+python -m pyutils.data.originals restore "$data"
+python -m pyutils.data.originals backup "$data" feats.scp vad.scp utt2num_frames > /dev/null
+rm -f "$data/.mfcc_vad.done"
 utils/validate_data_dir.sh --no-feats "$data" > /dev/null || {
   echo "$0: $data is not a valid data dir (problems above); utils/fix_data_dir.sh repairs most" 1>&2
   exit 1; }
@@ -56,7 +67,7 @@ total=$(wc -l < "$data/utt2spk")
 
 if ! $cmd JOB=1:$nj "$logdir/make_mfcc_vad_$name.JOB.log" \
   python -m pyutils.cli.compute_mfcc_vad --mfcc-config "$mfcc_config" --vad-config "$vad_config" \
-    ${fbank_config:+--fbank-config "$fbank_config"} \
+    ${fbank_config:+--fbank-config "$fbank_config"} --stamp-extra "failed-audio ${stamp[0]#*-}" \
     "$sdata/JOB" "$featdir/raw_${kind}_$name.JOB" "$featdir/vad_$name.JOB"; then
   for j in $(seq $nj); do
     log=$logdir/make_mfcc_vad_$name.$j.log
@@ -73,11 +84,16 @@ python -m pyutils.cli.merge_tables "$data/vad.scp" --nj $nj "$featdir/vad_$name.
 python -m pyutils.cli.merge_tables "$data/utt2num_frames" --nj $nj "$featdir/raw_${kind}_$name.JOB.utt2num_frames"
 python -m pyutils.cli.merge_tables "$logdir/skipped_$name" --nj $nj "$featdir/raw_${kind}_$name.JOB.skipped"
 summary=$(python -m pyutils.data.skips --total "$total" --done "$(wc -l < "$data/feats.scp")" \
-  --what utterances --verb failed "$logdir/skipped_$name")
-if [ -s "$logdir/skipped_$name" ]; then
-  echo "$0: $data: $summary; the failed utterances are listed in $logdir/skipped_$name" \
-    "and their reasons in the job logs; they are removed from $data" 1>&2
+  --what utterances --verb failed "$skipped")
+if [ -s "$skipped" ]; then
+  echo "$0: $data: $summary; the failed utterances are listed in $skipped" \
+    "and their reasons in the job logs. They are left out of $data until their audio" \
+    "is fixed: the full lists are kept in $data/.orig, and rerunning this step after" \
+    "fixing the audio brings them back" 1>&2
 fi
+python -m pyutils.data.originals keep "$data" --skipped "$skipped"
 utils/fix_data_dir.sh "$data"
+python -m pyutils.data.originals record "$data"
+stamp_of_inputs
 python -m pyutils.cli.stamp write "$data/.mfcc_vad.done" "${stamp[@]}"
 echo "$0: features for $data: $summary; logs in $logdir"

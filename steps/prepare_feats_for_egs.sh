@@ -17,7 +17,10 @@ help_message="Usage: $0 [--nj N] [--cmd CMD] [--min-len F] [--min-num-utts N] <i
 data=$1 out=$2 logdir=$3 featdir=$4
 name=$(basename "$out")
 
-stamp=("$data/feats.scp" "$data/vad.scp" "$out/feats.scp" "$out/utt2spk" "$cmvn_config" "$min_len $min_num_utts")
+# the feature stage's marker changes whenever it reran (a changed MFCC/VAD
+# config rewrites the arks at the same offsets: feats.scp alone would not show it)
+stamp=("$data/feats.scp" "$data/vad.scp" "$data/.mfcc_vad.done" "$data/utt2spk"
+       "$out/feats.scp" "$out/utt2spk" "$cmvn_config" "$min_len $min_num_utts")
 if python -m pyutils.cli.stamp check "$out/.done" "${stamp[@]}"; then
   echo "$0: $out is complete (remove $out/.done to redo)"; exit 0
 fi
@@ -27,7 +30,7 @@ utils/split_data.sh "$data" $nj
 sdata=$data/split$nj
 
 $cmd JOB=1:$nj "$logdir/prepare_feats_$name.JOB.log" \
-  python -m pyutils.cli.prepare_feats --cmvn-config "$cmvn_config" \
+  python -m pyutils.cli.prepare_feats --cmvn-config "$cmvn_config" --stamp-extra "$data/.mfcc_vad.done" \
     "$sdata/JOB/feats.scp" "$sdata/JOB/vad.scp" "$featdir/xvector_feats_$name.JOB"
 
 for f in utt2spk spk2utt wav.scp; do cp "$data/$f" "$out/$f"; done

@@ -15,7 +15,7 @@ help_message="Usage: $0 [--backend cosine|plda] [--num-threads N] [--cohort-scp 
 backend_dir=$1 embdir=$2 trials=$3 dir=$4
 
 # extraction markers name the model (a retrain can leave xvector.scp byte-identical)
-stamp=("$backend" "$backend_dir/mean.vec" "$backend_dir/lda.mat" "$backend_dir/plda"
+stamp=("$backend" "$backend_dir/.stamp" "$backend_dir/mean.vec" "$backend_dir/lda.mat" "$backend_dir/plda"
        "$embdir/xvector.scp" "$embdir/.done" "$trials" "${cohort_scp:-no-cohort}"
        "${cohort_scp:+$(dirname "$cohort_scp")/.done}" "$top_k" "$dir/scores")
 if python -m pyutils.cli.stamp check "$dir/.done" "${stamp[@]}"; then

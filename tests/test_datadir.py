@@ -241,7 +241,15 @@ def test_fix_keeps_the_sorted_intersection_with_backup(tmp_path, caplog):
     assert read(path, "trials") == ["spkA-001 spkB-001 nontarget"]
     assert read(path, "wav.scp")[0] == "spkA-001 /audio/spkA-001.wav"
     for name, lines in originals.items():
-        assert read(os.path.join(path, ".backup"), name) == lines
+        assert read(os.path.join(path, ".backup", "1"), name) == lines
+    # a second fix that changes something gets its own backup; one that changes nothing none
+    with open(os.path.join(path, "vad.scp"), "a") as extra:
+        extra.write("spkZ-010 /feats/vad.ark:y\n")
+    fix_data_dir(path)
+    fix_data_dir(path)
+    assert sorted(os.listdir(os.path.join(path, ".backup"))) == ["1", "2"]
+    assert read(os.path.join(path, ".backup", "1"), "utt2spk") == originals["utt2spk"]
+    assert len(read(os.path.join(path, ".backup", "2"), "vad.scp")) == 5
     assert summary["utt2spk"] == (6, 4) and summary["trials"] == (3, 1)
     assert summary["vad.scp"] == (7, 4) and summary["utt2num_frames"] == (7, 4)
     assert "kept 4 of 6 utterances" in caplog.text

@@ -143,11 +143,12 @@ def test_bad_audio_is_skipped_logged_counted_and_listed(tmp_path):
     assert "the WAV header promises 16000 samples but the file holds 8000" in logs
     assert "16000 of 16000 samples are NaN or infinite" in logs
 
-    # features only for the good ones; the data dir is fixed (backup kept)
+    # features only for the good ones; the data dir is fixed, the user's lists kept
     good = sorted(set(entries) - set(expected))
     assert sorted(load_scp_dict(str(data / "feats.scp"))) == good
     assert [line.split()[0] for line in read_lines(data / "utt2spk")] == good
-    assert len(read_lines(data / ".backup" / "utt2spk")) == total
+    assert len(read_lines(data / ".orig" / "utt2spk")) == total
+    assert len(read_lines(data / ".backup" / "1" / "utt2spk")) == total
     assert f"kept {done} of {total} utterances" in result.stderr
 
     # a rerun is skipped as a whole

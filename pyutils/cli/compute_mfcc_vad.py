@@ -138,6 +138,9 @@ def main(argv=None):
     parser.add_argument("--vad-config", required=True)
     parser.add_argument("--fbank-config", default="",
                         help="write fbank features with this config (VAD still from the MFCC)")
+    parser.add_argument("--stamp-extra", action="append", default=[],
+                        help="more inputs for the job's marker (a file: its bytes; repeatable), "
+                             "e.g. the upstream stage's marker")
     parser.add_argument("data_dir")
     parser.add_argument("feats_prefix")
     parser.add_argument("vad_prefix")
@@ -145,7 +148,7 @@ def main(argv=None):
     setup_logging()
     stamp = fingerprint(*(os.path.join(args.data_dir, f) for f in ("wav.scp", "utt2spk", "segments")),
                         args.mfcc_config, args.vad_config, args.fbank_config or "mfcc",
-                        os.path.abspath(args.vad_prefix))
+                        os.path.abspath(args.vad_prefix), *args.stamp_extra)
     if job_done(args.feats_prefix + ".done", stamp) \
             and os.path.isfile(args.feats_prefix + ".skipped"):
         logger.info("%s.done matches the inputs; job already done", args.feats_prefix)

@@ -28,6 +28,9 @@ def main(argv=None):
     parser.add_argument("--vad-scp", help="energy VAD decisions; feature models")
     parser.add_argument("--cmvn-config", help="conf/cmvn.conf; feature models")
     parser.add_argument("--data-dir", help="data dir whose audio a waveform model reads")
+    parser.add_argument("--stamp-extra", action="append", default=[],
+                        help="more inputs for the job's marker (a file: its bytes; repeatable), "
+                             "e.g. the upstream stage's marker")
     parser.add_argument("--ark", required=True)
     parser.add_argument("--scp", required=True)
     parser.add_argument("--chunk-size", type=int, default=10000)
@@ -43,7 +46,8 @@ def main(argv=None):
               if args.data_dir
               else [args.feats_scp, args.vad_scp, args.cmvn_config])
     stamp = fingerprint(args.model, *inputs,
-                        f"{args.chunk_size} {args.min_chunk_size} {args.window} {args.window_shift}")
+                        f"{args.chunk_size} {args.min_chunk_size} {args.window} {args.window_shift}",
+                        *args.stamp_extra)
     if job_done(marker, stamp):
         logging.getLogger("extract").info("%s matches the inputs; job already done", marker)
         return

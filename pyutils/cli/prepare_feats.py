@@ -74,12 +74,15 @@ def prepare(feats_scp: str, vad_scp: str, prefix: str, cmn: dict) -> dict:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cmvn-config", required=True)
+    parser.add_argument("--stamp-extra", action="append", default=[],
+                        help="more inputs for the job's marker (a file: its bytes; repeatable), "
+                             "e.g. the upstream stage's marker")
     parser.add_argument("feats_scp")
     parser.add_argument("vad_scp")
     parser.add_argument("prefix", help="output PREFIX.{ark,scp,utt2num_frames}")
     args = parser.parse_args(argv)
     setup_logging()
-    stamp = fingerprint(args.feats_scp, args.vad_scp, args.cmvn_config)
+    stamp = fingerprint(args.feats_scp, args.vad_scp, args.cmvn_config, *args.stamp_extra)
     if job_done(args.prefix + ".done", stamp) and os.path.isfile(args.prefix + ".skipped"):
         logger.info("%s.done matches the inputs; job already done", args.prefix)
         return

@@ -1,4 +1,4 @@
-"""Completion markers that record their inputs (used by the steps/ scripts).
+"""Completion markers that record their inputs (used by run.sh and steps/).
 
     python -m pyutils.cli.stamp check DIR/.done ITEM...   # exit 0 iff it matches
     python -m pyutils.cli.stamp write DIR/.done ITEM...
@@ -6,10 +6,17 @@
 An ITEM is a file (its path and bytes count) or any string (an option value).
 A stage is finished only if its marker exists *and* records the same inputs,
 so a marker never vouches for outputs of other data, models or options.
+
+One mechanism for every stage: a stage lists as ITEMs the configs it reads
+and the markers of the upstream stages whose outputs it reads.  A marker's
+second line is a new run id each time the stage runs, so whenever an
+upstream stage reran (a changed config, removed outputs) the markers of the
+stages after it no longer match and they rerun too, even when the rewritten
+archives keep their byte offsets and the scp files their bytes.
 """
 import sys
 
-from pyutils.utils.fileio import fingerprint, job_done, write_lines
+from pyutils.utils.fileio import fingerprint, job_done, write_marker
 
 
 def main(argv=None):
@@ -20,7 +27,7 @@ def main(argv=None):
     stamp = fingerprint(*items)
     if action == "check":
         sys.exit(0 if job_done(marker, stamp) else 1)
-    write_lines(marker, [stamp])
+    write_marker(marker, stamp)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from typing import (Callable, Dict, Iterable, List, Mapping, NamedTuple, Optiona
                     Sequence, Set, Tuple)
 
 from pyutils.data.skips import Skips
+from pyutils.data.originals import new_backup_dir
 from pyutils.utils.fileio import TableError, write_lines
 
 logger = logging.getLogger(__name__)
@@ -712,11 +713,12 @@ def fix_data_dir(path: str) -> Dict[str, Tuple[int, int]]:
             logger.info("fix_data_dir: kept %d of %d trials (%s)", len(lines["trials"]),
                         before["trials"], trial_skips.describe())
 
-    backup = os.path.join(path, ".backup")
-    os.makedirs(backup, exist_ok=True)
-    for name in names:
-        shutil.copy2(os.path.join(path, name), os.path.join(backup, name))
-    _write_dir(path, lines)
+    backup = "(no change)"
+    if _changes(path, names, lines):
+        backup = new_backup_dir(path)  # numbered: an earlier backup is never overwritten
+        for name in names:
+            shutil.copy2(os.path.join(path, name), os.path.join(backup, name))
+        _write_dir(path, lines)
     summary = {}
     for name in lines:
         old, new = before.get(name, 0), len(lines[name])
@@ -730,6 +732,17 @@ def fix_data_dir(path: str) -> Dict[str, Tuple[int, int]]:
     for speaker in sorted({row.fields[1] for row in tables["utt2spk"]} - kept_speakers):
         logger.info("fix_data_dir: speaker %s: removed (no utterances left)", speaker)
     return summary
+
+
+def _changes(path: str, names: List[str], lines: Dict[str, List[str]]) -> bool:
+    """True if writing ``lines`` would change any file of the data dir."""
+    if set(names) != set(lines):
+        return True
+    for name in names:
+        with open(os.path.join(path, name), encoding="utf-8") as handle:
+            if handle.read() != "".join(line + "\n" for line in lines[name]):
+                return True
+    return False
 
 
 def _removal_reasons(tables: Dict[str, List[_Row]], keep: Set[str],

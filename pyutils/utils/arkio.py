@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from typing import Dict, Iterator, Tuple
 
 import kaldiio
@@ -16,7 +15,7 @@ import numpy as np
 from kaldiio.matio import write_array
 
 from pyutils.data.datadir import read_scp as read_scp_lines
-from pyutils.utils.fileio import TableError, atomic_output
+from pyutils.utils.fileio import TableError, atomic_output, create_temp
 
 
 class ArkScpWriter:
@@ -28,7 +27,7 @@ class ArkScpWriter:
         directory = os.path.dirname(self.ark_path)
         os.makedirs(directory, exist_ok=True)
         os.makedirs(os.path.dirname(os.path.abspath(scp_path)), exist_ok=True)
-        fd, self._ark_tmp = tempfile.mkstemp(prefix=".ark.", suffix=".tmp", dir=directory)
+        fd, self._ark_tmp = create_temp(self.ark_path)
         self._ark = os.fdopen(fd, "wb")
         self._scp_lines = []
         self._keys = set()

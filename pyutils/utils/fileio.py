@@ -11,6 +11,8 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import time
+import uuid
 from typing import IO, Dict, Iterable, Iterator, List, Optional, Tuple
 
 
@@ -24,6 +26,49 @@ class TableError(ValueError):
         self.lineno = lineno
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it (Linux: /proc/self/status)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (not thread-safe)
+    os.umask(mask)
+    return mask
+
+
+def create_temp(path: str) -> Tuple[int, str]:
+    """Open a temp file beside ``path`` that will be renamed onto it.
+
+    Temp files of an earlier writer of ``path`` that was killed (they are
+    named ``.<name>.<random>.tmp``) are removed first, and the new one gets
+    the mode a plain ``open()`` would give (0666 less the umask), so files
+    renamed into place are readable by the group where the umask says so.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    prefix = "." + os.path.basename(path) + "."
+    remove_stale_temps(directory, prefix)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
+    os.fchmod(fd, 0o666 & ~current_umask())
+    return fd, tmp
+
+
+def remove_stale_temps(directory: str, prefix: str) -> int:
+    """Delete ``<prefix>*.tmp`` files in ``directory``; return how many."""
+    removed = 0
+    with contextlib.suppress(FileNotFoundError):
+        for name in os.listdir(directory):
+            if name.startswith(prefix) and name.endswith(".tmp"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(directory, name))
+                    removed += 1
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_output(path: str, mode: str = "w") -> Iterator[IO]:
     """Open ``path`` for writing via a temp file that is renamed on success.
@@ -31,10 +76,7 @@ def atomic_output(path: str, mode: str = "w") -> Iterator[IO]:
     On any exception the temp file is removed and ``path`` is left untouched.
     """
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".",
-                               suffix=".tmp", dir=directory)
+    fd, tmp = create_temp(path)
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle
@@ -120,7 +162,7 @@ def is_done(directory: str, name: str = ".done") -> bool:
 
 def mark_done(directory: str, name: str = ".done", info: str = "") -> None:
     """Create the completion marker atomically, after all outputs are in place."""
-    write_lines(done_marker(directory, name), [info] if info else [])
+    write_marker(done_marker(directory, name), info or "done")
 
 
 def fingerprint(*items: str) -> str:
@@ -139,6 +181,16 @@ def fingerprint(*items: str) -> str:
                 for block in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(block)
     return digest.hexdigest()
+
+
+def write_marker(marker: str, stamp: str, info: str = "") -> None:
+    """Write a completion marker: ``stamp``, then a run id unique to this run.
+
+    Downstream stages fingerprint this file, so the run id makes every rerun
+    of a stage visible to the stages after it (see pyutils.cli.stamp).
+    """
+    run_id = f"run {time.strftime('%Y-%m-%dT%H:%M:%S')} {uuid.uuid4().hex}"
+    write_lines(marker, [stamp, run_id] + ([info] if info else []))
 
 
 def job_done(marker: str, stamp: str) -> bool:
