@@ -97,9 +97,8 @@ def train(train_scp: str, utt2spk_path: str, lda_dim: int, em_iters: int, out_di
         raise ValueError(f"{train_scp}: LDA/PLDA training failed ({err}) on {len(used)} "
                          f"embeddings of {num_spk} speakers") from None
     except ValueError as err:
-        hint = (" (ivector-compute-lda needs at least as many training vectors as dimensions: "
-                "use more utterances, or windowed embeddings: backend_window in "
-                "conf/backend.conf)" if "too little data" in str(err) else "")
+        hint = _too_little_data_hint(train_scp, utt2spk_path, len(used), X.shape[1]) \
+            if "too little data" in str(err) else ""
         raise ValueError(f"{train_scp}: {err}{hint}") from None
     os.makedirs(out_dir, exist_ok=True)
     write_vector(os.path.join(out_dir, MEAN_FILE), mean)
@@ -107,6 +106,21 @@ def train(train_scp: str, utt2spk_path: str, lda_dim: int, em_iters: int, out_di
     plda.save(os.path.join(out_dir, PLDA_FILE))
     mark_done(out_dir, info=f"lda_dim={lda_dim} plda_dim={plda.dim} speakers={num_spk} "
                             f"utterances={len(used)} skipped={len(skips)}")
+
+
+def _too_little_data_hint(train_scp: str, utt2spk_path: str, num_vectors: int, dim: int) -> str:
+    """What to change when LDA has fewer training vectors than dimensions."""
+    windowed = os.path.dirname(os.path.abspath(utt2spk_path)) == \
+        os.path.dirname(os.path.abspath(train_scp))
+    window = ("these are windowed embeddings already: a smaller backend_window_shift (or "
+              "backend_window) in conf/backend.conf gives more of them" if windowed else
+              "windowed embeddings (backend_window > 0 in conf/backend.conf) give several "
+              "vectors per utterance")
+    return (f". ivector-compute-lda needs more training vectors than the {dim} dimensions of "
+            f"the embeddings, and has {num_vectors}. Change one of: more training data; {window}; "
+            f"a network with a smaller embed_dim (its training config); or score with cosine "
+            f"only (backends=\"cosine\" in conf/backend.conf). lda_dim does not help: it is the "
+            f"output dimension")
 
 
 def main(argv=None) -> int:

@@ -166,7 +166,7 @@ def extract(model_path: str, feats_scp: Optional[str], vad_scp: Optional[str], a
         num_utts = len(read_scp(feats_scp))
         inputs = _voiced_features(feats_scp, vad_scp, cmn, feat_dim)
     chunk, min_chunk = chunk_size * unit, min_chunk_size * unit
-    done = skipped = frames = 0
+    done = skipped = padded = frames = 0
     start = time.time()
     busy = 0.0
     with ArkScpWriter(ark, scp) as writer:
@@ -175,6 +175,12 @@ def extract(model_path: str, feats_scp: Optional[str], vad_scp: Optional[str], a
                 logger.warning("%s: no voiced frames; skipped", utt)
                 skipped += 1
                 continue
+            if x.shape[0] < min_chunk:
+                padded += 1
+                logger.warning("%s: %d voiced frames, fewer than --min-chunk-size %d: padded by "
+                               "repeating its edge frames (Kaldi --pad-input); its embedding "
+                               "is unreliable (raise --min-duration in the feature config to "
+                               "skip such audio)", utt, -(-x.shape[0] // unit), min_chunk_size)
             tick = time.perf_counter()
             if window > 0:
                 for first, end in windows(x.shape[0], window * unit, (window_shift or window) * unit):
@@ -186,9 +192,10 @@ def extract(model_path: str, feats_scp: Optional[str], vad_scp: Optional[str], a
             done += 1
             frames += x.shape[0] / unit
     elapsed = time.time() - start
-    logger.info("embedded %d utterances (%d skipped: no voiced frames), %d frames (10 ms) in "
+    logger.info("embedded %d utterances (%d skipped: no voiced frames; %d padded: shorter than "
+                "--min-chunk-size), %d frames (10 ms) in "
                 "%.1f s with %d thread(s): real-time factor %.4f (network only %.4f)",
-                done, skipped, frames, elapsed, num_threads,
+                done, skipped, padded, frames, elapsed, num_threads,
                 elapsed * 100.0 / max(1, frames), busy * 100.0 / max(1, frames))
-    return {"done": done, "skipped": skipped, "frames": int(frames), "seconds": elapsed,
+    return {"done": done, "skipped": skipped, "padded": padded, "frames": int(frames), "seconds": elapsed,
             "network_seconds": busy}
