@@ -33,6 +33,14 @@ cd "$(dirname "$0")"
 . ./conf/feats.conf
 . ./conf/backend.conf
 . utils/parse_options.sh
+[ $# -eq 0 ] || { echo "$0: unexpected argument '$1' (options are --name value; --help)" 1>&2; exit 1; }
+for opt in stage stop_stage nj; do
+  [[ ${!opt} =~ ^[0-9]+$ ]] || { echo "$0: --${opt//_/-} takes a number, got '${!opt}'" 1>&2; exit 1; }
+done
+[ "$stage" -le 7 ] || { echo "$0: --stage $stage: the stages are 0-7" 1>&2; exit 1; }
+[ "$stop_stage" -ge "$stage" ] || {
+  echo "$0: --stop-stage $stop_stage is before --stage $stage: nothing would run" 1>&2; exit 1; }
+[ "$nj" -ge 1 ] || { echo "$0: --nj must be at least 1" 1>&2; exit 1; }
 export SV_CORPUS_ROOT=$corpus_root   # configs may name $SV_CORPUS_ROOT (augmentation noise)
 
 train=$data/train

@@ -125,8 +125,23 @@ def parse_speakers(spec: str, default):
     out = []
     for part in spec.split(","):
         lo, _, hi = part.partition("-")
+        if not lo.isdigit() or not (hi or lo).isdigit() or int(hi or lo) < int(lo):
+            raise ValueError(f"speaker range '{part}' of '{spec}': expected N or N-M "
+                             f"with N <= M, e.g. 1-4,19")
         out += [f"{i:08d}" for i in range(int(lo), int(hi or lo) + 1)]
     return out
+
+
+def split_speakers(train_spec: str, eval_spec: str):
+    """The training and evaluation speakers; an overlap is an error (it would
+    score the evaluation speakers with a network trained on them)."""
+    train = parse_speakers(train_spec, TRAIN_SPEAKERS)
+    evaluation = parse_speakers(eval_spec, EVAL_SPEAKERS)
+    both = sorted(set(train) & set(evaluation))
+    if both:
+        raise ValueError(f"--train-speakers and --eval-speakers overlap: {len(both)} "
+                         f"speaker(s) in both, e.g. {int(both[0])}")
+    return train, evaluation
 
 
 def main(argv=None):
@@ -145,6 +160,7 @@ def main(argv=None):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     corpus_root = args.corpus_root or os.path.join(os.path.dirname(root), "shared", "corpora")
     try:
+        train_speakers, eval_speakers = split_speakers(args.train_speakers, args.eval_speakers)
         dataset = find_corpus(os.path.abspath(corpus_root), args.url)
         keywords, clips = scan_clips(dataset)
         groups = keyword_groups(keywords)
@@ -152,8 +168,7 @@ def main(argv=None):
         sys.exit(f"prepare_asc.py: {err}")
     reps = args.reps.split(",") if args.reps else sorted({rep for _, rep, _ in clips})
     reps = [f"{int(r):02d}" for r in reps]
-    for name, speakers in (("train", parse_speakers(args.train_speakers, TRAIN_SPEAKERS)),
-                           ("eval", parse_speakers(args.eval_speakers, EVAL_SPEAKERS))):
+    for name, speakers in (("train", train_speakers), ("eval", eval_speakers)):
         utts = build_utterances(speakers, reps, groups, clips)
         if not utts:
             sys.exit(f"prepare_asc.py: no clips found for the {name} speakers in {dataset}")

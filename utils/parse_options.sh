@@ -7,6 +7,13 @@
 # in "$@".
 
 __po_usage() { echo -e "${help_message:-}" 1>&2; }
+# As in Kaldi: an option whose default is true or false takes only true or false.
+__po_set() {
+  if { [ "${!1}" = true ] || [ "${!1}" = false ]; } && [ "$2" != true ] && [ "$2" != false ]; then
+    echo "$0: option --${1//_/-} takes true or false, got '$2'" 1>&2; exit 1
+  fi
+  printf -v "$1" '%s' "$2"
+}
 
 while true; do
   [ $# -eq 0 ] && break
@@ -24,16 +31,17 @@ while true; do
       if [ -z "${!__po_name+x}" ]; then
         echo "$0: invalid option ${1%%=*}" 1>&2; __po_usage; exit 1
       fi
-      printf -v "$__po_name" '%s' "$__po_value"; shift ;;
+      __po_set "$__po_name" "$__po_value"; shift ;;
     --*)
       __po_name=$(echo "$1" | sed 's/^--//; s/-/_/g')
       if [ -z "${!__po_name+x}" ]; then
         echo "$0: invalid option $1" 1>&2; __po_usage; exit 1
       fi
       [ $# -lt 2 ] && { echo "$0: option $1 needs a value" 1>&2; exit 1; }
-      printf -v "$__po_name" '%s' "$2"; shift 2 ;;
+      __po_set "$__po_name" "$2"; shift 2 ;;
     *) break ;;
   esac
 done
 unset __po_name __po_value
+unset -f __po_set
 true
