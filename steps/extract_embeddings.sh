@@ -43,6 +43,7 @@ if [ $input = feats ]; then
 else
   job_inputs=(--data-dir "$sdata/JOB")
 fi
+echo "$0: embeddings of $data in $nj jobs; progress in $dir/log/extract.*.log"
 $cmd --num-threads $num_threads JOB=1:$nj "$dir/log/extract.JOB.log" \
   python -m pyutils.cli.extract_embeddings --model "$model" "${job_inputs[@]}" \
     --num-threads $num_threads "${upstream[@]}" \

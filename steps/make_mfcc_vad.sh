@@ -65,6 +65,8 @@ utils/split_data.sh "$data" $nj
 sdata=$data/split$nj
 total=$(wc -l < "$data/utt2spk")
 
+echo "$0: $kind features and VAD of $total utterances of $data in $nj jobs;" \
+  "progress in $logdir/make_mfcc_vad_$name.*.log"
 if ! $cmd JOB=1:$nj "$logdir/make_mfcc_vad_$name.JOB.log" \
   python -m pyutils.cli.compute_mfcc_vad --mfcc-config "$mfcc_config" --vad-config "$vad_config" \
     ${fbank_config:+--fbank-config "$fbank_config"} --stamp-extra "failed-audio ${stamp[0]#*-}" \

@@ -33,7 +33,6 @@ import time
 import zlib
 
 import numpy as np
-from tqdm import tqdm
 
 from pyutils.data import audio
 from pyutils.data.audio import AudioError, AudioReader
@@ -46,6 +45,7 @@ from pyutils.features.vad import compute_vad_energy, vad_options_from_conf
 from pyutils.utils.arkio import ArkScpWriter
 from pyutils.utils.fileio import TableError, fingerprint, job_done, write_lines
 from pyutils.utils.log import setup_logging
+from pyutils.utils.progress import progress
 
 logger = logging.getLogger("compute_mfcc_vad")
 NON_FINITE_FEATS = "non-finite features"
@@ -78,7 +78,7 @@ def compute(data_dir: str, mfcc_conf: str, vad_conf: str, feats_prefix: str,
     lengths, seconds, start = {}, 0.0, time.time()
     with ArkScpWriter(feats_prefix + ".ark", feats_prefix + ".scp") as feats_out, \
             ArkScpWriter(vad_prefix + ".ark", vad_prefix + ".scp") as vad_out:
-        for utt in tqdm(utts, unit="utt", file=sys.stderr, mininterval=5):
+        for utt in progress(utts, desc="features", unit="utt"):
             try:
                 samples, rate = reader.read(utt)
                 duration = len(samples) / rate

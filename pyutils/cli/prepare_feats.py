@@ -17,7 +17,6 @@ import sys
 
 import kaldiio
 import numpy as np
-from tqdm import tqdm
 
 from pyutils.data.skips import Skips
 from pyutils.features.pipeline import cmn_options, cmn_voiced
@@ -25,6 +24,7 @@ from pyutils.utils.arkio import ArkScpWriter
 from pyutils.data.datadir import read_scp
 from pyutils.utils.fileio import TableError, fingerprint, job_done, write_lines
 from pyutils.utils.log import setup_logging
+from pyutils.utils.progress import progress
 
 logger = logging.getLogger("prepare_feats")
 NO_VOICED = "no voiced frames"
@@ -51,7 +51,7 @@ def prepare(feats_scp: str, vad_scp: str, prefix: str, cmn: dict) -> dict:
     entries = read_scp(feats_scp)
     lengths, skips = {}, Skips(logger, what="utterances", verb="skipped")
     with ArkScpWriter(prefix + ".ark", prefix + ".scp") as writer:
-        for lineno, utt, location in tqdm(entries, unit="utt", file=sys.stderr, mininterval=5):
+        for lineno, utt, location in progress(entries, desc="cmn+vad", unit="utt"):
             if utt not in vad_of:
                 raise TableError(feats_scp, lineno, f"utterance '{utt}' has no entry in {vad_scp}")
             feats = _load(feats_scp, lineno, utt, location, "features").astype(np.float32)

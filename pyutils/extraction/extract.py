@@ -35,7 +35,6 @@ from typing import Dict, Iterable, Optional, Tuple
 import kaldiio
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from pyutils.data.audio import AudioReader
 from pyutils.data.datadir import DataDir, read_scp
@@ -44,6 +43,7 @@ from pyutils.models import build_model
 from pyutils.training import checkpoint
 from pyutils.utils.arkio import ArkScpWriter
 from pyutils.utils.fileio import TableError
+from pyutils.utils.progress import progress
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def extract(model_path: str, feats_scp: Optional[str], vad_scp: Optional[str], a
     start = time.time()
     busy = 0.0
     with ArkScpWriter(ark, scp) as writer:
-        for utt, x in tqdm(inputs, total=num_utts, unit="utt", file=sys.stderr, mininterval=5.0):
+        for utt, x in progress(inputs, total=num_utts, desc="extract", unit="utt"):
             if x.shape[0] == 0:
                 logger.warning("%s: no voiced frames; skipped", utt)
                 skipped += 1
