@@ -5,38 +5,56 @@
 The first folder level under AUDIO_ROOT names the speaker (VoxCeleb's
 id/video/utt.wav layout works as is).  Utterance ids are
 ``<speaker>-<relative path with / -> - and the extension dropped>``, so they
-start with the speaker id as Kaldi requires; a path holding whitespace cannot
-be an id and is an error naming the file.  With --trials, every unordered
-pair of utterances becomes a trial (fine for a few thousand utterances).
+start with the speaker id as Kaldi requires; whitespace in a name becomes
+``_`` in the id (wav.scp keeps the real path).  Every file is either used or
+listed with its reason in DATA_DIR/.unused (not an audio extension, not in a
+speaker folder); two files that would get the same id (``a.wav`` and
+``a.flac``, or ``sub-b.wav`` and ``sub/b.wav``) are an error naming both, so
+no file is dropped silently.  With --trials, every unordered pair of
+utterances becomes a trial (fine for a few thousand utterances).
 """
 import argparse
 import itertools
 import os
+import re
 import sys
 
 from pyutils.data.datadir import utt2spk_to_spk2utt
 from pyutils.utils.fileio import write_lines
 
+WHITESPACE = re.compile(r"\s")
+
+
+class Collision(ValueError):
+    """Files that would share an utterance id."""
+
 
 def scan(root: str, extensions):
-    """{utt_id: (speaker, absolute path)} for every audio file under root."""
-    utts = {}
-    for speaker in sorted(os.listdir(root)):
-        spk_dir = os.path.join(root, speaker)
+    """({utt_id: (speaker, absolute path)}, [(path, reason) of unused files])."""
+    utts, sources, unused, collisions = {}, {}, [], []
+    for entry in sorted(os.listdir(root)):
+        spk_dir = os.path.join(root, entry)
         if not os.path.isdir(spk_dir):
+            unused.append((os.path.abspath(spk_dir), "not in a speaker folder"))
             continue
-        for dirpath, _, files in os.walk(spk_dir):
-            for name in files:
-                if os.path.splitext(name)[1].lstrip(".").lower() not in extensions:
-                    continue
+        speaker = WHITESPACE.sub("_", entry)
+        for dirpath, dirnames, files in os.walk(spk_dir):
+            dirnames.sort()
+            for name in sorted(files):
                 path = os.path.abspath(os.path.join(dirpath, name))
+                if os.path.splitext(name)[1].lstrip(".").lower() not in extensions:
+                    unused.append((path, f"not a .{'/.'.join(sorted(extensions))} file"))
+                    continue
                 rel = os.path.splitext(os.path.relpath(path, spk_dir))[0]
-                utt = f"{speaker}-{rel.replace(os.sep, '-')}"
-                if any(c.isspace() for c in utt):
-                    raise ValueError(f"{path}: whitespace in the speaker folder or file name "
-                                     f"cannot be part of a Kaldi utterance id; rename it")
-                utts[utt] = (speaker, path)
-    return utts
+                utt = WHITESPACE.sub("_", f"{speaker}-{rel.replace(os.sep, '-')}")
+                if utt in utts:
+                    collisions.append(f"{sources[utt]} and {path} would both be '{utt}'")
+                    continue
+                utts[utt], sources[utt] = (speaker, path), path
+    if collisions:
+        raise Collision(f"{len(collisions)} utterance id(s) would be shared by two files "
+                        f"(rename one of each pair):\n  " + "\n  ".join(collisions))
+    return utts, unused
 
 
 def write_data_dir(utts, out: str, with_trials: bool) -> None:
@@ -61,14 +79,21 @@ def main(argv=None):
     parser.add_argument("data_dir")
     args = parser.parse_args(argv)
     try:
-        utts = scan(args.audio_root, set(args.ext.lower().split(",")))
+        utts, unused = scan(args.audio_root, set(args.ext.lower().split(",")))
     except (ValueError, OSError) as err:
         sys.exit(f"folder_to_data_dir: {err}")
     if not utts:
         sys.exit(f"folder_to_data_dir: no *.{{{args.ext}}} files under {args.audio_root}/<speaker>/")
     write_data_dir(utts, args.data_dir, args.trials)
+    unused_list = os.path.join(args.data_dir, ".unused")
+    write_lines(unused_list, (f"{path}\t{reason}" for path, reason in unused))
     print(f"{args.data_dir}: {len(utts)} utterances of "
           f"{len({s for s, _ in utts.values()})} speakers", file=sys.stderr)
+    if unused:
+        print(f"folder_to_data_dir: {len(unused)} file(s) not used, listed with the reason in "
+              f"{unused_list}:", file=sys.stderr)
+        for path, reason in unused[:10]:
+            print(f"  {path}: {reason}", file=sys.stderr)
 
 
 if __name__ == "__main__":
