@@ -145,11 +145,6 @@ def _iter_lines(path: str) -> Iterator[Tuple[int, List[str], str]]:
             yield lineno, fields, line
 
 
-def write_key_value(path: str, table: Dict[str, object]) -> None:
-    """Atomically write a dict as ``key value`` lines in C (byte) order."""
-    write_lines(path, (f"{k} {table[k]}" for k in sorted(table)))
-
-
 def done_marker(directory: str, name: str = ".done") -> str:
     """Path of the completion marker of a stage writing into ``directory``."""
     return os.path.join(directory, name)
