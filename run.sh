@@ -16,20 +16,20 @@ nj=2                        # parallel jobs for features / extraction
 model=xvector               # network name: names $exp/$model and the default config
 train_config=               # training YAML (default conf/$model.yaml)
 corpus_root=${SV_CORPUS_ROOT:-$(cd "$(dirname "$0")/.." && pwd)/shared/corpora}
-data=data/asc               # data dirs: $data/train, $data/eval, ...
-exp=exp/asc                 # outputs: $exp/$model/..., $exp/results.md
-reps=                       # e.g. "01,02" to use some repetitions (default: all)
-train_speakers=             # e.g. "1-4" to use a slice (default 1-18, asc-v1)
-eval_speakers=              # e.g. "19-22" (default 19-30, asc-v1)
+corpus=asc                  # asc | voxceleb | cnceleb | librispeech | folder (conf/corpora/)
+data=                       # data dirs: $data/train, $data/eval, ... (default data/$corpus)
+exp=                        # outputs: $exp/$model/..., $exp/results.md (default exp/$corpus)
+reps=                       # asc: e.g. "01,02" to use some repetitions (default: all)
+train_speakers=             # asc: e.g. "1-4" to use a slice (default 1-18, asc-v1)
+eval_speakers=              # asc: e.g. "19-22" (default 19-30, asc-v1)
 force=false                 # true: retrain even if the model is complete
 help_message="Usage: $0 [--stage N] [--stop-stage N] [--nj N] [--model NAME] [--train-config YAML]
-  [--corpus-root DIR] [--data DIR] [--exp DIR] [--reps LIST]
+  [--corpus asc|voxceleb|cnceleb|librispeech|folder] [--corpus-root DIR] [--data DIR] [--exp DIR] [--reps LIST]
   [--train-speakers RANGES] [--eval-speakers RANGES] [--force true|false]"
 
 cd "$(dirname "$0")"
 . ./path.sh
 . ./cmd.sh
-. ./conf/corpora.conf
 . ./conf/feats.conf
 . ./conf/backend.conf
 . utils/parse_options.sh
@@ -42,6 +42,14 @@ done
   echo "$0: --stop-stage $stop_stage is before --stage $stage: nothing would run" 1>&2; exit 1; }
 [ "$nj" -ge 1 ] || { echo "$0: --nj must be at least 1" 1>&2; exit 1; }
 export SV_CORPUS_ROOT=$corpus_root   # configs may name $SV_CORPUS_ROOT (augmentation noise)
+# The corpus: prepared by local/prepare_$corpus.py with the settings of
+# conf/corpora/$corpus.conf (which sets prepare_opts); only stage 0 reads them.
+corpus_conf=conf/corpora/$corpus.conf
+[ -f "$corpus_conf" ] && [ -f "local/prepare_$corpus.py" ] || {
+  echo "$0: --corpus $corpus: no $corpus_conf or local/prepare_$corpus.py" 1>&2; exit 1; }
+. "$corpus_conf"
+data=${data:-data/$corpus}
+exp=${exp:-exp/$corpus}
 
 train=$data/train
 eval=$data/eval
@@ -61,13 +69,12 @@ case $feat_type in
   *) echo "$0: $train_config: unknown features.type '$feat_type'" 1>&2; exit 1 ;;
 esac
 
-# Stage 0: data preparation (Kaldi data dirs + trials for asc-v1), validated.
+# Stage 0: data preparation of the corpus (data dirs train + eval with trials), validated.
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
-  stamp=("$corpus_root" "$reps" "$train_speakers" "$eval_speakers" local/prepare_asc.py)
+  stamp=("$corpus" "$corpus_root" "$corpus_conf" local/prepare_$corpus.py pyutils/data/corpus.py
+    "${prepare_opts[@]}")
   if ! python -m pyutils.cli.stamp check "$data/.done" "${stamp[@]}"; then
-    python local/prepare_asc.py --corpus-root "$corpus_root" --url "$asc_url" \
-      ${reps:+--reps "$reps"} ${train_speakers:+--train-speakers "$train_speakers"} \
-      ${eval_speakers:+--eval-speakers "$eval_speakers"} "$data"
+    python local/prepare_$corpus.py --corpus-root "$corpus_root" "${prepare_opts[@]}" "$data"
     for x in "$train" "$eval"; do utils/validate_data_dir.sh --no-feats "$x"; done
     python -m pyutils.cli.stamp write "$data/.done" "${stamp[@]}"
   fi
