@@ -8,6 +8,7 @@ file that a rerun would trust.  Kaldi-style text tables are read with
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import tempfile
@@ -24,6 +25,43 @@ class TableError(ValueError):
         super().__init__(f"{where}: {message}")
         self.path = path
         self.lineno = lineno
+
+
+class DiskFullError(OSError):
+    """No space left on the file system of a file being written."""
+
+    def __init__(self, path: str, free: int):
+        where = _mount_point(os.path.abspath(path))
+        super().__init__(errno.ENOSPC, f"no space left on {where} ({free / 1e6:.1f} MB free) "
+                                       f"while writing {path}; free some space and rerun "
+                                       f"(the stage resumes)")
+
+
+def _free_bytes(directory: str) -> int:
+    try:
+        info = os.statvfs(directory)
+    except OSError:
+        return -1
+    return info.f_bavail * info.f_frsize
+
+
+def _mount_point(path: str) -> str:
+    path = os.path.dirname(path)
+    while not os.path.ismount(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return path
+
+
+def _disk_full(err: BaseException, path: str) -> bool:
+    """True if ``err`` (an OSError, or a library's own error such as torch's
+    'file write failed') came from a full file system."""
+    cause = err
+    while cause is not None:      # torch wraps the OSError in its own RuntimeError
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    free = _free_bytes(os.path.dirname(os.path.abspath(path)))
+    return 0 <= free < (1 << 20)
 
 
 def current_umask() -> int:
@@ -83,9 +121,13 @@ def atomic_output(path: str, mode: str = "w") -> Iterator[IO]:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
+        full = isinstance(err, Exception) and _disk_full(err, path)
+        free = _free_bytes(os.path.dirname(os.path.abspath(path)))
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if full:
+            raise DiskFullError(path, free) from err
         raise
 
 
