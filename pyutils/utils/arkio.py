@@ -7,6 +7,7 @@ points into a complete ark, so a killed job never leaves a readable half.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from typing import Dict, Iterator, Tuple
 
@@ -15,7 +16,7 @@ import numpy as np
 from kaldiio.matio import write_array
 
 from pyutils.data.datadir import read_scp as read_scp_lines
-from pyutils.utils.fileio import TableError, atomic_output, create_temp
+from pyutils.utils.fileio import DiskFullError, TableError, atomic_output, create_temp
 
 
 class ArkScpWriter:
@@ -41,9 +42,15 @@ class ArkScpWriter:
         if array.dtype == np.float32 and not np.all(np.isfinite(array)):
             raise ValueError(f"{self.ark_path}: non-finite values for key '{key}'")
         self._keys.add(key)
-        self._ark.write(key.encode("utf-8") + b" ")
-        offset = self._ark.tell()
-        write_array(self._ark, array)
+        try:
+            self._ark.write(key.encode("utf-8") + b" ")
+            offset = self._ark.tell()
+            write_array(self._ark, array)
+            self._ark.flush()
+        except OSError as err:
+            if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFullError(self.ark_path) from err
+            raise
         self._scp_lines.append(f"{key} {self.ark_path}:{offset}\n")
 
     def close(self) -> None:

@@ -30,7 +30,9 @@ class TableError(ValueError):
 class DiskFullError(OSError):
     """No space left on the file system of a file being written."""
 
-    def __init__(self, path: str, free: int):
+    def __init__(self, path: str, free: Optional[int] = None):
+        if free is None:
+            free = _free_bytes(os.path.dirname(os.path.abspath(path)))
         where = _mount_point(os.path.abspath(path))
         super().__init__(errno.ENOSPC, f"no space left on {where} ({free / 1e6:.1f} MB free) "
                                        f"while writing {path}; free some space and rerun "
