@@ -1,0 +1,246 @@
+"""Tar shards in WeSpeaker's layout: pack a data dir, stream it back.
+
+For corpora that fit neither in RAM nor on a node's disk (VoxCeleb2: 1M
+utterances).  A shard ``shards_%09d.tar`` holds about 1,000 utterances,
+each as two adjacent members: ``<key>.spk`` (the speaker id, UTF-8) and
+``<key>.wav`` or ``<key>.flac`` (the audio file's bytes, copied as they
+are; pipes and segments are decoded and stored as 16-bit wav).
+``shard.list`` names one shard per line.  Written with the standard
+:mod:`tarfile` module, shards are interchangeable with those of WeSpeaker's
+``tools/make_shard_list.py``.
+
+:class:`ShardDataset` streams them: the shard order is shuffled per epoch
+(``set_epoch``), shards are split across ranks and then across the
+DataLoader workers of each rank (``torch.utils.data.get_worker_info``),
+each shard is read sequentially (local path, or ``http(s)://`` opened as a
+stream) and samples pass through a shuffle buffer.  Memory is the buffer
+and one member, never the corpus.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import os
+import random
+import tarfile
+import urllib.request
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
+
+import numpy as np
+import soundfile as sf
+
+from pyutils.data.audio import AudioReader
+from pyutils.data.datadir import DataDir
+from pyutils.utils.fileio import atomic_output, write_lines
+
+logger = logging.getLogger(__name__)
+
+AUDIO_SUFFIXES = ("wav", "flac")
+INT16 = 32768.0
+
+
+def shard_name(index: int) -> str:
+    return f"shards_{index:09d}.tar"
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _audio_member(value: str, segmented: bool) -> Optional[tuple]:
+    """(suffix, bytes) of a plain wav/flac file entry, or None (must decode)."""
+    suffix = value.rsplit(".", 1)[-1].lower()
+    if segmented or value.endswith("|") or suffix not in AUDIO_SUFFIXES or not os.path.isfile(value):
+        return None
+    with open(value, "rb") as handle:
+        return suffix, handle.read()
+
+
+def _wav_bytes(samples: np.ndarray, rate: int) -> bytes:
+    out = io.BytesIO()
+    sf.write(out, np.clip(samples / INT16, -1, 1 - 1 / INT16), rate, format="WAV",
+             subtype="PCM_16")
+    return out.getvalue()
+
+
+def write_shards(data_dir: str, out_dir: str, utts_per_shard: int = 1000,
+                 shuffle: bool = False, seed: int = 777) -> List[str]:
+    """Pack the utterances of ``data_dir`` into ``out_dir/shards_*.tar`` and
+    write ``out_dir/shard.list`` (absolute paths); return the shard paths.
+
+    Utterances go in utt2spk order, or shuffled with ``seed`` (WeSpeaker
+    shuffles before packing so each shard mixes speakers).  Each shard is
+    written to a temp file and renamed, so a killed run leaves whole shards.
+    """
+    if utts_per_shard < 1:
+        raise ValueError(f"utts_per_shard must be >= 1, got {utts_per_shard}")
+    data = DataDir(data_dir)
+    utts = data.utts
+    if shuffle:
+        random.Random(seed).shuffle(utts)
+    segmented = data.segments is not None
+    reader = AudioReader(data)
+    os.makedirs(out_dir, exist_ok=True)
+    paths = []
+    for start in range(0, len(utts), utts_per_shard):
+        path = os.path.abspath(os.path.join(out_dir, shard_name(len(paths))))
+        with atomic_output(path, "wb") as handle:
+            with tarfile.open(fileobj=handle, mode="w") as tar:
+                for utt in utts[start:start + utts_per_shard]:
+                    member = None if segmented else _audio_member(data.wav_scp[utt], False)
+                    if member is None:
+                        samples, rate = reader.read(utt)
+                        member = ("wav", _wav_bytes(samples, rate))
+                    _add(tar, f"{utt}.spk", data.utt2spk[utt].encode("utf-8"))
+                    _add(tar, f"{utt}.{member[0]}", member[1])
+        paths.append(path)
+        logger.info("%s: %d utterances", path, min(utts_per_shard, len(utts) - start))
+    for name in os.listdir(out_dir):  # shards of an earlier, larger packing
+        if name.startswith("shards_") and name.endswith(".tar") and \
+                os.path.join(os.path.abspath(out_dir), name) not in paths:
+            os.unlink(os.path.join(out_dir, name))
+    write_lines(os.path.join(out_dir, "shard.list"), paths)
+    return paths
+
+
+def read_shard_list(path: str) -> List[str]:
+    """Shard paths or URLs, one per line; relative paths are relative to the list."""
+    base = os.path.dirname(os.path.abspath(path))
+    shards = []
+    with open(path, encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, 1):
+            line = line.strip()
+            if not line:
+                raise ValueError(f"{path}:{lineno}: empty line")
+            if not line.startswith(("http://", "https://", "/")):
+                line = os.path.join(base, line)
+            shards.append(line)
+    return shards
+
+
+def open_stream(source: str, timeout: float = 60.0):
+    """A readable binary stream of a local shard or an ``http(s)://`` URL (not buffered whole)."""
+    if source.startswith(("http://", "https://")):
+        return urllib.request.urlopen(source, timeout=timeout)
+    return open(source, "rb")
+
+
+def iterate_shard(source: str) -> Iterator[Dict]:
+    """Yield ``{key, spk, samples (int16 scale, float32), rate}`` of one shard, in order.
+
+    The tar is read as a stream (mode ``r|``), so memory is one member.  A
+    key whose ``.spk`` or audio member is missing is an error naming the shard.
+    """
+    with open_stream(source) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+        key, sample = None, {}
+        for info in tar:
+            if not info.isfile():
+                continue
+            name, _, suffix = info.name.rpartition(".")
+            if name != key:
+                if key is not None:
+                    yield _finish(source, key, sample)
+                key, sample = name, {}
+            sample[suffix] = tar.extractfile(info).read()
+        if key is not None:
+            yield _finish(source, key, sample)
+
+
+def _finish(source: str, key: str, members: Dict[str, bytes]) -> Dict:
+    audio = next((members[s] for s in AUDIO_SUFFIXES if s in members), None)
+    if "spk" not in members or audio is None:
+        raise ValueError(f"{source}: utterance '{key}' lacks its "
+                         f"{'.spk' if 'spk' not in members else 'audio'} member")
+    samples, rate = sf.read(io.BytesIO(audio), dtype="float32", always_2d=True)
+    return {"key": key, "spk": members["spk"].decode("utf-8"),
+            "samples": samples[:, 0] * np.float32(INT16), "rate": rate}
+
+
+def random_chunk(samples: np.ndarray, length: int, rng: random.Random) -> np.ndarray:
+    """A random ``length``-sample window; shorter audio is repeated to fill it
+    (WeSpeaker's random_chunk pads by repetition too)."""
+    if len(samples) >= length:
+        start = rng.randrange(len(samples) - length + 1)
+        return samples[start:start + length]
+    reps = -(-length // len(samples))
+    return np.tile(samples, reps)[:length]
+
+
+def _rank_and_world(rank: Optional[int], world_size: Optional[int]):
+    if rank is not None and world_size is not None:
+        return rank, world_size
+    try:
+        import torch.distributed as dist
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+    except ImportError:
+        pass
+    return 0, 1
+
+
+try:
+    from torch.utils.data import IterableDataset, get_worker_info
+except ImportError:  # the writer works without torch
+    IterableDataset, get_worker_info = object, lambda: None
+
+
+class ShardDataset(IterableDataset):
+    """Stream the samples of a shard list (see the module docstring).
+
+    ``transform`` maps each sample dict (e.g. cut a random chunk, compute
+    features) before the shuffle buffer.  Call :meth:`set_epoch` before each
+    epoch: the shard order and the buffer draws are functions of
+    (``seed``, epoch).  With fewer shards than ranks x workers some workers
+    get none; give at least that many shards.
+    """
+
+    def __init__(self, shards: Sequence[str], shuffle: bool = True, shuffle_buffer: int = 1000,
+                 seed: int = 777, rank: Optional[int] = None, world_size: Optional[int] = None,
+                 transform: Optional[Callable[[Dict], Dict]] = None):
+        self.shards = list(shards)
+        self.shuffle = shuffle
+        self.shuffle_buffer = max(1, shuffle_buffer)
+        self.seed = seed
+        self.rank, self.world_size = _rank_and_world(rank, world_size)
+        self.transform = transform
+        self.epoch = 0
+
+    @classmethod
+    def from_list(cls, shard_list: str, **kwargs) -> "ShardDataset":
+        return cls(read_shard_list(shard_list), **kwargs)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def my_shards(self) -> List[str]:
+        """This rank's and this worker's shards for the current epoch."""
+        shards = list(self.shards)
+        if self.shuffle:
+            random.Random(self.seed + self.epoch).shuffle(shards)
+        shards = shards[self.rank::self.world_size]
+        worker = get_worker_info()
+        if worker is not None:
+            shards = shards[worker.id::worker.num_workers]
+        return shards
+
+    def __iter__(self) -> Iterator[Dict]:
+        worker = get_worker_info()
+        wid = worker.id if worker is not None else 0
+        rng = random.Random(f"{self.seed}-{self.epoch}-{self.rank}-{wid}")
+        buffer: List[Dict] = []
+        for shard in self.my_shards():
+            for sample in iterate_shard(shard):
+                if self.transform is not None:
+                    sample = self.transform(sample)
+                if not self.shuffle:
+                    yield sample
+                    continue
+                buffer.append(sample)
+                if len(buffer) >= self.shuffle_buffer:
+                    index = rng.randrange(len(buffer))
+                    buffer[index], buffer[-1] = buffer[-1], buffer[index]
+                    yield buffer.pop()
+        rng.shuffle(buffer)
+        yield from buffer
