@@ -141,3 +141,19 @@ def test_split_data_per_speaker_keeps_speakers_whole(tmp_path):
     sh("utils/split_data.sh", tmp_path / "d", 2)
     parts = [lines(tmp_path / "d" / "split2" / str(j), "spk2utt") for j in (1, 2)]
     assert parts == [["s1 s1-u0 s1-u1 s1-u2"], ["s2 s2-u0", "s3 s3-u0 s3-u1"]]
+
+
+def test_copy_and_combine_with_segments_keep_recording_ids(tmp_path):
+    seg = tmp_path / "seg"
+    write(seg, "utt2spk", ["s1-a s1", "s1-b s1"])
+    write(seg, "spk2utt", ["s1 s1-a s1-b"])
+    write(seg, "segments", ["s1-a rec1 0.0 1.5", "s1-b rec1 1.5 4.0"])
+    write(seg, "wav.scp", ["rec1 /audio/rec1.wav"])
+    sh("utils/copy_data_dir.sh", "--utt-suffix", "-noise", seg, tmp_path / "noise")
+    assert lines(tmp_path / "noise", "segments") == ["s1-a-noise rec1 0.0 1.5",
+                                                     "s1-b-noise rec1 1.5 4.0"]
+    assert lines(tmp_path / "noise", "wav.scp") == ["rec1 /audio/rec1.wav"]
+    sh("utils/combine_data.sh", tmp_path / "all", seg, tmp_path / "noise")
+    assert lines(tmp_path / "all", "wav.scp") == ["rec1 /audio/rec1.wav"]  # shared, once
+    assert len(lines(tmp_path / "all", "segments")) == 4
+    assert check_data_dir(str(tmp_path / "all")) == []
