@@ -9,7 +9,7 @@ import argparse
 import logging
 import sys
 
-from pyutils.data.datadir import fix_data_dir
+from pyutils.data.fix import fix_data_dir
 
 PROG = "fix_data_dir"
 

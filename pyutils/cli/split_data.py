@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from pyutils.data.datadir import split_data
+from pyutils.data.subsets import split_data
 
 PROG = "split_data"
 

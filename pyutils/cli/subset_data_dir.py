@@ -12,7 +12,8 @@ import argparse
 import logging
 import sys
 
-from pyutils.data.datadir import read_id_list, subset_data_dir
+from pyutils.data.formats import read_id_list
+from pyutils.data.subsets import subset_data_dir
 from pyutils.data.subsets import subset_first, subset_per_spk, subset_shortest
 
 PROG = "subset_data_dir"

@@ -15,7 +15,7 @@ import logging
 import re
 import sys
 
-from pyutils.data.datadir import check_data_dir
+from pyutils.data.validate import check_data_dir
 
 PROG = "validate_data_dir"
 
