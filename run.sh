@@ -23,9 +23,10 @@ reps=                       # asc: e.g. "01,02" to use some repetitions (default
 train_speakers=             # asc: e.g. "1-4" to use a slice (default 1-18, asc-v1)
 eval_speakers=              # asc: e.g. "19-22" (default 19-30, asc-v1)
 force=false                 # true: retrain even if the model is complete
+aug=false                   # true: the network trains on the training set + augmented copies (conf/augment.conf)
 help_message="Usage: $0 [--stage N] [--stop-stage N] [--nj N] [--model NAME] [--train-config YAML]
   [--corpus asc|voxceleb|cnceleb|librispeech|folder] [--corpus-root DIR] [--data DIR] [--exp DIR] [--reps LIST]
-  [--train-speakers RANGES] [--eval-speakers RANGES] [--force true|false]"
+  [--train-speakers RANGES] [--eval-speakers RANGES] [--force true|false] [--aug true|false]"
 
 cd "$(dirname "$0")"
 . ./path.sh
@@ -68,6 +69,14 @@ case $feat_type in
   fbank) ftrain=${train}_fbank; feval=${eval}_fbank ;;
   *) echo "$0: $train_config: unknown features.type '$feat_type'" 1>&2; exit 1 ;;
 esac
+# What the network trains on: the training set, or with --aug true the set plus
+# Kaldi-style augmented copies (made in stage 1; the back-end still uses the clean set).
+nntrain=$ftrain
+if [ "$aug" = true ]; then
+  { [ $feat_type = waveform ] || [ $on_the_fly = true ]; } && {
+    echo "$0: --aug true needs precomputed features; $train_config augments online (its augmentation:)" 1>&2; exit 1; }
+  nntrain=${ftrain}_combined
+fi
 
 # Stage 0: data preparation of the corpus (data dirs train + eval with trials), validated.
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
@@ -92,18 +101,23 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
       steps/make_mfcc_vad.sh --nj $nj --cmd "$cpu_cmd" "$x" "$exp/make_mfcc/$name" "$mfccdir"
     fi
   done
+  if [ "$aug" = true ]; then
+    aug_opts=(); [ $feat_type = fbank ] && aug_opts=(--fbank-config "$feat_conf")
+    steps/make_augmented_train.sh --nj $nj --cmd "$cpu_cmd" "${aug_opts[@]}" \
+      "$ftrain" "$nntrain" "$exp/make_aug" "$mfccdir"
+  fi
 fi
 
 # Stage 2: training features: sliding CMN, voiced frames, drop short utterances.
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [ $feat_type != waveform ] && [ $on_the_fly != true ]; then
   steps/prepare_feats_for_egs.sh --nj $nj --cmd "$cpu_cmd" \
     --min-len $min_len --min-num-utts $min_num_utts \
-    "$ftrain" "${ftrain}_no_sil" "$exp/prepare_feats" "$mfccdir"
+    "$nntrain" "${nntrain}_no_sil" "$exp/prepare_feats" "$mfccdir"
 fi
 
 # Stage 3: train the embedding network (resumes from the last epoch checkpoint).
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
-  train_data=${ftrain}_no_sil
+  train_data=${nntrain}_no_sil
   if [ $feat_type = waveform ] || [ $on_the_fly = true ]; then train_data=$ftrain; fi
   steps/train.sh --cmd "$train_cmd" --force $force "$train_config" "$train_data" "$dir"
 fi
