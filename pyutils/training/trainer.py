@@ -41,7 +41,8 @@ from pyutils.training.chunks import epoch_batches
 from pyutils.training.data import (OnTheFlyFeatures, PrecomputedFeatures, WaveformStore,
                                    read_utt2spk, split_validation)
 from pyutils.training.scheduler import build_optimizer, build_scheduler
-from pyutils.utils.fileio import atomic_output, is_done, mark_done
+from pyutils.training.inputs import changed_keys, data_inputs, describe_changes, training_inputs
+from pyutils.utils.fileio import atomic_output, done_marker, fingerprint, job_done, write_marker
 
 logger = logging.getLogger(__name__)
 
@@ -126,26 +127,44 @@ def collate(source, batch, rng=None):
 
 def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
           max_epochs: Optional[int] = None) -> str:
-    """Run (or resume) training; return the path of ``final.pt``."""
+    """Run (or resume) training; return the path of ``final.pt``.
+
+    The marker ``.done`` records the fingerprint of the config and the data
+    (:mod:`pyutils.training.inputs`): a finished run whose inputs changed is
+    refused with the changed keys named (``force`` retrains), and so is a
+    resume from a checkpoint written under another config or other data.
+    """
     final_path = os.path.join(exp_dir, "final.pt")
-    if is_done(exp_dir) and not force:
-        logger.info("%s is complete (.done present); skipping (use --force to retrain)", exp_dir)
+    marker = done_marker(exp_dir)
+    stamp = fingerprint(*training_inputs(config_path, data_dir))
+    data_stamp = fingerprint(*data_inputs(data_dir))
+    if job_done(marker, stamp) and not force:
+        logger.info("%s is complete (.done matches config and data); skipping "
+                    "(use --force to retrain)", exp_dir)
         return final_path
-    if force:
-        for stale in ("models", ".done", "final.pt", SUMMARY_FILE):
+    config = load_config(config_path)
+    recorded_path = os.path.join(exp_dir, "config.yaml")
+    if os.path.exists(marker) and not force:
+        raise ValueError(f"{exp_dir} is trained, but not with these inputs: "
+                         f"{_what_changed(recorded_path, config, config_path)}; "
+                         f"rerun with --force true to retrain from scratch")
+    rank = _Rank()
+    if force and rank.main:                # once, before the other ranks go on
+        for stale in ("models", ".done", "final.pt", SUMMARY_FILE, "config.yaml"):
             path = os.path.join(exp_dir, stale)
             shutil.rmtree(path) if os.path.isdir(path) else (os.path.exists(path) and os.remove(path))
-    config = load_config(config_path)
-    rank = _Rank()
+    if rank.world > 1:
+        dist.barrier()
     train_cfg, data_cfg = config["training"], config["data"]
     seed = int(train_cfg.get("seed", 0))
     torch.set_num_threads(int(train_cfg.get("num_threads", 1)))
     torch.manual_seed(seed)
     model_dir = os.path.join(exp_dir, "models")
     os.makedirs(model_dir, exist_ok=True)
-    if rank.main:
-        with atomic_output(os.path.join(exp_dir, "config.yaml")) as out:
-            yaml.safe_dump(config, out, sort_keys=False)
+    resume_from = checkpoint.latest(model_dir)
+    state = checkpoint.load(resume_from) if resume_from else None
+    if state is not None:
+        _check_resumable(state, resume_from, recorded_path, config, config_path, data_stamp)
 
     source, valid = build_sources(config, data_dir)
     model = build_model(config["model"]["name"], feat_dim=source.feat_dim,
@@ -167,9 +186,14 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
                 len(source), len(valid) if valid else 0, source.feat_dim)
 
     start_epoch = 0
-    resume_from = checkpoint.latest(model_dir)
-    if resume_from:
-        state = checkpoint.load(resume_from)
+    if state is not None:
+        for what, theirs, ours in (("classes (speakers x speeds)", state.get("num_classes"),
+                                    source.num_classes),
+                                   ("input dimensions", state.get("feat_dim"), source.feat_dim)):
+            if theirs is not None and theirs != ours:
+                raise ValueError(f"cannot resume from {resume_from}: it has {theirs} {what}, "
+                                 f"the data now gives {ours}; rerun with --force true to "
+                                 f"start over")
         model.load_state_dict(state["model"])
         loss_fn.load_state_dict(state["loss"])
         optimizer.load_state_dict(state["optimizer"])
@@ -177,6 +201,9 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
         checkpoint.set_rng_state(state["rng"])
         start_epoch = state["epoch"]
         logger.info("resuming from %s (epoch %d done)", resume_from, start_epoch)
+    if rank.main:   # only now: config.yaml records the run that continues
+        with atomic_output(recorded_path) as out:
+            yaml.safe_dump(config, out, sort_keys=False)
 
     train_net = torch.nn.parallel.DistributedDataParallel(net) if rank.world > 1 else net
     last_epoch = epochs if max_epochs is None else min(epochs, max_epochs)
@@ -198,7 +225,9 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
             checkpoint.save(checkpoint.epoch_path(model_dir, epoch), {
                 "model": model.state_dict(), "loss": loss_fn.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "epoch": epoch, "rng": checkpoint.rng_state(), "stats": stats})
+                "epoch": epoch, "rng": checkpoint.rng_state(), "stats": stats,
+                "config": config, "data_stamp": data_stamp,
+                "num_classes": source.num_classes, "feat_dim": source.feat_dim})
     if last_epoch < epochs:
         return final_path
     if rank.main:
@@ -207,10 +236,41 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
                                      "feat_dim": source.feat_dim, "speakers": source.speakers})
         write_summary(os.path.join(exp_dir, SUMMARY_FILE), model_dir, epochs, config,
                       model.num_parameters(), rank.world)
-        mark_done(exp_dir, info=f"epochs={epochs}")
+        write_marker(marker, stamp, info=f"epochs={epochs}")
     if rank.world > 1:
         dist.barrier()
     return final_path
+
+
+def _read_recorded(path: str) -> Optional[dict]:
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def _what_changed(recorded_path: str, config: dict, config_path: str) -> str:
+    recorded = _read_recorded(recorded_path)
+    if recorded is None:
+        return "no config.yaml records the earlier run"
+    keys = changed_keys(recorded, config)
+    if keys:
+        return f"{config_path} changed ({describe_changes(recorded, config, keys)})"
+    return "the training data or an upstream stage changed (its marker or tables)"
+
+
+def _check_resumable(state: dict, path: str, recorded_path: str, config: dict,
+                     config_path: str, data_stamp: str) -> None:
+    """Refuse to continue a checkpoint written under another config or other data."""
+    theirs = state.get("config") or _read_recorded(recorded_path)
+    keys = changed_keys(theirs, config) if theirs is not None else []
+    if keys:
+        raise ValueError(f"cannot resume from {path}: {config_path} changed since it was "
+                         f"written ({describe_changes(theirs, config, keys)}); restore the "
+                         f"config, or rerun with --force true to start over")
+    if state.get("data_stamp") not in (None, data_stamp):
+        raise ValueError(f"cannot resume from {path}: the training data or an upstream stage "
+                         f"changed since it was written; rerun with --force true to start over")
 
 
 def write_summary(path: str, model_dir: str, epochs: int, config: dict, num_parameters: int,

@@ -1,0 +1,68 @@
+"""What a training run depends on, for its completion marker and its resumption.
+
+``exp/<model>/.done`` records the fingerprint (``pyutils.cli.stamp``) of the
+items below: the training config, the data dir's tables, the markers of the
+stages that wrote the data dir (they change whenever those stages reran) and
+the feature configs an on-the-fly config names.  ``steps/train.sh`` checks the
+marker with the same items, so shell and Python agree on "trained".
+
+:func:`changed_keys` compares two configs key by key, so a refusal can say
+what changed (``optimizer.lr``, ``data.chunks_per_epoch``, ...).
+"""
+from __future__ import annotations
+
+import sys
+from typing import Dict, List
+
+import yaml
+
+# Data-dir files whose bytes determine the training data (a missing one
+# hashes its name, so it appearing later also changes the stamp).
+DATA_FILES = ("utt2spk", "feats.scp", "wav.scp", "segments", ".done", ".mfcc_vad.done")
+# Keys that change how fast a run goes, never what it computes.
+RUNTIME_KEYS = {"training.num_threads", "data.in_memory", "data.num_workers",
+                "training.device"}
+
+
+def training_inputs(config_path: str, data_dir: str) -> List[str]:
+    """The stamp items of a training run (config first, then the data)."""
+    items = [config_path] + data_inputs(data_dir)
+    with open(config_path, encoding="utf-8") as handle:
+        config = yaml.safe_load(handle) or {}
+    feats = config.get("features") or {}
+    for key in ("conf", "vad_conf", "cmvn_conf", "vad_feat_conf"):
+        if feats.get(key):
+            items.append(str(feats[key]))
+    return items
+
+
+def data_inputs(data_dir: str) -> List[str]:
+    return [f"{data_dir}/{name}" for name in DATA_FILES]
+
+
+def _flatten(config, prefix="") -> Dict[str, object]:
+    flat = {}
+    for key, value in (config or {}).items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def changed_keys(old: dict, new: dict, ignore=RUNTIME_KEYS) -> List[str]:
+    """Dotted keys whose values differ (added or removed keys included)."""
+    a, b = _flatten(old), _flatten(new)
+    return sorted(k for k in set(a) | set(b) if k not in ignore and a.get(k) != b.get(k))
+
+
+def describe_changes(old: dict, new: dict, keys: List[str]) -> str:
+    a, b = _flatten(old), _flatten(new)
+    return ", ".join(f"{k}: {a.get(k, '(unset)')} -> {b.get(k, '(unset)')}" for k in keys)
+
+
+if __name__ == "__main__":  # python -m pyutils.training.inputs CONFIG DATA: one item a line
+    if len(sys.argv) != 3:
+        sys.exit("usage: python -m pyutils.training.inputs <config.yaml> <train-data>")
+    print("\n".join(training_inputs(sys.argv[1], sys.argv[2])))

@@ -1,0 +1,120 @@
+"""The training marker knows its inputs (issue 7 item 2 / issue 8 item 5), through
+steps/train.sh: a changed config or changed data never leaves a stale final.pt
+silently; a resume under another config is refused naming the changed keys; an
+embed_dim or speaker-count change never reaches a raw size-mismatch traceback;
+--force retrains and config.yaml then records the run that was made."""
+import os
+import subprocess
+
+import torch
+import yaml
+
+from pyutils.training.inputs import changed_keys
+from tests.conftest import ROOT
+from tests.test_training import make_training_data, write_config
+
+
+def train_sh(config, data, exp, force=False):
+    env = {k: v for k, v in os.environ.items() if k != "SV_ROOT"}
+    return subprocess.run(["steps/train.sh", "--cmd", "utils/run.py", "--force",
+                           "true" if force else "false", str(config), str(data), str(exp)],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
+
+
+def output(proc, exp):
+    log = exp / "log" / "train.log"
+    return proc.stdout + proc.stderr + (log.read_text() if log.exists() else "")
+
+
+def edit(config, section, key, value):
+    cfg = yaml.safe_load(config.read_text())
+    cfg[section][key] = value
+    config.write_text(yaml.safe_dump(cfg))
+
+
+def test_changed_config_after_training_is_refused_then_retrained_with_force(tmp_path):
+    make_training_data(tmp_path)
+    config, exp = tmp_path / "c.yaml", tmp_path / "exp"
+    write_config(config, epochs=1)
+    first = train_sh(config, tmp_path, exp)
+    assert first.returncode == 0, output(first, exp)
+    again = train_sh(config, tmp_path, exp)
+    assert again.returncode == 0 and "is trained with this config" in again.stdout
+    mtime = os.path.getmtime(exp / "final.pt")
+    edit(config, "optimizer", "lr", 0.2)
+    refused = train_sh(config, tmp_path, exp)
+    assert refused.returncode != 0
+    assert "optimizer.lr: 0.05 -> 0.2" in output(refused, exp)
+    assert os.path.getmtime(exp / "final.pt") == mtime          # not silently kept as new
+    forced = train_sh(config, tmp_path, exp, force=True)
+    assert forced.returncode == 0, output(forced, exp)
+    assert yaml.safe_load((exp / "config.yaml").read_text())["optimizer"]["lr"] == 0.2
+    assert torch.load(exp / "final.pt", weights_only=False)["config"]["optimizer"]["lr"] == 0.2
+    assert train_sh(config, tmp_path, exp).returncode == 0      # now trusted again
+
+
+def test_changed_data_marker_retrains_only_with_force(tmp_path):
+    make_training_data(tmp_path)
+    (tmp_path / ".done").write_text("stage 2 run A\n")
+    config, exp = tmp_path / "c.yaml", tmp_path / "exp"
+    write_config(config, epochs=1)
+    assert train_sh(config, tmp_path, exp).returncode == 0
+    (tmp_path / ".done").write_text("stage 2 run B\n")          # the upstream stage reran
+    refused = train_sh(config, tmp_path, exp)
+    assert refused.returncode != 0 and "training data or an upstream stage" in output(refused, exp)
+    assert train_sh(config, tmp_path, exp, force=True).returncode == 0
+
+
+def test_resume_under_changed_config_is_refused_naming_the_keys(tmp_path):
+    make_training_data(tmp_path)
+    config, exp = tmp_path / "c.yaml", tmp_path / "exp"
+    write_config(config, epochs=3)
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    subprocess.run(["python", "-m", "pyutils.cli.train", "--config", str(config), "--data",
+                    str(tmp_path), "--exp-dir", str(exp), "--max-epochs", "1"],
+                   cwd=ROOT, env=env, check=True, capture_output=True)
+    edit(config, "data", "chunks_per_epoch", 64)
+    edit(config, "optimizer", "lr", 0.1)
+    refused = train_sh(config, tmp_path, exp)
+    text = output(refused, exp)
+    assert refused.returncode != 0 and "cannot resume" in text
+    assert "data.chunks_per_epoch: 32 -> 64" in text and "optimizer.lr: 0.05 -> 0.1" in text
+    # config.yaml still states the run the checkpoint belongs to
+    assert yaml.safe_load((exp / "config.yaml").read_text())["optimizer"]["lr"] == 0.05
+    edit(config, "data", "chunks_per_epoch", 32)
+    edit(config, "optimizer", "lr", 0.05)
+    resumed = train_sh(config, tmp_path, exp)
+    assert resumed.returncode == 0 and "resuming from" in output(resumed, exp)
+
+
+def test_embed_dim_or_speaker_change_gives_a_message_not_a_size_mismatch(tmp_path):
+    make_training_data(tmp_path)
+    config, exp = tmp_path / "c.yaml", tmp_path / "exp"
+    write_config(config, epochs=3)
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    base = ["python", "-m", "pyutils.cli.train", "--config", str(config), "--data",
+            str(tmp_path), "--exp-dir", str(exp)]
+    subprocess.run(base + ["--max-epochs", "1"], cwd=ROOT, env=env, check=True,
+                   capture_output=True)
+    edit(config, "model", "embed_dim", 16)
+    refused = train_sh(config, tmp_path, exp)
+    text = output(refused, exp)
+    assert refused.returncode != 0 and "model.embed_dim: 32 -> 16" in text
+    assert "size mismatch" not in text and "Traceback" not in text
+    edit(config, "model", "embed_dim", 32)
+    # one speaker more (same config): refused with the class counts, not a traceback
+    make_training_data(tmp_path, num_spk=4)
+    refused = train_sh(config, tmp_path, exp)
+    text = output(refused, exp)
+    assert refused.returncode != 0 and "Traceback" not in text and "size mismatch" not in text
+    assert "changed since it was written" in text or "it has 3 classes" in text
+    forced = train_sh(config, tmp_path, exp, force=True)
+    assert forced.returncode == 0, output(forced, exp)
+    assert torch.load(exp / "final.pt", weights_only=False)["speakers"] == [
+        "spk0", "spk1", "spk2", "spk3"]
+
+
+def test_changed_keys_ignores_runtime_only_keys():
+    old = {"training": {"num_threads": 1, "epochs": 3}, "model": {"embed_dim": 8}}
+    new = {"training": {"num_threads": 4, "epochs": 3}, "model": {"embed_dim": 8, "x": 1}}
+    assert changed_keys(old, new) == ["model.x"]
