@@ -110,7 +110,19 @@ def test_train_backend_too_little_data_says_what_to_do(tmp_path, embeddings):
     result = train_backend(scp, utt2spk, tmp_path / "backend", lda_dim=2)
     assert result.returncode == 1
     assert "too little data: 24 utterances for dimension 40" in result.stderr
-    assert "backend_window" in result.stderr
+    assert "windowed embeddings (backend_window > 0 in conf/backend.conf)" in result.stderr
+    assert "a smaller embed_dim" in result.stderr and "lda_dim does not help" in result.stderr
+    # windowed vectors (<utt>-<first>-<end> ids, as stage 4 writes): do not suggest windows
+    windows = tmp_path / "windows"
+    windows.mkdir()
+    spk = dict(line.split() for line in open(utt2spk))
+    scp = write_embeddings(windows, "xvector", {f"{k}-0000000-0000300": v for k, v in wide.items()
+                                                if k in spk})
+    (windows / "utt2spk").write_text("".join(f"{k}-0000000-0000300 {spk[k]}\n"
+                                             for k in sorted(wide) if k in spk))
+    result = train_backend(scp, windows / "utt2spk", tmp_path / "backend2", lda_dim=2)
+    assert result.returncode == 1
+    assert "windowed embeddings already: a smaller backend_window_shift" in result.stderr
 
 
 TRIALS = "a-1 a-2 target\na-1 b-1 nontarget\na-2 b-1 nontarget\nb-1 b-2 target\n"

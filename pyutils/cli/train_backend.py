@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 
 import numpy as np
@@ -97,7 +98,7 @@ def train(train_scp: str, utt2spk_path: str, lda_dim: int, em_iters: int, out_di
         raise ValueError(f"{train_scp}: LDA/PLDA training failed ({err}) on {len(used)} "
                          f"embeddings of {num_spk} speakers") from None
     except ValueError as err:
-        hint = _too_little_data_hint(train_scp, utt2spk_path, len(used), X.shape[1]) \
+        hint = _too_little_data_hint(used, len(used), X.shape[1]) \
             if "too little data" in str(err) else ""
         raise ValueError(f"{train_scp}: {err}{hint}") from None
     os.makedirs(out_dir, exist_ok=True)
@@ -108,10 +109,12 @@ def train(train_scp: str, utt2spk_path: str, lda_dim: int, em_iters: int, out_di
                             f"utterances={len(used)} skipped={len(skips)}")
 
 
-def _too_little_data_hint(train_scp: str, utt2spk_path: str, num_vectors: int, dim: int) -> str:
+WINDOW_KEY = re.compile(r".+-\d{7}-\d{7}")   # <utt>-<first>-<end>, as stage 4 names windows
+
+
+def _too_little_data_hint(keys, num_vectors: int, dim: int) -> str:
     """What to change when LDA has fewer training vectors than dimensions."""
-    windowed = os.path.dirname(os.path.abspath(utt2spk_path)) == \
-        os.path.dirname(os.path.abspath(train_scp))
+    windowed = all(WINDOW_KEY.fullmatch(k) for k in keys)
     window = ("these are windowed embeddings already: a smaller backend_window_shift (or "
               "backend_window) in conf/backend.conf gives more of them" if windowed else
               "windowed embeddings (backend_window > 0 in conf/backend.conf) give several "
