@@ -41,6 +41,7 @@ from pyutils.training.chunks import epoch_batches
 from pyutils.training.data import (OnTheFlyFeatures, PrecomputedFeatures, WaveformStore,
                                    read_utt2spk, split_validation)
 from pyutils.training.scheduler import build_optimizer, build_scheduler
+from pyutils.training.device import autocast, grad_scaler, process_group_backend, resolve_device
 from pyutils.training.inputs import changed_keys, data_inputs, describe_changes, training_inputs
 from pyutils.utils.fileio import atomic_output, done_marker, fingerprint, job_done, write_marker
 
@@ -97,11 +98,11 @@ def build_sources(config: dict, data_dir: str):
 class _Rank:
     """Who we are under torchrun (rank 0 of 1 otherwise)."""
 
-    def __init__(self):
+    def __init__(self, backend: str = "gloo"):
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group("gloo")
+            dist.init_process_group(backend)
 
     @property
     def main(self) -> bool:
@@ -109,14 +110,21 @@ class _Rank:
 
 
 class TrainingNet(torch.nn.Module):
-    """Embedding network + loss as one module, so DDP synchronises both."""
+    """Embedding network + loss as one module, so DDP synchronises both.
 
-    def __init__(self, model, loss_fn):
+    The network runs under the autocast of ``precision``; the loss (margin
+    softmax, log-sum-exp) always in fp32 for stability.
+    """
+
+    def __init__(self, model, loss_fn, precision: str = "fp32"):
         super().__init__()
-        self.model, self.loss_fn = model, loss_fn
+        self.model, self.loss_fn, self.precision = model, loss_fn, precision
 
     def forward(self, inputs, labels):
-        return self.loss_fn(self.model.head(self.model(inputs)), labels)
+        with autocast(inputs.device, self.precision):
+            outputs = self.model.head(self.model(inputs))
+        with torch.autocast(device_type=inputs.device.type, enabled=False):
+            return self.loss_fn(outputs.float(), labels)
 
 
 def collate(source, batch, rng=None):
@@ -148,7 +156,11 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
         raise ValueError(f"{exp_dir} is trained, but not with these inputs: "
                          f"{_what_changed(recorded_path, config, config_path)}; "
                          f"rerun with --force true to retrain from scratch")
-    rank = _Rank()
+    device = resolve_device(config["training"].get("device", "auto"))
+    precision = str(config["training"].get("precision", "fp32"))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    rank = _Rank(process_group_backend(device))
     if force and rank.main:                # once, before the other ranks go on
         for stale in ("models", ".done", "final.pt", SUMMARY_FILE, "config.yaml"):
             path = os.path.join(exp_dir, stale)
@@ -174,7 +186,8 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
                          f"the config's features give {source.input_type}")
     loss_fn = build_loss(config["loss"]["name"], model.head_dim, source.num_classes,
                          **{k: v for k, v in config["loss"].items() if k != "name"})
-    net = TrainingNet(model, loss_fn)
+    net = TrainingNet(model, loss_fn, precision).to(device)
+    scaler = grad_scaler(device, precision)
     optimizer = build_optimizer(net.parameters(), **config["optimizer"])
     epochs, batch_size = int(train_cfg["epochs"]), int(data_cfg["batch_size"])
     steps_per_epoch = max(1, int(data_cfg["chunks_per_epoch"]) // batch_size)
@@ -205,15 +218,25 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
         with atomic_output(recorded_path) as out:
             yaml.safe_dump(config, out, sort_keys=False)
 
-    train_net = torch.nn.parallel.DistributedDataParallel(net) if rank.world > 1 else net
+    if train_cfg.get("sync_bn") and rank.world > 1:
+        if device.type == "cuda":
+            net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        else:
+            logger.warning("training.sync_bn: SyncBatchNorm needs GPUs (NCCL); on CPU each "
+                           "process keeps its own batch-norm statistics")
+    train_net = net
+    if rank.world > 1:
+        train_net = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None)
     last_epoch = epochs if max_epochs is None else min(epochs, max_epochs)
     for epoch in range(start_epoch + 1, last_epoch + 1):
         batches = epoch_batches(source.lengths, *chunk_range, batch_size,
                                 int(data_cfg["chunks_per_epoch"]), seed, epoch)
         stats = _run_epoch(train_net, optimizer, scheduler, source, batches,
-                           float(train_cfg.get("grad_clip", 0.0)), seed, epoch, epochs, rank)
+                           float(train_cfg.get("grad_clip", 0.0)), seed, epoch, epochs, rank,
+                           device, scaler)
         if valid is not None:
-            stats.update(validate(net, valid, chunk_range, batch_size, seed))
+            stats.update(validate(net, valid, chunk_range, batch_size, seed, device))
         logger.info("epoch %d/%d: loss %.4f accuracy %.3f%s lr %.5f%s %.1f chunks/s", epoch, epochs,
                     stats["loss"], stats["accuracy"],
                     f" | validation loss {stats['valid_loss']:.4f} accuracy "
@@ -295,11 +318,19 @@ def write_summary(path: str, model_dir: str, epochs: int, config: dict, num_para
     return summary
 
 
-def _prefetched(source, batches, rank, seed, epoch):
+def to_device(inputs, labels, device):
+    """Host-to-device copy of a batch; from pinned memory without blocking on CUDA."""
+    if device.type != "cuda":
+        return inputs, labels
+    return (inputs.pin_memory().to(device, non_blocking=True),
+            labels.pin_memory().to(device, non_blocking=True))
+
+
+def _prefetched(source, batches, rank, seed, epoch, device):
     """Yield collated batches, preparing the next one in a thread (features, augmentation)."""
     def job(i):
         rng = np.random.default_rng([seed, epoch, i, 7])
-        return collate(source, batches[i][rank.rank::rank.world], rng)
+        return to_device(*collate(source, batches[i][rank.rank::rank.world], rng), device)
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(job, 0) if batches else None
         for i in range(len(batches)):
@@ -308,32 +339,42 @@ def _prefetched(source, batches, rank, seed, epoch):
             yield ready
 
 
-def train_step(net, loss_fn, optimizer, scheduler, inputs, labels, grad_clip: float):
-    """One optimiser step on a batch; returns (loss, logits)."""
+def train_step(net, loss_fn, optimizer, scheduler, inputs, labels, grad_clip: float,
+               scaler=None):
+    """One optimiser step on a batch; returns (loss, logits).  ``scaler``: fp16's GradScaler."""
     if hasattr(loss_fn, "set_step"):
         loss_fn.set_step(scheduler.last_epoch)       # global step: margin warm-up
     loss, logits = net(inputs, labels)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
-    optimizer.step()
+    if scaler is None:
+        loss.backward()
+        if grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+        optimizer.step()
+    else:
+        scaler.scale(loss).backward()
+        if grad_clip > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
     scheduler.step()
     return loss, logits
 
 
 def _run_epoch(net, optimizer, scheduler, source, batches, grad_clip, seed,
-               epoch, epochs, rank) -> dict:
+               epoch, epochs, rank, device=torch.device("cpu"), scaler=None) -> dict:
     """One pass over ``batches`` (this rank's share of each); returns mean stats."""
     net.train()
     loss_fn = getattr(net, "module", net).loss_fn
     total_loss = total_correct = total = 0.0
     start = time.time()
-    progress = tqdm(_prefetched(source, batches, rank, seed, epoch), total=len(batches),
+    progress = tqdm(_prefetched(source, batches, rank, seed, epoch, device), total=len(batches),
                     desc=f"epoch {epoch}/{epochs}", unit="batch", file=sys.stderr,
                     disable=not rank.main, mininterval=1.0 if sys.stderr.isatty() else 15.0)
     for inputs, labels in progress:
-        loss, logits = train_step(net, loss_fn, optimizer, scheduler, inputs, labels, grad_clip)
+        loss, logits = train_step(net, loss_fn, optimizer, scheduler, inputs, labels, grad_clip,
+                                  scaler)
         total_loss += loss.item() * len(labels)
         total_correct += (logits.argmax(1) == labels).sum().item()
         total += len(labels)
@@ -347,7 +388,7 @@ def _run_epoch(net, optimizer, scheduler, source, batches, grad_clip, seed,
 
 
 @torch.no_grad()
-def validate(net, source, chunk_range, batch_size, seed) -> dict:
+def validate(net, source, chunk_range, batch_size, seed, device=torch.device("cpu")) -> dict:
     """Loss and accuracy on fixed chunks of the held-out utterances (no augmentation)."""
     net.eval()
     lengths = np.asarray(source.lengths)
@@ -357,7 +398,7 @@ def validate(net, source, chunk_range, batch_size, seed) -> dict:
     total_loss = total_correct = 0.0
     for start in range(0, len(source), batch_size):
         batch = [(i, offsets[i], frames) for i in range(start, min(len(source), start + batch_size))]
-        inputs, labels = collate(source, batch)
+        inputs, labels = to_device(*collate(source, batch), device)
         loss, logits = net(inputs, labels)
         total_loss += loss.item() * len(batch)
         total_correct += (logits.argmax(1) == labels).sum().item()

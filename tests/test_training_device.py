@@ -1,0 +1,61 @@
+"""training.device / training.precision: a clear error for CUDA without a GPU,
+bf16 autocast on CPU trains with an fp32 loss, fp32 results unchanged by the
+device code, and checkpoints load on the CPU (map_location)."""
+import pytest
+import torch
+import yaml
+
+from pyutils.training import checkpoint
+from pyutils.training.device import autocast, resolve_device
+from pyutils.training.trainer import train
+from tests.test_training import make_training_data, write_config
+
+
+def set_training(config, **keys):
+    cfg = yaml.safe_load(config.read_text())
+    cfg["training"].update(keys)
+    config.write_text(yaml.safe_dump(cfg))
+
+
+def test_device_names():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="auto, cpu, cuda or cuda:N"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device is available"):
+            resolve_device("cuda:1")
+    with pytest.raises(ValueError, match="fp16 needs a GPU"):
+        autocast(torch.device("cpu"), "fp16")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        autocast(torch.device("cpu"), "fp8")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only message")
+def test_cuda_config_without_gpu_is_a_clear_error(tmp_path):
+    make_training_data(tmp_path)
+    config = tmp_path / "c.yaml"
+    write_config(config, epochs=1)
+    set_training(config, device="cuda")
+    with pytest.raises(ValueError, match="no CUDA device"):
+        train(str(config), str(tmp_path), str(tmp_path / "exp"))
+
+
+def test_bf16_on_cpu_trains_with_fp32_loss_and_loads_on_cpu(tmp_path):
+    make_training_data(tmp_path)
+    fp32, bf16 = tmp_path / "fp32.yaml", tmp_path / "bf16.yaml"
+    write_config(fp32, epochs=2)
+    write_config(bf16, epochs=2)
+    set_training(fp32, device="cpu")
+    set_training(bf16, device="cpu", precision="bf16")
+    train(str(fp32), str(tmp_path), str(tmp_path / "a"))
+    train(str(bf16), str(tmp_path), str(tmp_path / "b"))
+    stats = [checkpoint.load(str(tmp_path / run / "models" / "epoch_2.pt"))["stats"]
+             for run in ("a", "b")]
+    assert all(torch.isfinite(torch.tensor(s["loss"])) for s in stats)
+    # bf16 rounds activations (~3 significant digits): close to fp32, not equal
+    assert stats[0]["loss"] != stats[1]["loss"]
+    assert abs(stats[0]["loss"] - stats[1]["loss"]) < 0.1 * stats[0]["loss"]
+    final = torch.load(tmp_path / "b" / "final.pt", map_location="cpu", weights_only=False)
+    assert all(v.device.type == "cpu" and v.dtype != torch.bfloat16
+               for v in final["model"].values())
