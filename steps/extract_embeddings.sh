@@ -13,7 +13,8 @@ window=0            # >0: one embedding per window of this many voiced frames
 window_shift=0      # (sub-segment ids <utt>-<first>-<end>; writes <dir>/utt2spk)
 num_threads=1       # torch threads per job (results do not depend on it)
 input=feats         # feats: feats.scp + vad.scp (CMN, voiced frames); waveform: wav.scp audio
-help_message="Usage: $0 [--nj N] [--cmd CMD] [--input feats|waveform] [--num-threads T] [--chunk-size F] [--window F --window-shift F] <model.pt> <data> <dir>"
+device=cpu          # auto, cpu, cuda or cuda:N (embeddings agree across devices to float rounding)
+help_message="Usage: $0 [--nj N] [--cmd CMD] [--input feats|waveform] [--num-threads T] [--device D] [--chunk-size F] [--window F --window-shift F] <model.pt> <data> <dir>"
 [ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"
 . utils/parse_options.sh
 [ $# -eq 3 ] || { echo -e "$help_message" 1>&2; exit 1; }
@@ -46,7 +47,7 @@ fi
 echo "$0: embeddings of $data in $nj jobs; progress in $dir/log/extract.*.log"
 $cmd --num-threads $num_threads JOB=1:$nj "$dir/log/extract.JOB.log" \
   python -m pyutils.cli.extract_embeddings --model "$model" "${job_inputs[@]}" \
-    --num-threads $num_threads "${upstream[@]}" \
+    --num-threads $num_threads --device $device "${upstream[@]}" \
     --chunk-size $chunk_size --min-chunk-size $min_chunk_size \
     --window $window --window-shift $window_shift \
     --ark "$dir/xvector.JOB.ark" --scp "$dir/xvector.JOB.scp"

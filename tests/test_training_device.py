@@ -59,3 +59,16 @@ def test_bf16_on_cpu_trains_with_fp32_loss_and_loads_on_cpu(tmp_path):
     final = torch.load(tmp_path / "b" / "final.pt", map_location="cpu", weights_only=False)
     assert all(v.device.type == "cpu" and v.dtype != torch.bfloat16
                for v in final["model"].values())
+
+
+def test_extraction_device_option(tmp_path):
+    from pyutils.extraction.extract import load_embedding_model
+    make_training_data(tmp_path)
+    config = tmp_path / "c.yaml"
+    write_config(config, epochs=1)
+    train(str(config), str(tmp_path), str(tmp_path / "exp"))
+    model = load_embedding_model(str(tmp_path / "exp" / "final.pt"), "cpu")
+    assert next(model.parameters()).device.type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            load_embedding_model(str(tmp_path / "exp" / "final.pt"), "cuda")

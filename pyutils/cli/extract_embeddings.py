@@ -39,6 +39,8 @@ def main(argv=None):
     parser.add_argument("--window", type=int, default=0,
                         help="embed sliding windows of this many voiced frames (0: whole utterance)")
     parser.add_argument("--window-shift", type=int, default=0, help="window shift (default: --window)")
+    parser.add_argument("--device", default="cpu",
+                        help="auto, cpu, cuda or cuda:N (the checkpoint loads on any of them)")
     args = parser.parse_args(argv)
     setup_logging()
     marker = args.scp + ".done"
@@ -55,7 +57,7 @@ def main(argv=None):
         counts = extract(args.model, args.feats_scp, args.vad_scp, args.ark, args.scp,
                          cmn_options(args.cmvn_config) if args.cmvn_config else None,
                          args.chunk_size, args.min_chunk_size, args.num_threads, args.window,
-                         args.window_shift, data_dir=args.data_dir)
+                         args.window_shift, data_dir=args.data_dir, device=args.device)
     except (TableError, ValueError, FileNotFoundError, AudioError) as err:
         logging.getLogger("extract").error("%s", err)
         sys.exit(1)

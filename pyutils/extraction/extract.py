@@ -41,6 +41,7 @@ from pyutils.data.datadir import DataDir, read_scp
 from pyutils.features.pipeline import cmn_voiced
 from pyutils.models import build_model
 from pyutils.training import checkpoint
+from pyutils.training.device import resolve_device
 from pyutils.utils.arkio import ArkScpWriter
 from pyutils.utils.fileio import TableError
 from pyutils.utils.progress import progress
@@ -48,19 +49,20 @@ from pyutils.utils.progress import progress
 logger = logging.getLogger(__name__)
 
 
-def load_embedding_model(path: str) -> torch.nn.Module:
-    """Rebuild the network of ``final.pt`` in eval mode."""
-    return _load_model(path)[0]
+def load_embedding_model(path: str, device: str = "cpu") -> torch.nn.Module:
+    """Rebuild the network of ``final.pt`` in eval mode (on ``device``)."""
+    return _load_model(path, device)[0]
 
 
-def _load_model(path: str):
-    """(network in eval mode, its input dimension) from ``final.pt``."""
+def _load_model(path: str, device: str = "cpu"):
+    """(network in eval mode, its input dimension) from ``final.pt``, loaded with
+    map_location="cpu" (a GPU-trained model loads anywhere), then moved to ``device``."""
     state = checkpoint.load(path)
     config = state["config"]["model"]
     model = build_model(config["name"], feat_dim=state["feat_dim"],
                         **{k: v for k, v in config.items() if k != "name"})
     model.load_state_dict(state["model"])
-    return model.eval(), state["feat_dim"]
+    return model.eval().to(resolve_device(device)), state["feat_dim"]
 
 
 def set_threads(num_threads: int) -> None:
@@ -88,9 +90,11 @@ def embed(model: torch.nn.Module, feats: np.ndarray, chunk_size: int = 10000,
     """Frame-weighted average of the embeddings of consecutive chunks."""
     total = None
     weight = 0
+    device = next(model.parameters()).device
     for start in range(0, feats.shape[0], chunk_size):   # (frames, dim) or (samples,)
         chunk = feats[start:start + chunk_size]
-        vector = model(torch.from_numpy(pad_chunk(chunk, min_chunk_size))[None])[0].numpy()
+        piece = torch.from_numpy(pad_chunk(chunk, min_chunk_size))[None].to(device)
+        vector = model(piece)[0].float().cpu().numpy()
         total = vector * chunk.shape[0] if total is None else total + vector * chunk.shape[0]
         weight += chunk.shape[0]
     return (total / weight).astype(np.float32)
@@ -142,7 +146,7 @@ def extract(model_path: str, feats_scp: Optional[str], vad_scp: Optional[str], a
             scp: str, cmn: Optional[dict] = None, chunk_size: int = 10000,
             min_chunk_size: int = 25, num_threads: int = 1, window: int = 0,
             window_shift: int = 0, data_dir: Optional[str] = None,
-            sample_rate: int = 16000) -> dict:
+            sample_rate: int = 16000, device: str = "cpu") -> dict:
     """Write one embedding per utterance to ark/scp; return counts for the log.
 
     Feature models read ``feats_scp``/``vad_scp`` (+ ``cmn``); waveform models
@@ -151,7 +155,7 @@ def extract(model_path: str, feats_scp: Optional[str], vad_scp: Optional[str], a
     them with its frame shift, 160 samples at 16 kHz).
     """
     set_threads(num_threads)
-    model, feat_dim = _load_model(model_path)
+    model, feat_dim = _load_model(model_path, device)
     input_type = getattr(model, "input_type", "feats")
     if input_type == "waveform":
         if data_dir is None:
