@@ -3,13 +3,19 @@
 # Skipped when <dir>/.done records the same config and data (its stamp lists
 # the config, the data dir's tables and upstream .done markers); a finished or
 # half-done run whose config or data changed is refused, naming the changed
-# keys, unless --force true (which starts over).  With --nproc N > 1
-# it runs under torchrun (DistributedDataParallel, gloo backend).
+# keys, unless --force true (which starts over).  With more than one process
+# (--nproc-per-node N, --nnodes M: run this on each node with its --node-rank and
+# one --rdzv-endpoint HOST:PORT) it runs under torchrun: DistributedDataParallel,
+# NCCL on GPUs (one per local rank), gloo on CPU; rank 0 alone writes.
 set -euo pipefail
 cmd=utils/run.py
 force=false
-nproc=1
-help_message="Usage: $0 [--cmd CMD] [--force true|false] [--nproc N] <config.yaml> <train-data> <dir>"
+nproc=1               # (old name of --nproc-per-node)
+nproc_per_node=
+nnodes=1
+node_rank=0
+rdzv_endpoint=        # HOST:PORT of node 0 (needed with --nnodes > 1)
+help_message="Usage: $0 [--cmd CMD] [--force true|false] [--nproc-per-node N] [--nnodes M --node-rank R --rdzv-endpoint HOST:PORT] <config.yaml> <train-data> <dir>"
 [ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"
 . utils/parse_options.sh
 [ $# -eq 3 ] || { echo -e "$help_message" 1>&2; exit 1; }
@@ -20,8 +26,20 @@ if [ "$force" != true ] && python -m pyutils.cli.stamp check "$dir/.done" "${sta
   echo "$0: $dir is trained with this config and data (--force true to retrain)"; exit 0
 fi
 mkdir -p "$dir/log"
-extra=(); [ "$force" = true ] && extra=(--force)
-launcher=(python); [ "$nproc" -gt 1 ] && launcher=(torchrun --standalone --nproc_per_node "$nproc")
+nproc_per_node=${nproc_per_node:-$nproc}
+extra=()
+if [ "$force" = true ]; then   # clean up once, here, before any rank starts
+  extra=(--force)
+  [ "$node_rank" -eq 0 ] && rm -rf "$dir/models" "$dir/.done" "$dir/final.pt" "$dir/train_summary.json"
+fi
+launcher=(python)
+if [ "$nnodes" -gt 1 ]; then
+  [ -n "$rdzv_endpoint" ] || { echo "$0: --nnodes $nnodes needs --rdzv-endpoint HOST:PORT" 1>&2; exit 1; }
+  launcher=(torchrun --nnodes "$nnodes" --node-rank "$node_rank" --nproc-per-node "$nproc_per_node"
+            --rdzv-backend c10d --rdzv-endpoint "$rdzv_endpoint" --rdzv-id "sv-$(basename "$dir")")
+elif [ "$nproc_per_node" -gt 1 ]; then
+  launcher=(torchrun --standalone --nproc-per-node "$nproc_per_node")
+fi
 $cmd "$dir/log/train.log" "${launcher[@]}" -m pyutils.cli.train --config "$config" \
   --data "$data" --exp-dir "$dir" "${extra[@]}"
 grep -h "epoch .*chunks/s" "$dir/log/train.log" | tail -n 1 || true

@@ -19,6 +19,7 @@ DistributedDataParallel (gloo on CPU).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -190,6 +191,17 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
     scaler = grad_scaler(device, precision)
     optimizer = build_optimizer(net.parameters(), **config["optimizer"])
     epochs, batch_size = int(train_cfg["epochs"]), int(data_cfg["batch_size"])
+    if train_cfg.get("scale_lr_with_world"):
+        # keep the per-process batch; the global batch and the LR grow with the world
+        batch_size *= rank.world
+        for group in optimizer.param_groups:
+            group["lr"] *= rank.world
+            group["initial_lr"] = group["lr"]
+    micro_total = int(train_cfg.get("micro_batches") or rank.world)
+    if micro_total % rank.world or batch_size % micro_total:
+        raise ValueError(f"data.batch_size {batch_size} must split into training.micro_batches "
+                         f"{micro_total}, one share or more per process of {rank.world}")
+    micro = micro_total // rank.world
     steps_per_epoch = max(1, int(data_cfg["chunks_per_epoch"]) // batch_size)
     scheduler = build_scheduler(optimizer, epochs * steps_per_epoch, **config.get("scheduler", {}))
     unit = SAMPLES_PER_FRAME if source.input_type == "waveform" else 1
@@ -234,7 +246,7 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
                                 int(data_cfg["chunks_per_epoch"]), seed, epoch)
         stats = _run_epoch(train_net, optimizer, scheduler, source, batches,
                            float(train_cfg.get("grad_clip", 0.0)), seed, epoch, epochs, rank,
-                           device, scaler)
+                           device, scaler, micro)
         if valid is not None:
             stats.update(validate(net, valid, chunk_range, batch_size, seed, device))
         logger.info("epoch %d/%d: loss %.4f accuracy %.3f%s lr %.5f%s %.1f chunks/s", epoch, epochs,
@@ -326,11 +338,27 @@ def to_device(inputs, labels, device):
             labels.pin_memory().to(device, non_blocking=True))
 
 
-def _prefetched(source, batches, rank, seed, epoch, device):
-    """Yield collated batches, preparing the next one in a thread (features, augmentation)."""
+def _prefetched(source, batches, rank, seed, epoch, device, micro=1):
+    """Yield collated batches (this rank's share), preparing the next one in a thread.
+
+    With several micro-batches in all, each draws its augmentation from its own
+    generator (global micro-batch index), so results do not depend on the
+    number of processes."""
+    total_micro = micro * rank.world
+
     def job(i):
-        rng = np.random.default_rng([seed, epoch, i, 7])
-        return to_device(*collate(source, batches[i][rank.rank::rank.world], rng), device)
+        share = batches[i][rank.rank::rank.world]
+        if total_micro == 1:
+            return to_device(*collate(source, share, np.random.default_rng([seed, epoch, i, 7])),
+                             device)
+        parts = [collate(source, share[j::micro],
+                         np.random.default_rng([seed, epoch, i, 7, rank.rank + rank.world * j]))
+                 for j in range(micro)]
+        inputs = torch.empty((len(share),) + parts[0][0].shape[1:], dtype=parts[0][0].dtype)
+        labels = torch.empty(len(share), dtype=parts[0][1].dtype)
+        for j, (x, y) in enumerate(parts):
+            inputs[j::micro], labels[j::micro] = x, y
+        return to_device(inputs, labels, device)
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(job, 0) if batches else None
         for i in range(len(batches)):
@@ -339,20 +367,48 @@ def _prefetched(source, batches, rank, seed, epoch, device):
             yield ready
 
 
+def _buffers(net):
+    return [b for b in getattr(net, "module", net).buffers()]
+
+
 def train_step(net, loss_fn, optimizer, scheduler, inputs, labels, grad_clip: float,
-               scaler=None):
-    """One optimiser step on a batch; returns (loss, logits).  ``scaler``: fp16's GradScaler."""
+               scaler=None, micro: int = 1):
+    """One optimiser step on a batch; returns (loss, logits).  ``scaler``: fp16's GradScaler.
+
+    ``micro`` > 1 cuts the batch into micro-batches ``[j::micro]`` (batch-norm
+    statistics per micro-batch, gradients averaged), which is what DDP computes
+    when each rank holds one of them: a run's numbers do not depend on how many
+    processes share the micro-batches.  As under DDP (whose buffer broadcast
+    keeps rank 0's), only the first micro-batch updates the running statistics.
+    """
     if hasattr(loss_fn, "set_step"):
         loss_fn.set_step(scheduler.last_epoch)       # global step: margin warm-up
-    loss, logits = net(inputs, labels)
     optimizer.zero_grad(set_to_none=True)
+    losses, all_logits, kept = [], [None] * micro, None
+    for j in range(micro):
+        sync = j == micro - 1 or not hasattr(net, "no_sync")
+        with (contextlib.nullcontext() if sync else net.no_sync()):
+            loss, logits = net(inputs[j::micro], labels[j::micro])
+            scaled = loss / micro
+            (scaled if scaler is None else scaler.scale(scaled)).backward()
+        if j == 0 and micro > 1:
+            kept = [b.detach().clone() for b in _buffers(net)]
+        elif kept is not None:
+            with torch.no_grad():
+                for b, k in zip(_buffers(net), kept):
+                    b.copy_(k)
+        losses.append(loss.detach())
+        all_logits[j] = logits.detach()
+    loss = torch.stack(losses).mean()
+    logits = torch.empty((len(labels),) + all_logits[0].shape[1:], dtype=all_logits[0].dtype,
+                         device=all_logits[0].device)
+    for j in range(micro):
+        logits[j::micro] = all_logits[j]
     if scaler is None:
-        loss.backward()
         if grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
         optimizer.step()
     else:
-        scaler.scale(loss).backward()
         if grad_clip > 0:
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
@@ -363,18 +419,26 @@ def train_step(net, loss_fn, optimizer, scheduler, inputs, labels, grad_clip: fl
 
 
 def _run_epoch(net, optimizer, scheduler, source, batches, grad_clip, seed,
-               epoch, epochs, rank, device=torch.device("cpu"), scaler=None) -> dict:
+               epoch, epochs, rank, device=torch.device("cpu"), scaler=None,
+               micro: int = 1) -> dict:
     """One pass over ``batches`` (this rank's share of each); returns mean stats."""
     net.train()
     loss_fn = getattr(net, "module", net).loss_fn
     total_loss = total_correct = total = 0.0
     start = time.time()
-    progress = tqdm(_prefetched(source, batches, rank, seed, epoch, device), total=len(batches),
+    step_losses = []
+    progress = tqdm(_prefetched(source, batches, rank, seed, epoch, device, micro),
+                    total=len(batches),
                     desc=f"epoch {epoch}/{epochs}", unit="batch", file=sys.stderr,
                     disable=not rank.main, mininterval=1.0 if sys.stderr.isatty() else 15.0)
     for inputs, labels in progress:
         loss, logits = train_step(net, loss_fn, optimizer, scheduler, inputs, labels, grad_clip,
-                                  scaler)
+                                  scaler, micro)
+        global_loss = loss.detach().float().clone()
+        if rank.world > 1:     # the step's loss over the whole batch (all ranks)
+            dist.all_reduce(global_loss)
+            global_loss /= rank.world
+        step_losses.append(float(global_loss))
         total_loss += loss.item() * len(labels)
         total_correct += (logits.argmax(1) == labels).sum().item()
         total += len(labels)
@@ -384,7 +448,7 @@ def _run_epoch(net, optimizer, scheduler, source, batches, grad_clip, seed,
     seconds = time.time() - start
     return {"loss": total_loss / total, "accuracy": total_correct / total,
             "chunks_per_s": total * rank.world / max(1e-9, seconds),
-            "chunks": int(total * rank.world), "seconds": seconds}
+            "chunks": int(total * rank.world), "seconds": seconds, "step_losses": step_losses}
 
 
 @torch.no_grad()
