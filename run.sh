@@ -23,10 +23,15 @@ reps=                       # asc: e.g. "01,02" to use some repetitions (default
 train_speakers=             # asc: e.g. "1-4" to use a slice (default 1-18, asc-v1)
 eval_speakers=              # asc: e.g. "19-22" (default 19-30, asc-v1)
 force=false                 # true: retrain even if the model is complete
+nproc_per_node=1            # stage 3: training processes per node (torchrun; one per GPU)
+nnodes=1                    # stage 3: nodes (run run.sh --stage 3 on each with its --node-rank)
+node_rank=0                 # stage 3: this node's rank, 0..nnodes-1
+rdzv_endpoint=              # stage 3: HOST:PORT of node 0 (needed with --nnodes > 1)
 aug=false                   # true: the network trains on the training set + augmented copies (conf/augment.conf)
 help_message="Usage: $0 [--stage N] [--stop-stage N] [--nj N] [--model NAME] [--train-config YAML]
   [--corpus asc|voxceleb|cnceleb|librispeech|folder] [--corpus-root DIR] [--data DIR] [--exp DIR] [--reps LIST]
-  [--train-speakers RANGES] [--eval-speakers RANGES] [--force true|false] [--aug true|false]"
+  [--train-speakers RANGES] [--eval-speakers RANGES] [--force true|false] [--aug true|false]
+  [--nproc-per-node N] [--nnodes M --node-rank R --rdzv-endpoint HOST:PORT]"
 
 cd "$(dirname "$0")"
 . ./path.sh
@@ -119,7 +124,9 @@ fi
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   train_data=${nntrain}_no_sil
   if [ $feat_type = waveform ] || [ $on_the_fly = true ]; then train_data=$ftrain; fi
-  steps/train.sh --cmd "$train_cmd" --force $force "$train_config" "$train_data" "$dir"
+  steps/train.sh --cmd "$train_cmd" --force $force --nproc-per-node $nproc_per_node \
+    --nnodes $nnodes --node-rank $node_rank --rdzv-endpoint "$rdzv_endpoint" \
+    "$train_config" "$train_data" "$dir"
 fi
 
 # Stage 4: embeddings of train and eval utterances (+ windowed train ones for the back-end).
