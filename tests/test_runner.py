@@ -89,3 +89,107 @@ def test_accounting_line_reports_the_jobs_peak_memory(tmp_path):
         assert match, name
         peaks[name] = int(match.group(1))
     assert 200 <= peaks["big"] < 260 and peaks["small"] < 60, peaks
+
+
+def test_failing_job_shows_the_end_of_its_log_without_progress_bars(tmp_path):
+    """issue 7 item 6: the error itself reaches the terminal, tqdm redraws do not."""
+    script = ("import sys; print('step one'); sys.stdout.write('10%|#\\r50%|#####\\r'); print();"
+              " print('ValueError: bad input in feats.scp line 3'); sys.exit(2)")
+    result = subprocess.run([sys.executable, RUN, str(tmp_path / "e.log"), sys.executable, "-c",
+                             script], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "ValueError: bad input in feats.scp line 3" in result.stderr
+    assert "step one" in result.stderr and "50%" not in result.stderr
+    assert "Started at" not in result.stderr
+
+
+def test_ctrl_c_kills_the_jobs_and_exits_130_without_traceback(tmp_path):
+    """issue 7 item 9: SIGINT stops every job (and its children) and says so in one line."""
+    import signal
+    import time
+    pids = tmp_path / "pid"
+    proc = subprocess.Popen([sys.executable, RUN, "JOB=1:2", str(tmp_path / "s.JOB.log"),
+                             "sh", "-c", f"echo $$ > {pids}.JOB; exec sleep 60"],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 20
+    while not all(os.path.exists(f"{pids}.{j}") and open(f"{pids}.{j}").read().strip()
+                  for j in (1, 2)):
+        assert time.time() < deadline
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and "interrupted" in err
+    time.sleep(0.5)
+    for j in (1, 2):
+        pid = int(open(f"{pids}.{j}").read())
+        try:
+            state = open(f"/proc/{pid}/stat").read().split(")")[-1].split()[0]
+        except FileNotFoundError:
+            state = "gone"
+        assert state in ("gone", "Z"), (pid, state)
+
+
+def fake_sbatch(tmp_path, body):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "sbatch").write_text("#!/usr/bin/env bash\n" + body)
+    (bin_dir / "sbatch").chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+
+def test_slurm_rerun_with_failing_sbatch_fails_despite_old_status_files(tmp_path):
+    """issue 9: status files of a successful run must not pass for a failed rerun."""
+    slurm = os.path.join(ROOT, "utils", "slurm.py")
+    log = str(tmp_path / "log" / "r.JOB.log")
+    env = fake_sbatch(tmp_path, FAKE_SBATCH)
+    ok = subprocess.run([sys.executable, slurm, "JOB=1:2", log, "true"], env=env, cwd=tmp_path,
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    env = fake_sbatch(tmp_path, "echo 'sbatch: error: Batch job submission failed' >&2; exit 1\n")
+    bad = subprocess.run([sys.executable, slurm, "JOB=1:2", log, "false"], env=env, cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and "sbatch failed" in bad.stderr
+    assert "submission failed" in bad.stderr
+
+
+def test_slurm_single_job_without_range_succeeds_and_logs_kaldi_format(tmp_path):
+    slurm = os.path.join(ROOT, "utils", "slurm.py")
+    env = fake_sbatch(tmp_path, FAKE_SBATCH)
+    result = subprocess.run([sys.executable, slurm, str(tmp_path / "one.log"), "echo", "hello"],
+                            env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "one.log").read_text()
+    assert text.startswith("# echo hello\n# Started at ") and "\nhello\n" in text
+    assert "# Accounting: time=" in text and "threads=1" in text and "# Ended (code 0) at" in text
+
+
+def test_slurm_missing_sbatch_is_a_message_not_a_traceback(tmp_path):
+    slurm = os.path.join(ROOT, "utils", "slurm.py")
+    env = {**os.environ, "PATH": str(tmp_path)}
+    result = subprocess.run([sys.executable, slurm, str(tmp_path / "x.log"), "true"], env=env,
+                            cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "'sbatch' not found" in result.stderr
+
+
+def test_slurm_options_go_through_the_config_file(tmp_path):
+    """slurm.pl's config format: exact values first, '*' with $0, defaults, unknown refused."""
+    slurm = os.path.join(ROOT, "utils", "slurm.py")
+    env = fake_sbatch(tmp_path, 'echo "$@" > ' + str(tmp_path / "args") + "\n" + FAKE_SBATCH)
+    conf = tmp_path / "s.conf"
+    conf.write_text("command sbatch --export=PATH -p cpu\noption mem=* --mem-per-cpu $0\n"
+                    "default gpu=0\noption gpu=0\noption gpu=* -p gpu --gres=gpu:$0  # GPUs\n"
+                    "option max_jobs_run=*\noption time=* --time $0\n")
+    result = subprocess.run([sys.executable, slurm, "--config", str(conf), "--gpu", "2",
+                             "--mem", "3G", "--max-jobs-run", "1", "JOB=1:2",
+                             str(tmp_path / "g.JOB.log"), "true"], env=env, cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    args = (tmp_path / "args").read_text()
+    assert "--export=PATH -p cpu" in args and "-p gpu --gres=gpu:2" in args
+    assert "--mem-per-cpu 3G" in args and "--array=1-2%1" in args
+    bad = subprocess.run([sys.executable, slurm, "--config", str(conf), "--num-threads", "4",
+                          str(tmp_path / "n.log"), "true"], env=env, cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and "--num-threads" in bad.stderr and "Traceback" not in bad.stderr

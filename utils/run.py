@@ -14,8 +14,10 @@ file name holding spaces, quotes or ';' reaches the command unchanged.
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -62,6 +64,46 @@ def to_shell(words):
     return " ".join(w if w in OPERATORS else shlex.quote(w) for w in words)
 
 
+def log_tail(path, lines=10):
+    """The last ``lines`` lines of a job's log that are neither progress bars
+    (tqdm redraws joined by carriage returns) nor the runner's '#' header/footer."""
+    try:
+        with open(path, errors="replace", newline="") as f:
+            text = f.read()
+    except OSError as e:
+        return [f"(cannot read {path}: {e.strerror})"]
+    kept = [line for line in text.split("\n")
+            if "\r" not in line and line.strip() and not line.startswith("#")]
+    return kept[-lines:]
+
+
+def report_failure(prog, failed_ids, total, first_log):
+    """Name the failed jobs and show the end of the first failing log on stderr."""
+    ids = ",".join(str(j) for j in failed_ids)
+    print(f"{prog}: {len(failed_ids)} / {total} failed (job {ids}), log is in {first_log}",
+          file=sys.stderr)
+    tail = log_tail(first_log)
+    if tail:
+        print(f"{prog}: last lines of {first_log}:", file=sys.stderr)
+        for line in tail:
+            print(f"    {line}", file=sys.stderr)
+
+
+RUNNING = set()          # Popen objects of the jobs still running (killed on Ctrl-C)
+RUNNING_LOCK = threading.Lock()
+
+
+def kill_running():
+    """Stop every running job with its whole process group."""
+    with RUNNING_LOCK:
+        children = list(RUNNING)
+    for child in children:
+        try:
+            os.killpg(child.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
 def run_one(command, log_path):
     """Run one job with its own log; return its exit code."""
     os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
@@ -69,9 +111,16 @@ def run_one(command, log_path):
     with open(log_path, "w") as log:
         log.write(f"# {command}\n# Started at {time.ctime()}\n#\n")
         log.flush()
+        # its own process group, so that Ctrl-C kills the job and all its children
         child = subprocess.Popen(["bash", "-c", "set -o pipefail; " + command],
-                                 stdout=log, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(child.pid, 0)
+                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with RUNNING_LOCK:
+            RUNNING.add(child)
+        try:
+            _, status, usage = os.wait4(child.pid, 0)
+        finally:
+            with RUNNING_LOCK:
+                RUNNING.discard(child)
         code = child.returncode = os.waitstatus_to_exitcode(status)
         # peak RSS: the largest process of the job (Linux reports KiB)
         log.write(f"# Accounting: time={int(time.time() - start)} threads=1 "
@@ -90,13 +139,18 @@ def main():
         pattern = re.compile(rf"\b{var}\b")
         jobs = [(j, to_shell([pattern.sub(str(j), w) for w in words]),
                  pattern.sub(str(j), log)) for j in range(first, last + 1)]
-    with ThreadPoolExecutor(max_workers=max(1, max_jobs)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, max_jobs))
+    try:
         codes = list(pool.map(lambda job: run_one(job[1], job[2]), jobs))
-    failed = [job for job, code in zip(jobs, codes) if code != 0]
+    except KeyboardInterrupt:
+        kill_running()
+        print(f"{sys.argv[0]}: interrupted; stopped the running jobs (logs in "
+              f"{os.path.dirname(os.path.abspath(log))})", file=sys.stderr)
+        os._exit(130)   # the pool's threads are still waiting on their (killed) jobs
+    pool.shutdown()
+    failed = [(job or 1, where) for (job, _, where), code in zip(jobs, codes) if code != 0]
     if failed:
-        where = failed[0][2]
-        print(f"{sys.argv[0]}: {len(failed)} / {len(jobs)} failed, log is in {where}",
-              file=sys.stderr)
+        report_failure(sys.argv[0], [j for j, _ in failed], len(jobs), failed[0][1])
         sys.exit(1)
 
 
