@@ -1,0 +1,125 @@
+"""Cllr, minCllr (PAV), actual DCF, prior-weighted calibration and the speaker bootstrap."""
+import math
+
+import numpy as np
+import pytest
+
+from pyutils.backends.calibration import LinearCalibration
+from pyutils.metrics.bootstrap import speaker_bootstrap_ci
+from pyutils.metrics.cllr import actual_dcf, bayes_threshold, cllr, min_cllr
+from pyutils.metrics.eer import compute_eer
+
+
+def test_cllr_hand_computed():
+    # LLR 0 everywhere costs exactly 1 bit.
+    assert cllr([0.0, 0.0, 0.0], [1, 0, 0]) == pytest.approx(1.0)
+    # tar llr ln3: log2(1+1/3); non llr -ln3: log2(1+1/3) -> 0.5*(2*log2(4/3)).
+    assert cllr([math.log(3), -math.log(3)], [1, 0]) == pytest.approx(math.log2(4 / 3))
+    # One target at +1, two non-targets at 0 and -2.
+    expected = 0.5 * (math.log2(1 + math.exp(-1))
+                      + (math.log2(2) + math.log2(1 + math.exp(-2))) / 2)
+    assert cllr([1.0, 0.0, -2.0], [1, 0, 0]) == pytest.approx(expected)
+
+
+def test_min_cllr_pav_hand_computed():
+    # Perfectly separated scores: PAV gives posteriors 1/0, LLRs +-inf, minCllr 0.
+    assert min_cllr([5.0, 4.0, -1.0, -3.0], [1, 1, 0, 0]) == pytest.approx(0.0)
+    # Scores (labels) 1(t) 2(n) 3(t) 4(n): PAV pools all to 0.5 = prior -> LLR 0 -> 1 bit.
+    assert min_cllr([1.0, 2.0, 3.0, 4.0], [1, 0, 1, 0]) == pytest.approx(1.0)
+    # 1(n) 2(t) 3(n) 4(t): pools {1}=0, {2,3}=0.5, {4}=1: middle pair costs 1 bit each.
+    # tar: 4 -> 0, 2 -> 1 bit; non: 1 -> 0, 3 -> 1 bit -> 0.5*(0.5+0.5) = 0.5.
+    assert min_cllr([1.0, 2.0, 3.0, 4.0], [0, 1, 0, 1]) == pytest.approx(0.5)
+    # minCllr never exceeds Cllr and is invariant to a monotonic rescaling.
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 400)
+    scores = rng.normal(2.0 * labels, 1.0)
+    assert min_cllr(scores, labels) <= cllr(scores, labels)
+    assert min_cllr(3 * scores + 7, labels) == pytest.approx(min_cllr(scores, labels))
+
+
+def test_actual_dcf_hand_computed():
+    assert bayes_threshold(0.01) == pytest.approx(math.log(99))
+    # p=0.5: threshold 0; tar [1, -1] -> one miss (0.5); non [-2, 0.5] -> one fa (0.5).
+    # cost 0.5*0.5 + 0.5*0.5 = 0.5, / c_def 0.5 = 1.0.
+    assert actual_dcf([1, -1, -2, 0.5], [1, 1, 0, 0], 0.5) == pytest.approx(1.0)
+    # p=0.01: threshold ln 99 = 4.595; tar [5, 1] -> miss 0.5; non [-2, 0.5] -> fa 0.
+    # (0.01*0.5)/0.01 = 0.5.
+    assert actual_dcf([5, 1, -2, 0.5], [1, 1, 0, 0], 0.01) == pytest.approx(0.5)
+
+
+def _prior_weighted_cost(llr, labels, prior):
+    off = math.log(prior / (1 - prior))
+    tar, non = llr[labels == 1], llr[labels == 0]
+    return (prior * np.mean(np.logaddexp(0, -(tar + off)))
+            + (1 - prior) * np.mean(np.logaddexp(0, non + off)))
+
+
+def test_calibration_recovers_known_llr_map():
+    # Scores whose true LLR is known: tar ~ N(m, 1), non ~ N(0, 1) give
+    # llr(s) = m*s - m^2/2.  Raw scores are a shifted, scaled version.
+    rng = np.random.default_rng(1)
+    m = 2.0
+    tar, non = rng.normal(m, 1, 20000), rng.normal(0, 1, 60000)
+    raw = np.concatenate([tar, non]) * 0.25 + 3.0  # llr = 4m*(raw-3) - m^2/2
+    labels = np.r_[np.ones(len(tar)), np.zeros(len(non))]
+    for prior in (0.5, 0.01):
+        cal = LinearCalibration.fit(raw, labels, prior=prior)
+        assert cal.weights[0] == pytest.approx(4 * m, rel=0.05)
+        assert cal.bias == pytest.approx(-12 * m - m * m / 2, rel=0.05)
+    # The fit is the minimum of the prior-weighted objective (not plain LR with counts).
+    cal = LinearCalibration.fit(raw, labels, prior=0.5)
+    best = _prior_weighted_cost(cal(raw), labels, 0.5)
+    for dw, db in ((0.1, 0), (-0.1, 0), (0, 0.1), (0, -0.1)):
+        moved = (raw * (cal.weights[0] + dw) + cal.bias + db)
+        assert _prior_weighted_cost(moved, labels, 0.5) > best
+    assert cllr(cal(raw), labels) == pytest.approx(min_cllr(raw, labels), abs=0.01)
+
+
+def test_calibration_fusion_and_roundtrip(tmp_path):
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 2, 3000)
+    a = rng.normal(2 * labels, 1)
+    b = rng.normal(2 * labels, 1) * 10  # same information, other scale
+    fused = LinearCalibration.fit(np.c_[a, b], labels)
+    assert fused.weights[0] == pytest.approx(10 * fused.weights[1], rel=0.25)
+    assert cllr(fused(np.c_[a, b]), labels) < cllr(LinearCalibration.fit(a, labels)(a), labels)
+    fused.save(str(tmp_path / "cal.json"))
+    again = LinearCalibration.load(str(tmp_path / "cal.json"))
+    np.testing.assert_allclose(again(np.c_[a, b]), fused(np.c_[a, b]))
+    with pytest.raises(ValueError, match="both target"):
+        LinearCalibration.fit([1.0, 2.0], [1, 1])
+
+
+def _simulate(rng, num_speakers, trials_per_speaker):
+    """Speaker effects make a speaker's trials dependent."""
+    spk = np.repeat(np.arange(num_speakers), trials_per_speaker)
+    offset = rng.normal(0, 0.7, num_speakers)[spk]
+    labels = (rng.random(len(spk)) < 0.3).astype(int)
+    scores = rng.normal(2.0 * labels, 1.0) + offset * labels
+    return scores, labels, spk.astype(str)
+
+
+def _eer(scores, labels):
+    return compute_eer(scores[labels == 1], scores[labels == 0])[0]
+
+
+def test_speaker_bootstrap_coverage_about_95_percent():
+    rng = np.random.default_rng(3)
+    big = _simulate(rng, 20000, 20)
+    true_eer = _eer(big[0], big[1])
+    runs, covered = 200, 0
+    for _ in range(runs):
+        scores, labels, spk = _simulate(rng, 30, 20)
+        low, high = speaker_bootstrap_ci(_eer, scores, labels, spk, num_replicates=200)
+        covered += low <= true_eer <= high
+    assert 0.88 <= covered / runs <= 0.99, covered / runs
+
+
+def test_speaker_bootstrap_fixed_seed_and_errors():
+    rng = np.random.default_rng(4)
+    scores, labels, spk = _simulate(rng, 10, 20)
+    first = speaker_bootstrap_ci(_eer, scores, labels, spk, num_replicates=100)
+    assert first == speaker_bootstrap_ci(_eer, scores, labels, spk, num_replicates=100)
+    assert first[0] <= _eer(scores, labels) <= first[1]
+    with pytest.raises(ValueError, match="at least 2 speakers"):
+        speaker_bootstrap_ci(_eer, scores, labels, ["a"] * len(scores))
