@@ -4,9 +4,14 @@
 # Slurm: utils/slurm.py submits a job array with sbatch --wait; put partition
 # or account flags in SLURM_EXTRA_ARGS, e.g. "--partition=cpu --account=me".
 launcher=${SV_LAUNCHER:-local}
+# $cuda_cmd runs the training stage on a GPU node (--gpu 1; conf/slurm.conf
+# maps --gpu/--mem/--num-threads/--time to sbatch flags, as Kaldi's slurm.pl).
+# A site's own launcher: add a case below whose commands take the same
+# arguments ([options] [JOB=1:N] LOG command ...), as Kaldi's queue.pl users do.
 case "$launcher" in
-  local) export train_cmd="utils/run.py" cpu_cmd="utils/run.py" ;;
+  local) export train_cmd="utils/run.py" cpu_cmd="utils/run.py" cuda_cmd="utils/run.py" ;;
   slurm) export train_cmd="utils/slurm.py --mem 4G" cpu_cmd="utils/slurm.py --mem 2G"
+         export cuda_cmd="utils/slurm.py --mem 8G --gpu 1"
          export SLURM_EXTRA_ARGS=${SLURM_EXTRA_ARGS:-} ;;
   *) echo "cmd.sh: unknown SV_LAUNCHER '$launcher' (local|slurm)" 1>&2; return 1 ;;
 esac
