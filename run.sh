@@ -124,7 +124,7 @@ fi
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   train_data=${nntrain}_no_sil
   if [ $feat_type = waveform ] || [ $on_the_fly = true ]; then train_data=$ftrain; fi
-  steps/train.sh --cmd "$train_cmd" --force $force --nproc-per-node $nproc_per_node \
+  steps/train.sh --cmd "$cuda_cmd" --force $force --nproc-per-node $nproc_per_node \
     --nnodes $nnodes --node-rank $node_rank --rdzv-endpoint "$rdzv_endpoint" \
     "$train_config" "$train_data" "$dir"
 fi
