@@ -14,6 +14,8 @@ trials=$1 scores=$2 dir=$3
 args=()
 for b in $backends; do args+=("$b=$scores/$b/scores"); done
 mkdir -p "$dir/log"
+# Speaker-bootstrap 95% CIs and minCllr when the eval utt2spk is beside the trials.
+[ -f "$(dirname "$trials")/utt2spk" ] && args+=(--utt2spk "$(dirname "$trials")/utt2spk")
 if ! python -m pyutils.cli.compute_metrics --trials "$trials" --system "$system" \
     --det-png "$dir/det.png" --results-md "$dir/results.md" --scores "${args[@]}" \
     > "$dir/log/compute_metrics.log" 2>&1; then

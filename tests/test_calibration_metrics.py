@@ -123,3 +123,28 @@ def test_speaker_bootstrap_fixed_seed_and_errors():
     assert first[0] <= _eer(scores, labels) <= first[1]
     with pytest.raises(ValueError, match="at least 2 speakers"):
         speaker_bootstrap_ci(_eer, scores, labels, ["a"] * len(scores))
+
+
+def test_compute_metrics_cli_adds_speaker_bootstrap_ci(tmp_path):
+    import json
+
+    from pyutils.cli import compute_metrics
+    rng = np.random.default_rng(5)
+    scores, labels, spk = _simulate(rng, 6, 30)
+    utts = [f"s{s}-u{i}" for i, s in enumerate(spk)]
+    (tmp_path / "trials").write_text("".join(
+        f"{u} t{i} {'target' if l else 'nontarget'}\n" for i, (u, l) in enumerate(zip(utts, labels))))
+    (tmp_path / "scores").write_text("".join(
+        f"{u} t{i} {s:.6f}\n" for i, (u, s) in enumerate(zip(utts, scores))))
+    (tmp_path / "utt2spk").write_text("".join(f"{u} s{s}\n" for u, s in zip(utts, spk)))
+    md = tmp_path / "results.md"
+    assert compute_metrics.main(["--trials", str(tmp_path / "trials"), "--scores",
+                                 f"cosine={tmp_path / 'scores'}", "--det-png",
+                                 str(tmp_path / "det.png"), "--results-md", str(md),
+                                 "--system", "x", "--utt2spk", str(tmp_path / "utt2spk"),
+                                 "--bootstrap", "50"]) == 0
+    row = json.loads((tmp_path / "results.json").read_text())[0]
+    low, high = row["eer_ci"]
+    assert low <= row["eer"] <= high and low < high
+    assert row["min_cllr"] == pytest.approx(min_cllr(np.round(scores, 6), labels))
+    assert "95% CI" in md.read_text()

@@ -16,10 +16,15 @@ import os
 import sys
 from typing import Dict, List, Tuple
 
+from pyutils.metrics.bootstrap import speaker_bootstrap_ci
+from pyutils.metrics.cllr import min_cllr
+from pyutils.metrics.dcf import compute_min_dcf
 from pyutils.metrics.det import plot_det
-from pyutils.metrics.results import (TrialList, summarize, write_results_json,
-                                     write_results_table)
-from pyutils.utils.fileio import TableError
+from pyutils.metrics.eer import compute_eer
+from pyutils.metrics.results import (TrialList, format_results_table, summarize,
+                                     write_results_json)
+from pyutils.metrics.results import read_score_lines
+from pyutils.utils.fileio import TableError, atomic_output, read_table
 
 log = logging.getLogger("compute_metrics")
 
@@ -32,6 +37,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--det-png", required=True)
     parser.add_argument("--results-md", required=True)
     parser.add_argument("--system", required=True, help="system name for the table")
+    parser.add_argument("--utt2spk", default=None,
+                        help="eval utt2spk: adds speaker-bootstrap 95%% CIs of EER and "
+                             "minDCF (speaker of utt1; an utt1 not in it is its own speaker)")
+    parser.add_argument("--bootstrap", type=int, default=200,
+                        help="bootstrap replicates (seed fixed)")
     return parser.parse_args(argv)
 
 
@@ -48,6 +58,35 @@ def parse_named_paths(specs: List[str]) -> List[Tuple[str, str]]:
     return pairs
 
 
+def _eer(scores, labels) -> float:
+    is_target = labels.astype(bool)
+    return compute_eer(scores[is_target], scores[~is_target])[0]
+
+
+def _min_dcf(scores, labels) -> float:
+    return compute_min_dcf(scores, labels, 0.01)[0]
+
+
+def add_error_bars(row: dict, scores, labels, speakers, replicates: int) -> None:
+    """minCllr and speaker-bootstrap 95% CIs of EER and minDCF(0.01) into ``row``."""
+    row["min_cllr"] = min_cllr(scores, labels)
+    row["eer_ci"] = list(speaker_bootstrap_ci(_eer, scores, labels, speakers, replicates))
+    row["min_dcf_0.01_ci"] = list(speaker_bootstrap_ci(_min_dcf, scores, labels, speakers,
+                                                       replicates))
+
+
+def format_error_bars(rows: List[dict]) -> str:
+    """Markdown table of the CIs (only rows that have them)."""
+    lines = [f"| {r['backend']} | {100 * r['eer_ci'][0]:.2f}-{100 * r['eer_ci'][1]:.2f} | "
+             f"{r['min_dcf_0.01_ci'][0]:.3f}-{r['min_dcf_0.01_ci'][1]:.3f} | "
+             f"{r['min_cllr']:.3f} |\n" for r in rows if "eer_ci" in r]
+    if not lines:
+        return ""
+    return ("\nSpeaker-bootstrap 95% intervals (seed fixed); differences inside them "
+            "are not gains.\n\n| backend | EER (%) 95% CI | minDCF (p=0.01) 95% CI | "
+            "minCllr (bits) |\n|---|---|---|---|\n" + "".join(lines))
+
+
 def main(argv=None) -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -57,6 +96,8 @@ def main(argv=None) -> int:
         curves: Dict[str, Tuple] = {}
         named_paths = parse_named_paths(args.scores)
         trials = TrialList(args.trials)
+        utt2spk = ({utt: spk for _, (utt, spk) in read_table(args.utt2spk, 2, 2)}
+                   if args.utt2spk else None)
         for name, path in named_paths:
             scores, labels = trials.join(path)
             try:
@@ -67,7 +108,12 @@ def main(argv=None) -> int:
                      metrics["num_target"], path)
             curves[name] = (scores, labels)
             rows.append({"system": args.system, "backend": name, **metrics})
-        text = write_results_table(rows, args.results_md)
+            if utt2spk is not None:
+                speakers = [utt2spk.get(utt1, utt1) for utt1, _ in read_score_lines(path)]
+                add_error_bars(rows[-1], scores, labels, speakers, args.bootstrap)
+        text = format_results_table(rows) + format_error_bars(rows)
+        with atomic_output(args.results_md) as out:
+            out.write(text)
         write_results_json(rows, os.path.splitext(args.results_md)[0] + ".json")
         plot_det(curves, args.det_png)
     except (TableError, ValueError, OSError) as err:
