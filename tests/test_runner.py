@@ -52,6 +52,7 @@ FAKE_SBATCH = """#!/usr/bin/env bash
 # stands in for sbatch --wait: runs the array's tasks one after the other
 for a in "$@"; do case $a in --array=*) array=${a#--array=};; --*) ;; *) script=$a;; esac; done
 range=${array%%%*}
+echo 4242   # the job id, as sbatch --parsable prints
 for ((i=${range%-*}; i<=${range#*-}; i++)); do SLURM_ARRAY_TASK_ID=$i bash "$script"; done
 """
 

@@ -156,7 +156,8 @@ def write_script(script, words, var, ranged, log, status_prefix, threads):
         out.write("#!/usr/bin/env bash\n")
         out.write(f"cd {shlex.quote(os.getcwd())}\n")
         out.write(f"mkdir -p \"$(dirname {task_log})\"\nstart=$(date +%s)\n")
-        out.write(f"( echo '# '{shlex.quote(command)}; echo \"# Started at $(date)\"; echo '#'\n")
+        out.write(f"( echo '# '{with_task(' '.join(words))}; echo \"# Started at $(date)\"; "
+                  "echo '#'\n")
         out.write(f"  set -o pipefail; {command} ) > {task_log} 2>&1\n")
         out.write("code=$?\nend=$(date +%s)\n")
         out.write(f"echo \"# Accounting: time=$((end - start)) threads={threads}\" >> {task_log}\n")
@@ -201,7 +202,8 @@ def main():
             missing.append(j)
         if code != "0":
             failed.append(j)
-    if result.returncode != 0 and len(missing) == len(task_ids):
+    submitted = re.match(r"\d+", result.stdout.strip())   # --parsable prints the job id
+    if result.returncode != 0 and not submitted:
         print(f"{PROG}: sbatch failed (exit {result.returncode}): "
               f"{result.stderr.strip() or result.stdout.strip()}", file=sys.stderr)
         print(f"{PROG}: {' '.join(shlex.quote(w) for w in cmd)}", file=sys.stderr)

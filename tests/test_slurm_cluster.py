@@ -1,0 +1,188 @@
+"""utils/slurm.py through a real single-node Slurm cluster (slurmctld + slurmd + munge).
+
+The fixture starts the daemons from the Debian packages (installed by .ci/run)
+with a generated slurm.conf under a temporary directory and stops them by
+their pid files.  Where the packages are missing the tests skip and say so.
+"""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import ROOT
+
+SLURM = os.path.join(ROOT, "utils", "slurm.py")
+DAEMONS = ["/usr/sbin/munged", "/usr/sbin/slurmctld", "/usr/sbin/slurmd"]
+
+SLURM_CONF = """\
+ClusterName=svtest
+SlurmctldHost=localhost(127.0.0.1)
+SlurmUser=root
+SlurmctldPort={ctld_port}
+SlurmdPort={d_port}
+AuthType=auth/munge
+AuthInfo=socket={sock}
+StateSaveLocation={d}/state
+SlurmdSpoolDir={d}/spool
+SlurmctldPidFile={d}/slurmctld.pid
+SlurmdPidFile={d}/slurmd.pid
+SlurmctldLogFile={d}/slurmctld.log
+SlurmdLogFile={d}/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+SchedulerType=sched/backfill
+SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
+SlurmdParameters=config_overrides
+ReturnToService=2
+MpiDefault=none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+SlurmdTimeout=30
+InactiveLimit=0
+MinJobAge=5
+KillWait=2
+NodeName=localhost NodeAddr=127.0.0.1 CPUs=8 RealMemory=16000 State=UNKNOWN
+PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.3)
+    raise RuntimeError(f"Slurm test cluster: {what} not ready after {timeout} s")
+
+
+def stop_by_pidfile(path):
+    try:
+        pid = int(open(path).read().strip())
+    except (OSError, ValueError):
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    for _ in range(50):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    missing = [p for p in DAEMONS if not os.path.exists(p)] + \
+        [c for c in ("sbatch", "sinfo", "scancel", "munge") if not shutil.which(c)]
+    if missing:
+        pytest.skip("Slurm is not installed here (apt-get install slurmctld slurmd slurm-client "
+                    f"munge; .ci/run does): missing {', '.join(missing)}")
+    if os.geteuid() != 0:
+        pytest.skip("the single-node Slurm test cluster needs root (slurmd runs jobs as users)")
+    d = tmp_path_factory.mktemp("slurm")
+    for sub in ("state", "spool", "munge"):
+        (d / sub).mkdir()
+    os.chmod(d / "munge", 0o755)
+    port = 17000 + os.getpid() % 2000
+    conf = d / "slurm.conf"
+    sock = d / "munge" / "munge.socket"
+    conf.write_text(SLURM_CONF.format(d=d, sock=sock, ctld_port=port, d_port=port + 1))
+    env = {**os.environ, "SLURM_CONF": str(conf)}
+    key = "/etc/munge/munge.key"
+    started = []
+    try:
+        subprocess.run(["/usr/sbin/munged", "--force", f"--socket={sock}", f"--key-file={key}",
+                        f"--pid-file={d}/munged.pid", f"--log-file={d}/munged.log",
+                        f"--seed-file={d}/munge/seed"], check=True, env=env)
+        started.append(d / "munged.pid")
+        check = subprocess.run(f"munge -n -S {sock} | unmunge -S {sock}", shell=True, env=env,
+                               capture_output=True, text=True)
+        if check.returncode != 0:
+            raise RuntimeError(f"munge -n | unmunge failed: {check.stderr}")
+        subprocess.run(["/usr/sbin/slurmctld", "-f", str(conf)], check=True, env=env)
+        started.append(d / "slurmctld.pid")
+        subprocess.run(["/usr/sbin/slurmd", "-f", str(conf)], check=True, env=env)
+        started.append(d / "slurmd.pid")
+
+        def idle():
+            out = subprocess.run(["sinfo", "-h", "-o", "%t"], env=env, capture_output=True,
+                                 text=True).stdout
+            return out.strip() in ("idle", "mix")
+        wait_for(idle, 60, "node localhost idle")
+        yield env
+    finally:
+        for pidfile in reversed(started):
+            stop_by_pidfile(pidfile)
+
+
+def test_cluster_up(cluster):
+    out = subprocess.run(["sinfo", "-h", "-o", "%n %t"], env=cluster, capture_output=True,
+                         text=True).stdout
+    assert out.split() == ["localhost", "idle"]
+
+
+def slurm(env, cwd, *args, **kw):
+    return subprocess.run([sys.executable, SLURM, *map(str, args)], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=120, **kw)
+
+
+def test_array_of_four_tasks_succeeds_with_kaldi_logs(cluster, tmp_path):
+    result = slurm(cluster, tmp_path, "JOB=1:4", tmp_path / "log" / "ok.JOB.log",
+                   "echo", "task", "JOB")
+    assert result.returncode == 0, result.stderr
+    for j in range(1, 5):
+        text = (tmp_path / "log" / f"ok.{j}.log").read_text()
+        assert text.startswith(f"# echo task {j}\n# Started at ") and f"\ntask {j}\n" in text
+        assert re.search(r"^# Accounting: time=\d+ threads=1$", text, re.M)
+        assert "# Ended (code 0) at" in text
+
+
+def test_failing_task_three_is_named_with_its_log(cluster, tmp_path):
+    result = slurm(cluster, tmp_path, "JOB=1:4", tmp_path / "f.JOB.log", "sh", "-c",
+                   "echo error in task JOB >&2; test JOB -ne 3")
+    assert result.returncode == 1
+    assert "1 / 4 failed (job 3)" in result.stderr and "f.3.log" in result.stderr
+    assert "error in task 3" in result.stderr
+    assert "# Ended (code 1)" in (tmp_path / "f.3.log").read_text()
+
+
+def test_rerun_whose_submission_fails_is_not_read_as_the_old_success(cluster, tmp_path):
+    log = tmp_path / "r.JOB.log"
+    assert slurm(cluster, tmp_path, "JOB=1:2", log, "true").returncode == 0
+    # the same step again, now refused by sbatch (a partition that does not exist)
+    env = {**cluster, "SLURM_EXTRA_ARGS": "--partition=nosuchpartition"}
+    bad = slurm(env, tmp_path, "JOB=1:2", log, "false")
+    assert bad.returncode == 1 and "sbatch failed" in bad.stderr, bad.stderr
+
+
+def test_max_jobs_run_one_never_overlaps(cluster, tmp_path):
+    script = "date +%s.%N; sleep 1; date +%s.%N"
+    result = slurm(cluster, tmp_path, "--max-jobs-run", 1, "JOB=1:3", tmp_path / "m.JOB.log",
+                   "sh", "-c", script)
+    assert result.returncode == 0, result.stderr
+    spans = []
+    for j in (1, 2, 3):
+        stamps = [float(x) for x in (tmp_path / f"m.{j}.log").read_text().split("\n")
+                  if re.fullmatch(r"\d+\.\d+", x)]
+        spans.append(tuple(stamps))
+    spans.sort()
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), spans
+
+
+def test_job_killed_by_scancel_fails_with_a_message(cluster, tmp_path):
+    log = tmp_path / "c.log"
+    proc = subprocess.Popen([sys.executable, SLURM, str(log), "sleep", "60"], env=cluster,
+                            cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: log.exists(), 30, "the job's log")
+    subprocess.run(["scancel", "--name=c.log"], env=cluster, check=True)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "wrote no exit status" in err and "job 1" in err, err
