@@ -446,7 +446,9 @@ def _run_epoch(net, optimizer, scheduler, source, batches, grad_clip, seed,
         progress.set_postfix(loss=f"{total_loss / total:.3f}",
                              acc=f"{total_correct / total:.3f}", chunks_s=f"{rate:.1f}")
     seconds = time.time() - start
-    return {"loss": total_loss / total, "accuracy": total_correct / total,
+    extra = ({"peak_gpu_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1)}
+             if device.type == "cuda" else {})
+    return {**extra, "loss": total_loss / total, "accuracy": total_correct / total,
             "chunks_per_s": total * rank.world / max(1e-9, seconds),
             "chunks": int(total * rank.world), "seconds": seconds, "step_losses": step_losses}
 
