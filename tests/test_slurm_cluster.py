@@ -83,6 +83,8 @@ def stop_by_pidfile(path):
 def cluster(tmp_path_factory):
     missing = [p for p in DAEMONS if not os.path.exists(p)] + \
         [c for c in ("sbatch", "sinfo", "scancel", "munge") if not shutil.which(c)]
+    if missing and os.environ.get("SV_REQUIRE_SLURM"):
+        pytest.fail(f"SV_REQUIRE_SLURM is set (CI) but Slurm is missing: {', '.join(missing)}")
     if missing:
         pytest.skip("Slurm is not installed here (apt-get install slurmctld slurmd slurm-client "
                     f"munge; .ci/run does): missing {', '.join(missing)}")
@@ -186,3 +188,52 @@ def test_job_killed_by_scancel_fails_with_a_message(cluster, tmp_path):
     subprocess.run(["scancel", "--name=c.log"], env=cluster, check=True)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1 and "wrote no exit status" in err and "job 1" in err, err
+
+
+@pytest.mark.slow
+def test_recipe_stage_through_slurm_is_byte_identical_to_local(cluster, tmp_path, asc_root):
+    """MFCC + VAD of a small ASC slice, then extraction, with each runner: same bytes
+    (the stage markers aside, which name their own paths)."""
+    import yaml
+    from pyutils.training.trainer import train
+    from tests.test_extraction_resume import write_data_dir
+    data = tmp_path / "asc"
+    subprocess.run([sys.executable, os.path.join(ROOT, "local", "prepare_asc.py"), "--corpus-root",
+                    asc_root, "--reps", "01", "--train-speakers", "1-2", "--eval-speakers", "19-20",
+                    "--python", sys.executable, str(data)], check=True, capture_output=True)
+    model_dir = tmp_path / "model"
+    write_data_dir(str(model_dir / "train"), {f"spk{s}": [260] * 4 for s in range(3)},
+                   with_vad=False)
+    config = {
+        "model": {"name": "xvector", "embed_dim": 16, "frame_dims": [32, 32, 32, 32, 64]},
+        "loss": {"name": "softmax"},
+        "data": {"min_chunk_frames": 50, "max_chunk_frames": 80, "batch_size": 8,
+                 "chunks_per_epoch": 8},
+        "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
+        "scheduler": {"name": "exponential", "warmup_steps": 1, "final_lr_ratio": 0.1},
+        "training": {"epochs": 1, "seed": 3, "num_threads": 1},
+    }
+    (model_dir / "c.yaml").write_text(yaml.safe_dump(config))
+    model = train(str(model_dir / "c.yaml"), str(model_dir / "train"), str(model_dir / "exp"))
+    outputs = {}
+    for runner in ("utils/run.py", "utils/slurm.py"):
+        name = runner.split("/")[1].split(".")[0]
+        work = tmp_path / name
+        shutil.copytree(data / "eval", work / "eval")
+        for step in (["steps/make_mfcc_vad.sh", "--nj", "2", "--cmd", runner, work / "eval",
+                      work / "log", work / "mfcc"],
+                     ["steps/extract_embeddings.sh", "--nj", "2", "--cmd", runner, model,
+                      work / "eval", work / "emb"]):
+            result = subprocess.run([str(w) for w in step], cwd=ROOT, env=cluster,
+                                    capture_output=True, text=True, timeout=300)
+            assert result.returncode == 0, (runner, result.stdout, result.stderr)
+        files = {}
+        for sub in ("mfcc", "emb", "eval"):
+            for path in sorted((work / sub).glob("*")):
+                if path.is_file() and not path.name.startswith(".") and path.suffix in (".ark", ".scp", "") and "log" not in path.name:
+                    files[f"{sub}/{path.name}"] = path.read_bytes().replace(str(work).encode(), b"W")
+        outputs[name] = files
+    assert outputs["run"].keys() == outputs["slurm"].keys() and outputs["run"]
+    assert any(k.startswith("emb/") and k.endswith(".ark") for k in outputs["run"])
+    for key in outputs["run"]:
+        assert outputs["run"][key] == outputs["slurm"][key], key

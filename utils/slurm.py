@@ -31,7 +31,7 @@ PROG = "utils/slurm.py"
 
 # Kaldi slurm.pl's built-in configuration, used when no config file exists.
 DEFAULT_CONFIG = """\
-command sbatch --export=PATH --ntasks-per-node=1
+command sbatch --export=ALL --ntasks-per-node=1
 option time=* --time $0
 option mem=* --mem-per-cpu $0
 option mem=0
