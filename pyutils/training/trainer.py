@@ -162,6 +162,8 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
     if device.type == "cuda":
         torch.cuda.set_device(device)
     rank = _Rank(process_group_backend(device))
+    if not rank.main:   # rank 0 alone logs progress (the others only warnings and errors)
+        logging.getLogger("pyutils").setLevel(logging.WARNING)
     if force and rank.main:                # once, before the other ranks go on
         for stale in ("models", ".done", "final.pt", SUMMARY_FILE, "config.yaml"):
             path = os.path.join(exp_dir, stale)
@@ -448,7 +450,8 @@ def _run_epoch(net, optimizer, scheduler, source, batches, grad_clip, seed,
     seconds = time.time() - start
     extra = ({"peak_gpu_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1)}
              if device.type == "cuda" else {})
-    return {**extra, "loss": total_loss / total, "accuracy": total_correct / total,
+    # loss: of the whole batch (all ranks); accuracy: this rank's share
+    return {**extra, "loss": float(np.mean(step_losses)), "accuracy": total_correct / total,
             "chunks_per_s": total * rank.world / max(1e-9, seconds),
             "chunks": int(total * rank.world), "seconds": seconds, "step_losses": step_losses}
 
