@@ -11,7 +11,8 @@ launcher=${SV_LAUNCHER:-local}
 case "$launcher" in
   local) export train_cmd="utils/run.py" cpu_cmd="utils/run.py" cuda_cmd="utils/run.py" ;;
   slurm) export train_cmd="utils/slurm.py --mem 4G" cpu_cmd="utils/slurm.py --mem 2G"
-         export cuda_cmd="utils/slurm.py --mem 8G --gpu 1"
+         # SV_SLURM_GPUS=0 on a cluster without GPUs (training then runs on a CPU node)
+         export cuda_cmd="utils/slurm.py --mem 8G --gpu ${SV_SLURM_GPUS:-1}"
          export SLURM_EXTRA_ARGS=${SLURM_EXTRA_ARGS:-} ;;
   *) echo "cmd.sh: unknown SV_LAUNCHER '$launcher' (local|slurm)" 1>&2; return 1 ;;
 esac
