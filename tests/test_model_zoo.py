@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from pyutils.models import MODELS, build_model
+from pyutils.models.campplus import ContextMask
 from pyutils.models.ecapa import SqueezeExcitation
 from pyutils.models.pooling import AttentiveStatsPooling, StatsPooling
 
@@ -25,6 +26,8 @@ PARAMETERS = {
     "ecapa_c512": 6_191_104,
     "ecapa_c1024": 14_657_472,
     "wav2spk": 5_912_933,
+    "campplus": 7_176_736,
+    "eres2net": 6_610_688,
 }
 
 # (receptive field, frame shift, zero-padded 'same' convolutions?)
@@ -36,6 +39,8 @@ GEOMETRY = {
     "ecapa_c512": (131, 1, True),
     "ecapa_c1024": (131, 1, True),
     "wav2spk": (1745, 160, False),
+    "campplus": (393, 2, True),
+    "eres2net": (239, 8, True),
 }
 
 
@@ -78,11 +83,23 @@ def local_only(model):
     (ECAPA's squeeze-excitation, Wav2Spk's instance norm), leaving the local
     convolutional path whose context the receptive field describes."""
     model = copy.deepcopy(model).eval()
+    dense = any(isinstance(m, ContextMask) for m in model.modules())
     for module in list(model.modules()):
         for child_name, child in module.named_children():
             if isinstance(child, (SqueezeExcitation, nn.InstanceNorm1d)):
                 setattr(module, child_name, nn.Identity())
+            elif isinstance(child, ContextMask):             # CAM++'s context masks
+                setattr(module, child_name, _Ones())
+            elif dense and isinstance(child, nn.ReLU):
+                # CAM++'s 52 dense BN-ReLU layers at random init zero the window's
+                # edges exactly (measured: +-114 of +-196); linear, they show the layout's
+                setattr(module, child_name, nn.Identity())
     return model
+
+
+class _Ones(nn.Module):
+    def forward(self, x):
+        return 1.0
 
 
 def expected_frames(name, length):
@@ -131,7 +148,10 @@ def test_receptive_field_from_input_gradient(name):
     field, shift, padded = GEOMETRY[name]
     t = 2 if not padded else math.ceil((field // 2) / shift) + 1
     length = window(name, t)[1] + 1 + shift
-    x = make_input(name, 1, length, narrow=True).requires_grad_(True)
+    x = make_input(name, 1, length, narrow=True)
+    if name == "campplus":      # its 52-layer chains reach the window's edges below float32
+        model, x = model.double(), x.double()
+    x.requires_grad_(True)
     frame_level(model, x)[..., t].sum().backward()
     sensitivity = x.grad.abs()[0]
     if sensitivity.dim() == 2:
@@ -196,7 +216,7 @@ def test_parameter_count_is_the_documented_one(name):
     model = _model(name)
     assert model.num_parameters() == PARAMETERS[name]
     docs = [sys.modules[type(model).__module__].__doc__]
-    if name != "xvector":                            # its class docstring has no count
+    if name not in ("xvector", "campplus", "eres2net"):   # class docstrings without a count
         docs.append(type(model).__doc__)
     for doc in docs:
         assert f"{PARAMETERS[name]:,}" in " ".join(doc.split())
@@ -240,6 +260,16 @@ def ecapa_parameters(c, feat_dim=80, mfa=1536, embed=192, final_bn=True):
     attention = 3 * mfa * 128 + 128 + 128 * mfa + mfa
     return (conv_bn(feat_dim, c, 5) + 3 * block + 3 * c * mfa + mfa + attention
             + _bn(2 * mfa) + 2 * mfa * embed + embed + (_bn(embed) if final_bn else 0))
+
+
+def test_campplus_and_eres2net_published_sizes():
+    # CAM++: 7.18 M (WeSpeaker and 3D-Speaker READMEs); ERes2Net-base: 3D-Speaker's
+    # ERes2Net.py prints 6.61 M, its README says 4.6 M: the count without seg_1
+    assert round(PARAMETERS["campplus"] / 1e6, 2) == 7.18
+    assert round(PARAMETERS["eres2net"] / 1e6, 2) == 6.61
+    eres = _model("eres2net")
+    assert eres.embedding.in_features == 2 * 512 * 10
+    assert round((PARAMETERS["eres2net"] - 10_240 * 192 - 192) / 1e6, 1) == 4.6
 
 
 def test_parameter_counts_follow_from_the_layer_sizes():

@@ -1,5 +1,7 @@
 """Speaker-embedding networks, built by name from a config (``build_model``)."""
+from pyutils.models.campplus import CAMPPlus
 from pyutils.models.ecapa import ECAPATDNN, ECAPATDNN512, ECAPATDNN1024
+from pyutils.models.eres2net import ERes2Net
 from pyutils.models.resnet import ResNet18, ResNet34
 from pyutils.models.tdnn import XVectorTDNN
 from pyutils.models.wav2spk import Wav2Spk
@@ -12,6 +14,8 @@ MODELS = {
     "ecapa_c512": ECAPATDNN512,
     "ecapa_c1024": ECAPATDNN1024,
     "wav2spk": Wav2Spk,
+    "campplus": CAMPPlus,
+    "eres2net": ERes2Net,         # ERes2Net-base
 }
 
 
