@@ -44,6 +44,11 @@ GEOMETRY = {
 }
 
 
+# the two deepest networks take 10-20 s per test on the shared 2-core CPU
+ALL = [pytest.param(n, marks=pytest.mark.slow) if n in ("campplus", "eres2net") else n
+       for n in sorted(MODELS)]
+
+
 def test_every_registered_model_is_covered():
     assert set(MODELS) == set(PARAMETERS) == set(GEOMETRY)
 
@@ -116,7 +121,7 @@ def window(name, t):
     return start, start + field - 1
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", ALL)
 def test_output_shapes_and_interface(name):
     model = _model(name)
     length = 4000 if model.input_type == "waveform" else 50
@@ -130,7 +135,7 @@ def test_output_shapes_and_interface(name):
         assert isinstance(model.head, nn.Identity) and model.head_dim == model.embed_dim
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", ALL)
 def test_frame_count_gives_the_frame_shift(name):
     model = _model(name)
     field, shift, padded = GEOMETRY[name]
@@ -141,7 +146,7 @@ def test_frame_count_gives_the_frame_shift(name):
             assert frames == expected_frames(name, length), (name, length)
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", ALL)
 def test_receptive_field_from_input_gradient(name):
     """The input positions one interior output frame depends on: exactly its window."""
     model = local_only(_model(name))
@@ -161,7 +166,7 @@ def test_receptive_field_from_input_gradient(name):
     assert seen.numel() == field                            # no holes either
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", ALL)
 def test_perturbing_one_input_changes_exactly_the_frames_that_see_it(name):
     # float64: the effect through ECAPA's longest Res2 chain is ~1e-14 of the outputs,
     # below float32 resolution; frames that do not see the input stay bit-identical.
@@ -197,7 +202,7 @@ def test_utterance_statistics_reach_every_frame(name):
     assert (diff > 0).all() and diff.numel() > field // shift
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", ALL)
 def test_gradients_reach_the_first_layer(name):
     model = model_copy(name).train()
     length = 4000 if model.input_type == "waveform" else 40
@@ -211,7 +216,7 @@ def test_gradients_reach_the_first_layer(name):
     assert not missing
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", ALL)
 def test_parameter_count_is_the_documented_one(name):
     model = _model(name)
     assert model.num_parameters() == PARAMETERS[name]
@@ -222,7 +227,7 @@ def test_parameter_count_is_the_documented_one(name):
         assert f"{PARAMETERS[name]:,}" in " ".join(doc.split())
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", ALL)
 def test_eval_mode_is_deterministic_and_batch_independent(name):
     model = _model(name)
     length = 4000 if model.input_type == "waveform" else 40
