@@ -53,16 +53,20 @@ def test_changed_config_after_training_is_refused_then_retrained_with_force(tmp_
     assert train_sh(config, tmp_path, exp).returncode == 0      # now trusted again
 
 
-def test_changed_data_marker_retrains_only_with_force(tmp_path):
+def test_changed_data_marker_retrains_from_scratch(tmp_path):
     make_training_data(tmp_path)
     (tmp_path / ".done").write_text("stage 2 run A\n")
     config, exp = tmp_path / "c.yaml", tmp_path / "exp"
     write_config(config, epochs=1)
     assert train_sh(config, tmp_path, exp).returncode == 0
+    assert "is trained" in train_sh(config, tmp_path, exp).stdout
+    mtime = os.path.getmtime(exp / "final.pt")
     (tmp_path / ".done").write_text("stage 2 run B\n")          # the upstream stage reran
-    refused = train_sh(config, tmp_path, exp)
-    assert refused.returncode != 0 and "training data or an upstream stage" in output(refused, exp)
-    assert train_sh(config, tmp_path, exp, force=True).returncode == 0
+    again = train_sh(config, tmp_path, exp)
+    assert again.returncode == 0 and "training again from scratch" in output(again, exp)
+    assert "resuming" not in output(again, exp)
+    assert os.path.getmtime(exp / "final.pt") != mtime
+    assert "is trained" in train_sh(config, tmp_path, exp).stdout
 
 
 def test_resume_under_changed_config_is_refused_naming_the_keys(tmp_path):
@@ -102,14 +106,11 @@ def test_embed_dim_or_speaker_change_gives_a_message_not_a_size_mismatch(tmp_pat
     assert refused.returncode != 0 and "model.embed_dim: 32 -> 16" in text
     assert "size mismatch" not in text and "Traceback" not in text
     edit(config, "model", "embed_dim", 32)
-    # one speaker more (same config): refused with the class counts, not a traceback
+    # one speaker more (same config): new data, so the half-done run starts over
     make_training_data(tmp_path, num_spk=4)
-    refused = train_sh(config, tmp_path, exp)
-    text = output(refused, exp)
-    assert refused.returncode != 0 and "Traceback" not in text and "size mismatch" not in text
-    assert "changed since it was written" in text or "it has 3 classes" in text
-    forced = train_sh(config, tmp_path, exp, force=True)
-    assert forced.returncode == 0, output(forced, exp)
+    again = train_sh(config, tmp_path, exp)
+    text = output(again, exp)
+    assert again.returncode == 0 and "starting over" in text and "size mismatch" not in text
     assert torch.load(exp / "final.pt", weights_only=False)["speakers"] == [
         "spk0", "spk1", "spk2", "spk3"]
 

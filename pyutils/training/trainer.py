@@ -153,10 +153,20 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
         return final_path
     config = load_config(config_path)
     recorded_path = os.path.join(exp_dir, "config.yaml")
+    model_dir = os.path.join(exp_dir, "models")
     if os.path.exists(marker) and not force:
-        raise ValueError(f"{exp_dir} is trained, but not with these inputs: "
-                         f"{_what_changed(recorded_path, config, config_path)}; "
-                         f"rerun with --force true to retrain from scratch")
+        why = _what_changed(recorded_path, config, config_path)
+        if not why.startswith("the training data"):
+            raise ValueError(f"{exp_dir} is trained, but not with these inputs: {why}; "
+                             f"rerun with --force true to retrain from scratch")
+        # same config, but an upstream stage reran: its outputs are new, so is the model
+        logger.warning("%s: %s since it was trained; training again from scratch", exp_dir, why)
+        force = True
+    newest = checkpoint.latest(model_dir) if not force else None
+    if newest and checkpoint.load(newest).get("data_stamp") not in (None, data_stamp):
+        logger.warning("%s was written from other data (an upstream stage reran); "
+                       "starting over", newest)
+        force = True
     device = resolve_device(config["training"].get("device", "auto"))
     precision = str(config["training"].get("precision", "fp32"))
     if device.type == "cuda":
@@ -174,7 +184,6 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
     seed = int(train_cfg.get("seed", 0))
     torch.set_num_threads(int(train_cfg.get("num_threads", 1)))
     torch.manual_seed(seed)
-    model_dir = os.path.join(exp_dir, "models")
     os.makedirs(model_dir, exist_ok=True)
     resume_from = checkpoint.latest(model_dir)
     state = checkpoint.load(resume_from) if resume_from else None
