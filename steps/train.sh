@@ -40,6 +40,7 @@ if [ "$nnodes" -gt 1 ]; then
 elif [ "$nproc_per_node" -gt 1 ]; then
   launcher=(torchrun --standalone --nproc-per-node "$nproc_per_node")
 fi
+echo "$0: training $dir on $data ($config); progress in $dir/log/train.log"
 $cmd "$dir/log/train.log" "${launcher[@]}" -m pyutils.cli.train --config "$config" \
   --data "$data" --exp-dir "$dir" "${extra[@]}"
 grep -h "epoch .*chunks/s" "$dir/log/train.log" | tail -n 1 || true

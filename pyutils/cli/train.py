@@ -8,6 +8,7 @@ on-the-fly features and waveform models), and utt2spk.
 """
 import argparse
 import logging
+import os
 import sys
 
 from pyutils.training.trainer import train
@@ -28,10 +29,15 @@ def main(argv=None):
     try:
         final = train(args.config, args.data, args.exp_dir,
                       force=args.force, max_epochs=args.max_epochs)
-    except (TableError, ValueError, FileNotFoundError) as err:
+    except (TableError, ValueError, OSError) as err:   # OSError: DiskFullError too
         logging.getLogger("train").error("%s", err)
         sys.exit(1)
-    logging.getLogger("train").info("model: %s", final)
+    if os.path.isfile(final):
+        logging.getLogger("train").info("model: %s", final)
+    else:
+        logging.getLogger("train").info(
+            "stopped after epoch %d (--max-epochs); %s is written when the last epoch is done: "
+            "rerun without --max-epochs to continue", args.max_epochs, final)
 
 
 if __name__ == "__main__":

@@ -84,7 +84,7 @@ def fix_data_dir(path: str) -> Dict[str, Tuple[int, int]]:
             logger.info("fix_data_dir: kept %d of %d trials (%s)", len(lines["trials"]),
                         before["trials"], trial_skips.describe())
 
-    backup = "(no change)"
+    backup = None
     if _changes(path, names, lines):
         backup = new_backup_dir(path)  # numbered: an earlier backup is never overwritten
         for name in names:
@@ -97,8 +97,12 @@ def fix_data_dir(path: str) -> Dict[str, Tuple[int, int]]:
         if old != new:
             logger.info("fix_data_dir: %s: kept %d of %d lines (removed %d)",
                         name, new, old, old - new)
-    logger.info("fix_data_dir: kept %d of %d utterances (%s); old files are in %s",
-                len(keep), len(keep) + len(removed), removed.describe(), backup)
+    if backup is None:
+        logger.info("fix_data_dir: %s is consistent: all %d utterances kept, nothing changed",
+                    path, len(keep))
+    else:
+        logger.info("fix_data_dir: kept %d of %d utterances (%s); old files are in %s",
+                    len(keep), len(keep) + len(removed), removed.describe(), backup)
     kept_speakers = {row.fields[1] for row in tables["utt2spk"] if row.key in keep}
     for speaker in sorted({row.fields[1] for row in tables["utt2spk"]} - kept_speakers):
         logger.info("fix_data_dir: speaker %s: removed (no utterances left)", speaker)

@@ -25,7 +25,6 @@ from typing import Dict, List, Optional, Sequence
 import kaldiio
 import numpy as np
 from scipy.signal import resample_poly
-from tqdm import tqdm
 
 from pyutils.data.audio import AudioReader
 from pyutils.data.datadir import DataDir, read_scp
@@ -34,6 +33,7 @@ from pyutils.features.mfcc import FbankComputer, MfccComputer
 from pyutils.features.pipeline import cmn_options, cmn_voiced
 from pyutils.features.vad import compute_vad_energy, vad_options_from_conf
 from pyutils.utils.fileio import TableError, read_key_value
+from pyutils.utils.progress import progress
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class _AudioSource(_Source):
         # configs' --allow-downsample/--allow-upsample); without it the rate must match
         reader = AudioReader(data, expected_rate=None if prepare else rate)
         clean = []
-        for utt in tqdm(self.utts, desc="loading audio", unit="utt", mininterval=5):
+        for utt in progress(self.utts, desc="loading audio", unit="utt"):
             samples, this_rate = reader.read(utt)
             clean.append((prepare(samples, this_rate) if prepare else samples).astype(np.float32))
         self.audio = [speed_change(clean[u], self.speeds[k]).astype(np.float32)

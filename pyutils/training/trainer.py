@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import shutil
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
@@ -33,7 +32,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import yaml
-from tqdm import tqdm
 
 from pyutils.losses import build_loss
 from pyutils.models import build_model
@@ -45,6 +43,7 @@ from pyutils.training.scheduler import build_optimizer, build_scheduler
 from pyutils.training.device import autocast, grad_scaler, process_group_backend, resolve_device
 from pyutils.training.inputs import changed_keys, data_inputs, describe_changes, training_inputs
 from pyutils.utils.fileio import atomic_output, done_marker, fingerprint, job_done, write_marker
+from pyutils.utils.progress import progress as show_progress
 
 logger = logging.getLogger(__name__)
 
@@ -438,10 +437,9 @@ def _run_epoch(net, optimizer, scheduler, source, batches, grad_clip, seed,
     total_loss = total_correct = total = 0.0
     start = time.time()
     step_losses = []
-    progress = tqdm(_prefetched(source, batches, rank, seed, epoch, device, micro),
-                    total=len(batches),
-                    desc=f"epoch {epoch}/{epochs}", unit="batch", file=sys.stderr,
-                    disable=not rank.main, mininterval=1.0 if sys.stderr.isatty() else 15.0)
+    batches_in = _prefetched(source, batches, rank, seed, epoch, device, micro)
+    progress = (show_progress(batches_in, total=len(batches), desc=f"epoch {epoch}/{epochs}",
+                              unit="batch") if rank.main else _Quiet(batches_in))
     for inputs, labels in progress:
         loss, logits = train_step(net, loss_fn, optimizer, scheduler, inputs, labels, grad_clip,
                                   scaler, micro)
@@ -481,3 +479,16 @@ def validate(net, source, chunk_range, batch_size, seed, device=torch.device("cp
         total_loss += loss.item() * len(batch)
         total_correct += (logits.argmax(1) == labels).sum().item()
     return {"valid_loss": total_loss / len(source), "valid_accuracy": total_correct / len(source)}
+
+
+class _Quiet:
+    """What ranks other than 0 iterate instead of a progress bar."""
+
+    def __init__(self, iterable):
+        self.iterable = iterable
+
+    def __iter__(self):
+        return iter(self.iterable)
+
+    def set_postfix(self, *args, **kwargs) -> None:
+        pass
