@@ -117,7 +117,8 @@ def bench_train(name: str, quick: bool) -> list:
     from pyutils.losses import build_loss
     from pyutils.training.chunks import epoch_batches
     from pyutils.training.scheduler import build_optimizer, build_scheduler
-    from pyutils.training.trainer import TrainingNet, train_step
+    from pyutils.training.loop import train_step
+    from pyutils.training.trainer import TrainingNet
     torch.set_num_threads(2)
     torch.manual_seed(0)
     config, model, feat_dim, unit = model_setup(name)

@@ -29,6 +29,8 @@ import shutil
 import sys
 from typing import Dict, List, Optional
 
+from pyutils.utils.fileio import write_lines
+
 ORIG = ".orig"
 LEFT = "LEFT"
 # outputs of the stages, never part of the user's lists
@@ -131,8 +133,7 @@ def record(data: str) -> None:
     """Call after fixing the dir: note how it was left (see ``_orig_is_current``)."""
     orig = os.path.join(data, ORIG)
     if os.path.isdir(orig):
-        with open(os.path.join(orig, LEFT), "w") as out:
-            out.write(lists_digest(data) + "\n")
+        write_lines(os.path.join(orig, LEFT), [lists_digest(data)])
 
 
 def audio_files(value: str) -> List[str]:

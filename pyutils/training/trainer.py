@@ -15,20 +15,18 @@ also enable augmentation).  ``validation.utts_per_speaker`` utterances of each
 speaker are held out and scored every epoch.  Rerunning resumes from the
 newest epoch checkpoint; a finished run is left alone unless ``force``.
 Under ``torchrun`` each rank trains on its share of every batch with
-DistributedDataParallel (gloo on CPU).
+DistributedDataParallel (NCCL on GPUs, gloo on CPU).  This module sets a run
+up, checks what a resume may continue and writes the results; one epoch of
+steps is :mod:`pyutils.training.loop`.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import shutil
-import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import yaml
@@ -41,9 +39,9 @@ from pyutils.training.data import (OnTheFlyFeatures, PrecomputedFeatures, Wavefo
                                    read_utt2spk, split_validation)
 from pyutils.training.scheduler import build_optimizer, build_scheduler
 from pyutils.training.device import autocast, grad_scaler, process_group_backend, resolve_device
+from pyutils.training.loop import run_epoch, validate
 from pyutils.training.inputs import changed_keys, data_inputs, describe_changes, training_inputs
 from pyutils.utils.fileio import atomic_output, done_marker, fingerprint, job_done, write_marker
-from pyutils.utils.progress import progress as show_progress
 
 logger = logging.getLogger(__name__)
 
@@ -125,12 +123,6 @@ class TrainingNet(torch.nn.Module):
             outputs = self.model.head(self.model(inputs))
         with torch.autocast(device_type=inputs.device.type, enabled=False):
             return self.loss_fn(outputs.float(), labels)
-
-
-def collate(source, batch, rng=None):
-    """Stack the chunks of a batch into (inputs, labels) tensors."""
-    inputs = np.stack([source.chunk(u, o, n, rng) for u, o, n in batch]).astype(np.float32)
-    return torch.from_numpy(inputs), torch.from_numpy(source.labels[[u for u, _, _ in batch]])
 
 
 def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
@@ -254,7 +246,7 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
     for epoch in range(start_epoch + 1, last_epoch + 1):
         batches = epoch_batches(source.lengths, *chunk_range, batch_size,
                                 int(data_cfg["chunks_per_epoch"]), seed, epoch)
-        stats = _run_epoch(train_net, optimizer, scheduler, source, batches,
+        stats = run_epoch(train_net, optimizer, scheduler, source, batches,
                            float(train_cfg.get("grad_clip", 0.0)), seed, epoch, epochs, rank,
                            device, scaler, micro)
         if valid is not None:
@@ -338,157 +330,3 @@ def write_summary(path: str, model_dir: str, epochs: int, config: dict, num_para
         json.dump(summary, out, indent=1)
         out.write("\n")
     return summary
-
-
-def to_device(inputs, labels, device):
-    """Host-to-device copy of a batch; from pinned memory without blocking on CUDA."""
-    if device.type != "cuda":
-        return inputs, labels
-    return (inputs.pin_memory().to(device, non_blocking=True),
-            labels.pin_memory().to(device, non_blocking=True))
-
-
-def _prefetched(source, batches, rank, seed, epoch, device, micro=1):
-    """Yield collated batches (this rank's share), preparing the next one in a thread.
-
-    With several micro-batches in all, each draws its augmentation from its own
-    generator (global micro-batch index), so results do not depend on the
-    number of processes."""
-    total_micro = micro * rank.world
-
-    def job(i):
-        share = batches[i][rank.rank::rank.world]
-        if total_micro == 1:
-            return to_device(*collate(source, share, np.random.default_rng([seed, epoch, i, 7])),
-                             device)
-        parts = [collate(source, share[j::micro],
-                         np.random.default_rng([seed, epoch, i, 7, rank.rank + rank.world * j]))
-                 for j in range(micro)]
-        inputs = torch.empty((len(share),) + parts[0][0].shape[1:], dtype=parts[0][0].dtype)
-        labels = torch.empty(len(share), dtype=parts[0][1].dtype)
-        for j, (x, y) in enumerate(parts):
-            inputs[j::micro], labels[j::micro] = x, y
-        return to_device(inputs, labels, device)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(job, 0) if batches else None
-        for i in range(len(batches)):
-            ready = pending.result()
-            pending = pool.submit(job, i + 1) if i + 1 < len(batches) else None
-            yield ready
-
-
-def _buffers(net):
-    return [b for b in getattr(net, "module", net).buffers()]
-
-
-def train_step(net, loss_fn, optimizer, scheduler, inputs, labels, grad_clip: float,
-               scaler=None, micro: int = 1):
-    """One optimiser step on a batch; returns (loss, logits).  ``scaler``: fp16's GradScaler.
-
-    ``micro`` > 1 cuts the batch into micro-batches ``[j::micro]`` (batch-norm
-    statistics per micro-batch, gradients averaged), which is what DDP computes
-    when each rank holds one of them: a run's numbers do not depend on how many
-    processes share the micro-batches.  As under DDP (whose buffer broadcast
-    keeps rank 0's), only the first micro-batch updates the running statistics.
-    """
-    if hasattr(loss_fn, "set_step"):
-        loss_fn.set_step(scheduler.last_epoch)       # global step: margin warm-up
-    optimizer.zero_grad(set_to_none=True)
-    losses, all_logits, kept = [], [None] * micro, None
-    for j in range(micro):
-        sync = j == micro - 1 or not hasattr(net, "no_sync")
-        with (contextlib.nullcontext() if sync else net.no_sync()):
-            loss, logits = net(inputs[j::micro], labels[j::micro])
-            scaled = loss / micro
-            (scaled if scaler is None else scaler.scale(scaled)).backward()
-        if j == 0 and micro > 1:
-            kept = [b.detach().clone() for b in _buffers(net)]
-        elif kept is not None:
-            with torch.no_grad():
-                for b, k in zip(_buffers(net), kept):
-                    b.copy_(k)
-        losses.append(loss.detach())
-        all_logits[j] = logits.detach()
-    loss = torch.stack(losses).mean()
-    logits = torch.empty((len(labels),) + all_logits[0].shape[1:], dtype=all_logits[0].dtype,
-                         device=all_logits[0].device)
-    for j in range(micro):
-        logits[j::micro] = all_logits[j]
-    if scaler is None:
-        if grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
-        optimizer.step()
-    else:
-        if grad_clip > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-    scheduler.step()
-    return loss, logits
-
-
-def _run_epoch(net, optimizer, scheduler, source, batches, grad_clip, seed,
-               epoch, epochs, rank, device=torch.device("cpu"), scaler=None,
-               micro: int = 1) -> dict:
-    """One pass over ``batches`` (this rank's share of each); returns mean stats."""
-    net.train()
-    loss_fn = getattr(net, "module", net).loss_fn
-    total_loss = total_correct = total = 0.0
-    start = time.time()
-    step_losses = []
-    batches_in = _prefetched(source, batches, rank, seed, epoch, device, micro)
-    progress = (show_progress(batches_in, total=len(batches), desc=f"epoch {epoch}/{epochs}",
-                              unit="batch") if rank.main else _Quiet(batches_in))
-    for inputs, labels in progress:
-        loss, logits = train_step(net, loss_fn, optimizer, scheduler, inputs, labels, grad_clip,
-                                  scaler, micro)
-        global_loss = loss.detach().float().clone()
-        if rank.world > 1:     # the step's loss over the whole batch (all ranks)
-            dist.all_reduce(global_loss)
-            global_loss /= rank.world
-        step_losses.append(float(global_loss))
-        total_loss += loss.item() * len(labels)
-        total_correct += (logits.argmax(1) == labels).sum().item()
-        total += len(labels)
-        rate = total * rank.world / max(1e-9, time.time() - start)
-        progress.set_postfix(loss=f"{total_loss / total:.3f}",
-                             acc=f"{total_correct / total:.3f}", chunks_s=f"{rate:.1f}")
-    seconds = time.time() - start
-    extra = ({"peak_gpu_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1)}
-             if device.type == "cuda" else {})
-    # loss: of the whole batch (all ranks); accuracy: this rank's share
-    return {**extra, "loss": float(np.mean(step_losses)), "accuracy": total_correct / total,
-            "chunks_per_s": total * rank.world / max(1e-9, seconds),
-            "chunks": int(total * rank.world), "seconds": seconds, "step_losses": step_losses}
-
-
-@torch.no_grad()
-def validate(net, source, chunk_range, batch_size, seed, device=torch.device("cpu")) -> dict:
-    """Loss and accuracy on fixed chunks of the held-out utterances (no augmentation)."""
-    net.eval()
-    lengths = np.asarray(source.lengths)
-    frames = min(chunk_range[1], int(lengths.min()))
-    rng = np.random.default_rng([seed, 0, 99])
-    offsets = [int(rng.integers(0, n - frames + 1)) for n in lengths]
-    total_loss = total_correct = 0.0
-    for start in range(0, len(source), batch_size):
-        batch = [(i, offsets[i], frames) for i in range(start, min(len(source), start + batch_size))]
-        inputs, labels = to_device(*collate(source, batch), device)
-        loss, logits = net(inputs, labels)
-        total_loss += loss.item() * len(batch)
-        total_correct += (logits.argmax(1) == labels).sum().item()
-    return {"valid_loss": total_loss / len(source), "valid_accuracy": total_correct / len(source)}
-
-
-class _Quiet:
-    """What ranks other than 0 iterate instead of a progress bar."""
-
-    def __init__(self, iterable):
-        self.iterable = iterable
-
-    def __iter__(self):
-        return iter(self.iterable)
-
-    def set_postfix(self, *args, **kwargs) -> None:
-        pass
