@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from pyutils.backends.calibration import LinearCalibration
+from pyutils.backends.calibration import LinearCalibration, load_calibration, save_calibration
 from pyutils.metrics.bootstrap import speaker_bootstrap_ci
 from pyutils.metrics.cllr import actual_dcf, bayes_threshold, cllr, min_cllr
 from pyutils.metrics.eer import compute_eer
@@ -101,6 +101,28 @@ def _simulate(rng, num_speakers, trials_per_speaker):
 
 def _eer(scores, labels):
     return compute_eer(scores[labels == 1], scores[labels == 0])[0]
+
+
+def test_save_load_calibration_keys_and_roundtrip(tmp_path):
+    import json
+    cal = LinearCalibration([2.5], -1.25, 0.01)
+    path = tmp_path / "cosine_asnorm.json"
+    save_calibration(str(path), cal, {"eer": 0.3, "bayes_p0.01_llr": 4.59512},
+                     backend="cosine_asnorm", trained_on="trials_cal")
+    data = json.loads(path.read_text())
+    assert data["slope"] == 2.5 and data["offset"] == -1.25 and data["prior"] == 0.01
+    assert data["thresholds"] == {"eer": 0.3, "bayes_p0.01_llr": 4.59512}
+    assert data["backend"] == "cosine_asnorm" and data["trained_on"] == "trials_cal"
+    back, thresholds, info = load_calibration(str(path))
+    assert back.weights == [2.5] and back.bias == -1.25 and back.prior == 0.01
+    assert thresholds == {"eer": 0.3, "bayes_p0.01_llr": 4.59512}
+    assert info == {"backend": "cosine_asnorm", "trained_on": "trials_cal"}
+    assert back([1.0, 0.0]) == pytest.approx([1.25, -1.25])
+    with pytest.raises(ValueError, match="reserved"):
+        save_calibration(str(path), cal, {}, slope=3)
+    path.write_text('{"slope": 1}')
+    with pytest.raises(ValueError, match="bad calibration file"):
+        load_calibration(str(path))
 
 
 def test_speaker_bootstrap_coverage_about_95_percent():

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 from scipy.optimize import minimize
@@ -80,3 +80,57 @@ class LinearCalibration:
             data = json.load(src)
         return cls([float(w) for w in data["weights"]], float(data["bias"]),
                    float(data["prior"]))
+
+
+# ---------------------------------------------------------------- deployable calibration file
+
+def save_calibration(path: str, calibration: LinearCalibration,
+                     thresholds: Dict[str, float], **info) -> None:
+    """Write a calibration and its decision thresholds as one JSON file, atomically.
+
+    The file, read by :func:`load_calibration` (and by ``sv verify``), holds::
+
+        {"slope": a, "offset": b, "prior": p,     # llr = a * raw_score + b
+         "weights": [a, ...],                     # one per fused system (fusion: several)
+         "thresholds": {name: value, ...},
+         ...info}                                 # e.g. "backend", "trained_on", "num_trials"
+
+    ``thresholds`` keys, by convention (accept when the value is >= the threshold):
+
+    * ``"eer"``            -- raw score at the EER operating point of the calibration trials;
+    * ``"min_dcf_p0.01"``  -- raw score at the minDCF (p_target 0.01) operating point;
+    * ``"bayes_p0.01_llr"`` -- the Bayes threshold on the LLR, ``log((1-p)/p)`` (here 4.595);
+    * ``"bayes_p0.01"``    -- the same decision as a raw score, ``(llr_thr - b) / a``.
+
+    Keys ending in ``_llr`` are thresholds on the calibrated LLR, the others on the raw
+    score.  ``slope`` is the first weight (the only one for a single system).
+    """
+    data = {"slope": float(calibration.weights[0]), "offset": float(calibration.bias),
+            "prior": float(calibration.prior),
+            "weights": [float(w) for w in calibration.weights],
+            "thresholds": {str(k): float(v) for k, v in thresholds.items()}}
+    for key, value in info.items():
+        if key in data:
+            raise ValueError(f"save_calibration: info key '{key}' is reserved")
+        data[key] = value
+    with atomic_output(path) as out:
+        json.dump(data, out, indent=1, sort_keys=True)
+        out.write("\n")
+
+
+def load_calibration(path: str) -> Tuple[LinearCalibration, Dict[str, float], dict]:
+    """Read a :func:`save_calibration` file: ``(calibration, thresholds, info)``."""
+    try:
+        with open(path) as src:
+            data = json.load(src)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not a calibration file ({err})") from None
+    try:
+        weights = [float(w) for w in data.pop("weights", [data["slope"]])]
+        data.pop("slope", None)
+        calibration = LinearCalibration(weights, float(data.pop("offset")),
+                                        float(data.pop("prior")))
+        thresholds = {k: float(v) for k, v in data.pop("thresholds", {}).items()}
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: bad calibration file (missing or bad {err})") from None
+    return calibration, thresholds, data
