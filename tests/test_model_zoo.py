@@ -19,7 +19,7 @@ FEAT_DIM = {"xvector": 30}          # the others take 80-dim fbank (or a wavefor
 
 # Exact parameter counts of the default configurations, as the docstrings state them.
 PARAMETERS = {
-    "xvector": 4_491_668,
+    "xvector": 4_482_524,          # Kaldi's count: non-affine batch norm
     "resnet18": 4_105_440,
     "resnet34": 6_634_336,
     "ecapa": 6_191_104,
@@ -360,3 +360,32 @@ def test_attentive_pooling_weights_are_per_channel_and_use_global_context():
     out = pool(x)
     assert torch.allclose(out[:, 2], torch.full((2,), 7.0))
     assert (out[:, 6] < 1e-4).all()
+
+
+def test_xvector_batch_norm_is_kaldis_non_affine_one(tmp_path):
+    """Kaldi's BatchNormComponent has no scale/offset; ``bn_affine: true`` adds them
+    (9,144 parameters), and a checkpoint with them still loads from its own config."""
+    from pyutils.extraction.extract import load_embedding_model
+    from pyutils.training import checkpoint
+    plain = _model("xvector")
+    norms = [m for m in plain.modules() if isinstance(m, nn.BatchNorm1d)]
+    assert len(norms) == 7 and not any(m.affine or m.weight is not None for m in norms)
+    torch.manual_seed(3)
+    affine = build_model("xvector", feat_dim=30, bn_affine=True).eval()
+    assert affine.num_parameters() - plain.num_parameters() == 2 * (4 * 512 + 1500 + 2 * 512)
+    with torch.no_grad():                      # non-trivial scales, as a trained model has
+        for m in affine.modules():
+            if isinstance(m, nn.BatchNorm1d):
+                m.weight.uniform_(0.5, 2.0), m.bias.uniform_(-1.0, 1.0)
+    # an old final.pt: affine BN weights, a config without bn_affine
+    path = str(tmp_path / "final.pt")
+    checkpoint.save(path, {"model": affine.state_dict(), "config": {"model": {"name": "xvector"}},
+                           "feat_dim": 30})
+    loaded = load_embedding_model(path)
+    x = make_input("xvector", 2, 60, seed=4)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), affine(x))
+    # and the non-affine model loads a non-affine state dict strictly
+    fresh = build_model("xvector", feat_dim=30)
+    fresh.load_state_dict(plain.state_dict())
+    assert not fresh.bn_affine
