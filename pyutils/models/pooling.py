@@ -1,6 +1,21 @@
-"""Temporal pooling layers."""
+"""Temporal pooling layers.
+
+The statistics (means, variances, the attention softmax) are computed in
+float32 even under autocast: ``E[x^2] - E[x]^2`` and a softmax over hundreds
+of frames lose most of their digits in bf16/fp16 (issue 8).  The attention's
+1x1 convolutions still run in the autocast dtype.
+"""
 import torch
 from torch import nn
+
+
+def _fp32(x: torch.Tensor) -> torch.Tensor:
+    """``x`` as float32 (a no-op for float32 and float64 input)."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
+def _no_autocast(x: torch.Tensor):
+    return torch.autocast(device_type=x.device.type, enabled=False)
 
 
 class StatsPooling(nn.Module):
@@ -15,9 +30,11 @@ class StatsPooling(nn.Module):
         self.variance_floor = variance_floor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(dim=2)
-        var = (x * x).mean(dim=2) - mean * mean
-        return torch.cat([mean, var.clamp(min=self.variance_floor).sqrt()], dim=1)
+        with _no_autocast(x):
+            x = _fp32(x)
+            mean = x.mean(dim=2)
+            var = (x * x).mean(dim=2) - mean * mean
+            return torch.cat([mean, var.clamp(min=self.variance_floor).sqrt()], dim=1)
 
 
 class AttentiveStatsPooling(nn.Module):
@@ -52,20 +69,24 @@ class AttentiveStatsPooling(nn.Module):
             nn.Conv1d(bottleneck, channels, kernel_size=1))      # v_c, k_c
 
     def _stats(self, x: torch.Tensor, weights: torch.Tensor):
-        """Weighted mean and std over time; ``weights`` sum to 1 over time."""
-        mean = (weights * x).sum(dim=2)
-        var = (weights * (x - mean.unsqueeze(2)) ** 2).sum(dim=2)
-        return mean, var.clamp(min=self.variance_floor).sqrt()
+        """Weighted mean and std over time in float32; ``weights`` sum to 1 over time."""
+        with _no_autocast(x):
+            x, weights = _fp32(x), _fp32(weights)
+            mean = (weights * x).sum(dim=2)
+            var = (weights * (x - mean.unsqueeze(2)) ** 2).sum(dim=2)
+            return mean, var.clamp(min=self.variance_floor).sqrt()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         frames = x.shape[2]
         if self.global_context:
             uniform = x.new_full((1, 1, frames), 1.0 / frames)
             mean, std = self._stats(x, uniform)
-            context = torch.cat([x, mean.unsqueeze(2).expand_as(x),
-                                 std.unsqueeze(2).expand_as(x)], dim=1)
+            context = torch.cat([x, mean.unsqueeze(2).expand_as(x).to(x.dtype),
+                                 std.unsqueeze(2).expand_as(x).to(x.dtype)], dim=1)
         else:
             context = x
-        alpha = torch.softmax(self.attention(context), dim=2)
+        scores = self.attention(context)              # autocast dtype under autocast
+        with _no_autocast(x):
+            alpha = torch.softmax(_fp32(scores), dim=2)
         mean, std = self._stats(x, alpha)
         return torch.cat([mean, std], dim=1)

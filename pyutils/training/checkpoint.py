@@ -22,14 +22,29 @@ logger = logging.getLogger(__name__)
 
 
 def rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-            "python": random.getstate()}
+    """Every generator a run draws from; with CUDA also each GPU's (dropout on the GPU)."""
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+             "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
 def set_rng_state(state: dict) -> None:
+    """Restore :func:`rng_state`'s generators.  GPU states are restored when CUDA is
+    present (as many devices as both have); a GPU checkpoint resumes on a CPU
+    without them, and a CPU checkpoint on a GPU keeps the GPUs' seeded states."""
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
+    cuda = state.get("cuda")
+    if cuda and torch.cuda.is_available():
+        count = min(len(cuda), torch.cuda.device_count())
+        for index in range(count):
+            torch.cuda.set_rng_state(cuda[index], index)
+        if count < len(cuda):
+            logger.warning("checkpoint has RNG states of %d GPUs, this machine %d; the "
+                           "others are not restored", len(cuda), count)
 
 
 def save(path: str, payload: dict) -> None:
