@@ -5,31 +5,20 @@
 Tables that every source has are concatenated and C-sorted; spk2utt is
 regenerated; an utterance id in two sources is an error.
 """
-import argparse
-import logging
 import sys
 
+from pyutils.cli.tool import run_tool, tool_parser
 from pyutils.data.subsets import combine_data
 
 PROG = "combine_data"
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+    parser = tool_parser(PROG, __doc__)
     parser.add_argument("--skip-fix", default="false", help="accepted for Kaldi compatibility")
     parser.add_argument("dest")
     parser.add_argument("srcs", nargs="+")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as stop:
-        return 0 if stop.code == 0 else 1
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        combine_data(args.dest, args.srcs)
-    except (OSError, ValueError) as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    return run_tool(PROG, parser, argv, lambda args: combine_data(args.dest, args.srcs))
 
 
 if __name__ == "__main__":

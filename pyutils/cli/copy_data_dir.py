@@ -7,10 +7,9 @@ Utterance and speaker ids get the prefixes/suffixes in every table (so
 augmented copies combine with the clean set); recordings keep their ids
 when there is a segments file.
 """
-import argparse
-import logging
 import sys
 
+from pyutils.cli.tool import run_tool, tool_parser
 from pyutils.data.subsets import copy_data_dir
 
 PROG = "copy_data_dir"
@@ -18,7 +17,7 @@ OPTIONS = ("--utt-prefix", "--spk-prefix", "--utt-suffix", "--spk-suffix", "--va
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+    parser = tool_parser(PROG, __doc__)
     for name in ("utt-prefix", "spk-prefix", "utt-suffix", "spk-suffix"):
         parser.add_argument(f"--{name}", default="")
     parser.add_argument("--validate-opts", default="", help="accepted for Kaldi compatibility")
@@ -28,18 +27,8 @@ def main(argv=None) -> int:
     for i in range(len(argv) - 1, -1, -1):  # '--utt-suffix -reverb': a value may start with '-'
         if argv[i] in OPTIONS and i + 1 < len(argv):
             argv[i:i + 2] = [f"{argv[i]}={argv[i + 1]}"]
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as stop:
-        return 0 if stop.code == 0 else 1
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        copy_data_dir(args.src, args.dst, args.utt_prefix, args.spk_prefix,
-                      args.utt_suffix, args.spk_suffix)
-    except (OSError, ValueError) as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    return run_tool(PROG, parser, argv, lambda args: copy_data_dir(
+        args.src, args.dst, args.utt_prefix, args.spk_prefix, args.utt_suffix, args.spk_suffix))
 
 
 if __name__ == "__main__":

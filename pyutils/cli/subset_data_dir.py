@@ -8,10 +8,9 @@ first field of each list line is used, as filter_scp.pl does).  With NUM:
 --per-spk keeps the first NUM utterances of each speaker, --first the first
 NUM utterances, --shortest the NUM shortest (by utt2num_frames or utt2dur).
 """
-import argparse
-import logging
 import sys
 
+from pyutils.cli.tool import run_tool, tool_parser
 from pyutils.data.formats import read_id_list
 from pyutils.data.subsets import subset_data_dir
 from pyutils.data.subsets import subset_first, subset_per_spk, subset_shortest
@@ -20,7 +19,7 @@ PROG = "subset_data_dir"
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+    parser = tool_parser(PROG, __doc__)
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--utt-list", help="file whose first column lists utterances to keep")
     which.add_argument("--spk-list", help="file whose first column lists speakers to keep")
@@ -28,17 +27,13 @@ def main(argv=None) -> int:
     which.add_argument("--first", action="store_true", help="the first NUM utterances")
     which.add_argument("--shortest", action="store_true", help="the NUM shortest utterances")
     parser.add_argument("args", nargs="+", metavar="SRC [NUM] DST")
-    try:
-        args = parser.parse_args(argv)
+
+    def subset(args):
         counted = args.per_spk or args.first or args.shortest
         if len(args.args) != (3 if counted else 2):
             parser.error("expected SRC NUM DST" if counted else "expected SRC DST")
         if counted and not args.args[1].isdigit():
             parser.error(f"NUM must be a number, got '{args.args[1]}'")
-    except SystemExit as stop:
-        return 0 if stop.code == 0 else 1
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
         if args.utt_list:
             subset_data_dir(*args.args, utt_list=read_id_list(args.utt_list))
         elif args.spk_list:
@@ -48,10 +43,8 @@ def main(argv=None) -> int:
             func = subset_per_spk if args.per_spk else subset_first if args.first \
                 else subset_shortest
             func(src, dst, int(num))
-    except (OSError, ValueError) as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 1
-    return 0
+
+    return run_tool(PROG, parser, argv, subset)
 
 
 if __name__ == "__main__":

@@ -10,35 +10,29 @@ usually an id holding whitespace), C sort order, duplicate keys,
 utt2spk/spk2utt agreement, every table's keys against utt2spk, segments and
 wav.scp, and trials (known utterances, labels, no repeated pair).
 """
-import argparse
-import logging
 import re
 import sys
 
+from pyutils.cli.tool import run_tool, tool_parser
 from pyutils.data.validate import check_data_dir
 
 PROG = "validate_data_dir"
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+    parser = tool_parser(PROG, __doc__)
     parser.add_argument("--no-feats", action="store_true", help="feats.scp is optional")
     parser.add_argument("--no-wav", action="store_true", help="wav.scp is optional")
     parser.add_argument("--no-spk-sort", action="store_true",
                         help="utt2spk need not also be sorted by speaker")
     parser.add_argument("--no-text", action="store_true", help="ignored (Kaldi compatibility)")
     parser.add_argument("data_dir")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as stop:
-        return 0 if stop.code == 0 else 1
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        problems = check_data_dir(args.data_dir, no_feats=args.no_feats, no_wav=args.no_wav,
-                                  no_spk_sort=args.no_spk_sort)
-    except OSError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 1
+    return run_tool(PROG, parser, argv, _validate, errors=(OSError,))
+
+
+def _validate(args) -> int:
+    problems = check_data_dir(args.data_dir, no_feats=args.no_feats, no_wav=args.no_wav,
+                              no_spk_sort=args.no_spk_sort)
     for problem in problems:
         print(f"{PROG}: {problem}", file=sys.stderr)
     if any(re.search(r"expected \d+(-\d+)? fields, got", p) for p in problems):
