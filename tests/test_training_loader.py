@@ -74,3 +74,132 @@ def test_checkpoint_saves_and_restores_every_gpu_rng_state(monkeypatch):
     checkpoint.set_rng_state(state)
     assert sorted(restored) == [0, 1]
     assert restored[1].tolist() == [9, 9, 9, 9]
+
+
+# --------------------------------------------------------------------------
+# (2) the batch plan and worker processes
+# --------------------------------------------------------------------------
+
+import os  # noqa: E402
+
+import soundfile as sf  # noqa: E402
+import yaml  # noqa: E402
+
+from pyutils.augment import Augmenter  # noqa: E402
+from pyutils.training.chunks import epoch_batches  # noqa: E402
+from pyutils.training.data import OnTheFlyFeatures, PrecomputedFeatures, read_utt2spk  # noqa: E402
+from pyutils.training.loader import BatchPlan, ChunkLoader  # noqa: E402
+from tests.conftest import ROOT  # noqa: E402
+from tests.test_training import make_training_data  # noqa: E402
+from tests.test_training_sources import make_audio_dir  # noqa: E402
+
+
+def test_batch_plan_is_this_ranks_share_of_the_trainers_chunk_lists():
+    lengths = [300, 450, 500, 1000]
+    for rank in (0, 1):
+        plan = BatchPlan(lengths, 200, 400, 8, 64, seed=1, rank=rank, world=2)
+        plan.set_epoch(3)
+        expected = epoch_batches(lengths, 200, 400, 8, 64, seed=1, epoch=3)
+        got = list(plan)
+        assert len(got) == len(plan) == 8
+        for number, (share, batch) in enumerate(zip(got, expected)):
+            assert [(s.index, s.offset, s.length) for s in share] == batch[rank::2]
+            assert [s.item for s in share] == list(range(rank, 8, 2))
+            assert {(s.seed, s.epoch, s.batch) for s in share} == {(1, 3, number)}
+    plan.set_epoch(4)
+    assert [(s.index, s.offset) for s in next(iter(plan))] != \
+        [(u, o) for u, o, _ in epoch_batches(lengths, 200, 400, 8, 64, 1, 3)[0][1::2]]
+
+
+def _all_batches(source, workers, epochs=(1, 2), batch=4, chunks=16, frames=(40, 60)):
+    plan = BatchPlan(source.lengths, *frames, batch, chunks, seed=5)
+    loader = ChunkLoader(source, plan, num_workers=workers)
+    return [(x.clone(), y.clone()) for e in epochs for x, y in loader.epoch(e)]
+
+
+def _assert_same_batches(a, b):
+    assert len(a) == len(b) > 0
+    for (xa, ya), (xb, yb) in zip(a, b):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_zero_and_two_workers_give_identical_batches_of_precomputed_features(tmp_path):
+    make_training_data(tmp_path, frames=120)
+    source = PrecomputedFeatures(str(tmp_path / "feats.scp"), read_utt2spk(str(tmp_path)))
+    in_process, workers = _all_batches(source, 0), _all_batches(source, 2)
+    _assert_same_batches(in_process, workers)
+    # the batches are the plan's chunks of the features
+    plan = BatchPlan(source.lengths, 40, 60, 4, 16, seed=5)
+    first = [(s.index, s.offset, s.length) for s in next(iter(plan))]
+    expected = np.stack([source.matrix(u)[o:o + n] for u, o, n in first])
+    np.testing.assert_array_equal(in_process[0][0].numpy(), expected)
+    assert in_process[0][1].tolist() == [int(source.labels[u]) for u, _, _ in first]
+
+
+def _rir_dir(path):
+    rng = np.random.default_rng(3)
+    t = np.arange(1600)
+    rir = rng.normal(0, 1, len(t)) * np.exp(-t / 300.0)
+    rir[0] = 8.0
+    os.makedirs(path, exist_ok=True)
+    sf.write(os.path.join(path, "room.wav"), (rir / np.abs(rir).max() * 30000).astype(np.int16),
+             16000)
+    return str(path)
+
+
+def augmented_fbank_source(tmp_path, speeds=(1.0, 1.1)):
+    data = make_audio_dir(tmp_path)
+    noise = tmp_path / "noise" / "hum.wav"
+    os.makedirs(noise.parent, exist_ok=True)
+    sf.write(noise, np.random.default_rng(1).normal(0, 2000, 32000).astype(np.int16), 16000)
+    augmenter = Augmenter({"noise": {"prob": 0.6, "dirs": [str(noise.parent)], "snr": [0, 15]},
+                           "reverb": {"prob": 0.5, "rir_dirs": [_rir_dir(tmp_path / "rir")]}})
+    conf = lambda name: os.path.join(ROOT, "conf", name)  # noqa: E731
+    return OnTheFlyFeatures(str(data), "fbank", conf("fbank.conf"), conf("vad.conf"),
+                            conf("cmvn.conf"), conf("mfcc.conf"), augmenter=augmenter,
+                            speeds=speeds)
+
+
+def test_zero_and_two_workers_give_identical_batches_of_augmented_on_the_fly_fbank(tmp_path):
+    source = augmented_fbank_source(tmp_path)
+    in_process, workers = _all_batches(source, 0), _all_batches(source, 2)
+    _assert_same_batches(in_process, workers)
+    assert in_process[0][0].shape == (4, in_process[0][0].shape[1], 80)
+    # augmentation did something, drawn per chunk: the clean chunk differs
+    plan = BatchPlan(source.lengths, 40, 60, 4, 16, seed=5)
+    first = next(iter(plan))
+    clean = np.stack([source.chunk(s.index, s.offset, s.length) for s in first])
+    assert not np.allclose(clean, in_process[0][0].numpy(), atol=1e-3)
+
+
+def test_short_training_run_has_the_same_losses_with_zero_and_two_workers(tmp_path):
+    from pyutils.training.trainer import train
+    data = make_audio_dir(tmp_path)
+    noise = tmp_path / "noise" / "hum.wav"
+    os.makedirs(noise.parent, exist_ok=True)
+    sf.write(noise, np.random.default_rng(1).normal(0, 2000, 32000).astype(np.int16), 16000)
+    losses = {}
+    for workers in (0, 2):
+        config = {
+            "features": {"type": "fbank", "conf": os.path.join(ROOT, "conf", "fbank.conf"),
+                         "on_the_fly": True,
+                         "vad_conf": os.path.join(ROOT, "conf", "vad.conf"),
+                         "cmvn_conf": os.path.join(ROOT, "conf", "cmvn.conf"),
+                         "vad_feat_conf": os.path.join(ROOT, "conf", "mfcc.conf")},
+            "augmentation": {"noise": {"prob": 0.5, "dirs": [str(noise.parent)],
+                                       "snr": [0, 10]}},
+            "model": {"name": "xvector", "embed_dim": 16, "frame_dims": [16, 16, 16, 16, 32]},
+            "loss": {"name": "softmax"},
+            "data": {"min_chunk_frames": 50, "max_chunk_frames": 80, "batch_size": 4,
+                     "chunks_per_epoch": 16, "num_workers": workers},
+            "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
+            "training": {"epochs": 2, "seed": 3, "num_threads": 1},
+        }
+        path = tmp_path / f"c{workers}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        exp = tmp_path / f"exp{workers}"
+        train(str(path), str(data), str(exp))
+        losses[workers] = [checkpoint.load(str(exp / "models" / f"epoch_{e}.pt"))["stats"]
+                           ["step_losses"] for e in (1, 2)]
+    assert len(losses[0][0]) == 4
+    assert losses[0] == losses[2]

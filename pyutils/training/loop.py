@@ -1,5 +1,6 @@
-"""One training epoch: batches drawn by rank, prefetched and moved to the device,
-optimiser steps (micro-batches, mixed precision, gradient clipping), validation.
+"""One training epoch: batches from the loader (:mod:`pyutils.training.loader`:
+this rank's share, loaded by worker processes or one batch ahead in a thread,
+on the device), optimiser steps (micro-batches, mixed precision, gradient clipping), validation.
 
 :func:`train_step` is shared by the trainer and the benchmark (bench/run_bench.py).
 """
@@ -7,56 +8,25 @@ from __future__ import annotations
 
 import contextlib
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
+from pyutils.training.loader import BatchPlan, ChunkLoader, to_device
 from pyutils.utils.progress import progress as show_progress
 
 
 def collate(source, batch, rng=None):
-    """Stack the chunks of a batch into (inputs, labels) tensors."""
+    """Stack the chunks of a batch into (inputs, labels) tensors (validation's fixed chunks)."""
     inputs = np.stack([source.chunk(u, o, n, rng) for u, o, n in batch]).astype(np.float32)
     return torch.from_numpy(inputs), torch.from_numpy(source.labels[[u for u, _, _ in batch]])
 
 
-def to_device(inputs, labels, device):
-    """Host-to-device copy of a batch; from pinned memory without blocking on CUDA."""
-    if device.type != "cuda":
-        return inputs, labels
-    return (inputs.pin_memory().to(device, non_blocking=True),
-            labels.pin_memory().to(device, non_blocking=True))
-
-
-def _prefetched(source, batches, rank, seed, epoch, device, micro=1):
-    """Yield collated batches (this rank's share), preparing the next one in a thread.
-
-    With several micro-batches in all, each draws its augmentation from its own
-    generator (global micro-batch index), so results do not depend on the
-    number of processes."""
-    total_micro = micro * rank.world
-
-    def job(i):
-        share = batches[i][rank.rank::rank.world]
-        if total_micro == 1:
-            return to_device(*collate(source, share, np.random.default_rng([seed, epoch, i, 7])),
-                             device)
-        parts = [collate(source, share[j::micro],
-                         np.random.default_rng([seed, epoch, i, 7, rank.rank + rank.world * j]))
-                 for j in range(micro)]
-        inputs = torch.empty((len(share),) + parts[0][0].shape[1:], dtype=parts[0][0].dtype)
-        labels = torch.empty(len(share), dtype=parts[0][1].dtype)
-        for j, (x, y) in enumerate(parts):
-            inputs[j::micro], labels[j::micro] = x, y
-        return to_device(inputs, labels, device)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(job, 0) if batches else None
-        for i in range(len(batches)):
-            ready = pending.result()
-            pending = pool.submit(job, i + 1) if i + 1 < len(batches) else None
-            yield ready
+def epoch_loader(source, batches, rank, seed, epoch, device):
+    """A one-epoch :class:`ChunkLoader` over explicit global batches, in this process."""
+    plan = BatchPlan.from_batches(batches, seed, epoch, rank.rank, rank.world)
+    return ChunkLoader(source, plan, num_workers=0, device=device)
 
 
 def _buffers(net):
@@ -113,14 +83,19 @@ def train_step(net, loss_fn, optimizer, scheduler, inputs, labels, grad_clip: fl
 def run_epoch(net, optimizer, scheduler, source, batches, grad_clip, seed,
                epoch, epochs, rank, device=torch.device("cpu"), scaler=None,
                micro: int = 1) -> dict:
-    """One pass over ``batches`` (this rank's share of each); returns mean stats."""
+    """One pass over ``batches`` (this rank's share of each); returns mean stats.
+
+    ``batches``: a :class:`ChunkLoader` (the trainer's, with its workers), or
+    the epoch's global chunk lists, then loaded in this process."""
     net.train()
     loss_fn = getattr(net, "module", net).loss_fn
     total_loss = total_correct = total = 0.0
     start = time.time()
     step_losses = []
-    batches_in = _prefetched(source, batches, rank, seed, epoch, device, micro)
-    progress = (show_progress(batches_in, total=len(batches), desc=f"epoch {epoch}/{epochs}",
+    loader = batches if isinstance(batches, ChunkLoader) else epoch_loader(
+        source, batches, rank, seed, epoch, device)
+    batches_in = loader.epoch(epoch)
+    progress = (show_progress(batches_in, total=len(batches_in), desc=f"epoch {epoch}/{epochs}",
                               unit="batch") if rank.main else _Quiet(batches_in))
     for inputs, labels in progress:
         loss, logits = train_step(net, loss_fn, optimizer, scheduler, inputs, labels, grad_clip,
