@@ -1,5 +1,5 @@
-"""The fast scoring paths (numpy parsing, bilinear scores, '%.8g' in numpy, threads)
-give exactly what the plain per-trial computation gives."""
+"""The fast scoring paths (numpy parsing and id search, bilinear scores, one format
+operation per block, threads) give exactly what the plain per-trial computation gives."""
 import os
 import subprocess
 import sys
@@ -7,22 +7,17 @@ import sys
 import numpy as np
 import pytest
 
-from pyutils.backends import scoring
+from pyutils.backends import scoring, trials
 from pyutils.backends.cosine import CosineBackend
 from pyutils.backends.plda import Plda, PldaBackend, write_matrix, write_vector
-from pyutils.backends.scoring import (bilinear_form, format_g8, load_embeddings,
-                                      score_trials)
+from pyutils.backends.scoring import bilinear_form, load_embeddings, score_trials
 from pyutils.utils.arkio import load_scp_dict, write_scp_dict
 from pyutils.utils.fileio import TableError
 from tests.conftest import ROOT
 
 
-def g8_text(values):
-    chars, keep = format_g8(np.asarray(values, dtype=np.float64))
-    return [chars[i][keep[i]].tobytes() for i in range(len(values))]
-
-
-def test_format_g8_equals_python():
+def test_score_lines_equal_python_g8():
+    """Tiny, huge, negative, tied and non-finite scores, variable-length ids."""
     rng = np.random.default_rng(0)
     values = np.concatenate([
         rng.normal(size=20000) * 10.0 ** rng.integers(-9, 11, 20000),
@@ -30,11 +25,30 @@ def test_format_g8_equals_python():
         [0.0, -0.0, 1.0, -1.0, 1e-4, 9.99999995e-5, 1e-5, 0.001, 0.1, 0.5, 1.5, 2.5, 10.0,
          12345678.0, 99999999.0, 99999999.5, 99999995.0, 123456785.0, 1e8, 1e7, 9999999.95,
          0.30000000000000004, 1 / 3, 2 / 3, 1e22, 1e100, -1e-300, 5e-324, 1.7976931348623157e308,
-         np.inf, -np.inf, np.nan, 0.000123456785, 1.00000005, 1.000000050000001]])
-    got = g8_text(values)
-    want = [b"%.8g" % v for v in values.tolist()]
-    bad = [(v, w, g) for v, w, g in zip(values.tolist(), want, got) if w != g]
-    assert not bad, bad[:10]
+         np.inf, -np.inf, np.nan, 0.000123456785, 1.00000005, 1.000000050000001, -123.456e-7]])
+    keys = [f"u{i}" + "x" * (i % 7) for i in range(50)] + ["é-1"]
+    ids = trials.TrialIds(sorted(keys))
+    r1 = rng.integers(0, len(keys), values.size)
+    r2 = rng.integers(0, len(keys), values.size)
+    got = trials.score_lines(ids, r1, ids, r2, values)
+    want = "".join("%s %s %.8g\n" % (ids.keys[a], ids.keys[b], v)
+                   for a, b, v in zip(r1.tolist(), r2.tolist(), values.tolist())).encode()
+    assert got == want
+    assert trials.score_lines(ids, r1[:0], ids, r2[:0], values[:0]) == b""
+
+
+def test_trial_ids_find_by_binary_search():
+    keys = ["b", "a", "abc", "ab", "zz-1", "a-9"]
+    ids = trials.TrialIds(keys)
+    text = b"ab abc zz-1 q a-9 abcd a b zz- "
+    tokens = text.split()
+    starts = np.array([text.index(t + b" ") if t != b"a" else text.index(b" a ") + 1
+                       for t in tokens])
+    lengths = np.array([len(t) for t in tokens])
+    padded = np.zeros(len(text) + ids.width, dtype=np.uint8)
+    padded[:len(text)] = np.frombuffer(text, dtype=np.uint8)
+    got = ids.find(padded, starts, lengths).tolist()
+    assert got == [keys.index(t.decode()) if t.decode() in keys else -1 for t in tokens]
 
 
 def random_key(rng, i):
@@ -103,14 +117,14 @@ def test_fast_paths_equal_the_per_trial_computation(tmp_path, data, layout, kind
 
 def test_fast_parser_is_used_and_agrees_with_the_plain_one(tmp_path, data):
     enroll, test, pairs, backends = data
-    side1 = scoring._Side(enroll, backends["plda"])
-    side2 = scoring._Side(test, backends["plda"])
+    side1 = trials.TrialIds(sorted(enroll))
+    side2 = trials.TrialIds(sorted(test))
     for layout in ("two", "three", "mixed"):
         write_trials(tmp_path / "t", pairs, layout)
         raw = (tmp_path / "t").read_bytes()
-        fast = scoring._fast_parse(raw, side1, side2)
+        fast = trials.fast_parse(raw, side1, side2)
         assert fast is not None, layout
-        plain = scoring._plain_parse(raw, "t", 0, side1, side2)
+        plain = trials.plain_parse(raw, "t", 0, side1, side2)
         np.testing.assert_array_equal(fast[0], plain[0])
         np.testing.assert_array_equal(fast[1], plain[1])
 

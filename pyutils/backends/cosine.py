@@ -1,9 +1,19 @@
-"""Cosine scoring: subtract the training mean, unit-normalise, dot product."""
+"""Cosine scoring: subtract the training mean, unit-normalise, dot product.
+
+``cosine_mean="train"`` (the default, as WeSpeaker) centres on the training
+mean ``mean.vec``; ``"none"`` does not centre, as Kaldi's ``cosine_scoring.sh``
+(``ivector-normalize-length`` then ``ivector-compute-dot-products``).
+"""
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
-from pyutils.backends.plda import subtract_mean
+from pyutils.backends.base import MEAN_FILE, Backend, register_backend
+from pyutils.backends.plda import read_vector, subtract_mean
+
+COSINE_MEANS = ("train", "none")
 
 
 def unit_normalize(X: np.ndarray) -> np.ndarray:
@@ -23,11 +33,21 @@ def cosine_similarity(enroll: np.ndarray, test: np.ndarray) -> np.ndarray:
     return rowwise_dot(unit_normalize(enroll), unit_normalize(test))
 
 
-class CosineBackend:
+@register_backend("cosine")
+class CosineBackend(Backend):
     """Mean-subtracted cosine similarity (``mean=None`` skips centring)."""
 
     def __init__(self, mean: np.ndarray = None):
         self.mean = mean
+
+    @classmethod
+    def from_dir(cls, backend_dir: str, cosine_mean: str = "train", **_) -> "CosineBackend":
+        if cosine_mean not in COSINE_MEANS:
+            raise ValueError(f"cosine mean '{cosine_mean}' is not one of "
+                             f"{', '.join(COSINE_MEANS)}")
+        if cosine_mean == "none":
+            return cls(None)
+        return cls(read_vector(os.path.join(backend_dir, MEAN_FILE)))
 
     def prepare(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
@@ -35,3 +55,7 @@ class CosineBackend:
 
     def score(self, enroll: np.ndarray, test: np.ndarray) -> np.ndarray:
         return rowwise_dot(enroll, test)
+
+    def bilinear_form(self, X: np.ndarray):
+        """``P`` = the prepared (centred, unit-length) rows, no bias."""
+        return np.ascontiguousarray(self.prepare(X), dtype=np.float64), None

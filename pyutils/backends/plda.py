@@ -10,6 +10,7 @@ vectors and matrices are stored in Kaldi's text format.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from typing import List, Sequence, Union
 
@@ -17,6 +18,7 @@ import kaldiio
 import numpy as np
 from scipy.linalg import solve_triangular
 
+from pyutils.backends.base import LDA_FILE, MEAN_FILE, PLDA_FILE, Backend, register_backend
 from pyutils.backends.lda import apply_transform, class_means
 from pyutils.utils.fileio import atomic_output
 
@@ -294,7 +296,8 @@ def train_plda(X: np.ndarray, labels: Sequence, num_em_iters: int = 10) -> Plda:
 
 # ---------------------------------------------------------------- scoring backend
 
-class PldaBackend:
+@register_backend("plda")
+class PldaBackend(Backend):
     """The voxceleb/v2 scoring chain for per-utterance embeddings.
 
     subtract training mean -> LDA -> length norm -> PLDA transform with
@@ -310,3 +313,28 @@ class PldaBackend:
 
     def score(self, enroll: np.ndarray, test: np.ndarray) -> np.ndarray:
         return self.plda.log_likelihood_ratio(enroll, 1, test)
+
+    @classmethod
+    def from_dir(cls, backend_dir: str, smoothing: float = 0.0, **_) -> "PldaBackend":
+        plda = Plda.load(os.path.join(backend_dir, PLDA_FILE))
+        if smoothing:
+            plda.smooth_within_class_covariance(smoothing)
+        return cls(read_vector(os.path.join(backend_dir, MEAN_FILE)),
+                   read_matrix(os.path.join(backend_dir, LDA_FILE)), plda)
+
+    def bilinear_form(self, X: np.ndarray):
+        """Kaldi's ``LogLikelihoodRatio`` with one enrolment utterance is bilinear.
+
+        With ``psi`` the between-class variances and ``y`` the prepared rows,
+        ``llr = sum(w y1 y2) - 1/2 sum(q y1^2) - 1/2 sum(q y2^2) + c``, where
+        ``w = psi / (2 psi + 1)``, ``q = psi^2 / ((psi + 1)(2 psi + 1))`` and
+        ``c = 1/2 sum log((1 + psi)^2 / (2 psi + 1))``: ``P = y sqrt(w)`` and
+        ``b = -1/2 q.y^2 + c/2`` per row.
+        """
+        Y = np.asarray(self.prepare(X), dtype=np.float64)
+        psi = np.asarray(self.plda.psi, dtype=np.float64)
+        w = psi / (2.0 * psi + 1.0)
+        q = psi * psi / ((psi + 1.0) * (2.0 * psi + 1.0))
+        const = 0.5 * float(np.sum(np.log((1.0 + psi) ** 2 / (2.0 * psi + 1.0))))
+        bias = -0.5 * ((Y * Y) @ q) + 0.5 * const
+        return np.ascontiguousarray(Y * np.sqrt(w)), bias
