@@ -24,13 +24,14 @@ import os
 import random
 import tarfile
 import urllib.request
-from typing import Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence
 
 import numpy as np
 import soundfile as sf
 
 from pyutils.data.audio import AudioReader
 from pyutils.data.datadir import DataDir
+from pyutils.data.formats import utt2spk_to_spk2utt
 from pyutils.utils.fileio import atomic_output, write_lines
 
 logger = logging.getLogger(__name__)
@@ -68,7 +69,9 @@ def _wav_bytes(samples: np.ndarray, rate: int) -> bytes:
 def write_shards(data_dir: str, out_dir: str, utts_per_shard: int = 1000,
                  shuffle: bool = False, seed: int = 777) -> List[str]:
     """Pack the utterances of ``data_dir`` into ``out_dir/shards_*.tar`` and
-    write ``out_dir/shard.list`` (absolute paths); return the shard paths.
+    write ``out_dir/shard.list`` (absolute paths) with copies of the data dir's
+    ``utt2spk`` and ``spk2utt``, so ``out_dir`` is the training data dir of
+    ``data.format: shard``; return the shard paths.
 
     Utterances go in utt2spk order, or shuffled with ``seed`` (WeSpeaker
     shuffles before packing so each shard mixes speakers).  Each shard is
@@ -101,6 +104,11 @@ def write_shards(data_dir: str, out_dir: str, utts_per_shard: int = 1000,
         if name.startswith("shards_") and name.endswith(".tar") and \
                 os.path.join(os.path.abspath(out_dir), name) not in paths:
             os.unlink(os.path.join(out_dir, name))
+    # the shard dir is also the training data dir of data.format: shard (speakers, ids)
+    packed = [(u, data.utt2spk[u]) for u in sorted(utts)]
+    write_lines(os.path.join(out_dir, "utt2spk"), [f"{u} {s}" for u, s in packed])
+    write_lines(os.path.join(out_dir, "spk2utt"),
+                [f"{s} {' '.join(us)}" for s, us in sorted(utt2spk_to_spk2utt(packed).items())])
     write_lines(os.path.join(out_dir, "shard.list"), paths)
     return paths
 
@@ -127,11 +135,14 @@ def open_stream(source: str, timeout: float = 60.0):
     return open(source, "rb")
 
 
-def iterate_shard(source: str) -> Iterator[Dict]:
+def iterate_shard(source: str, decode: bool = True) -> Iterator[Dict]:
     """Yield ``{key, spk, samples (int16 scale, float32), rate}`` of one shard, in order.
 
     The tar is read as a stream (mode ``r|``), so memory is one member.  A
     key whose ``.spk`` or audio member is missing is an error naming the shard.
+    With ``decode=False`` the audio stays the member's bytes (``audio``,
+    ``suffix``), 2 bytes a sample or fewer instead of 4: what a shuffle buffer
+    should hold; :func:`decode_sample` decodes it later.
     """
     with open_stream(source) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
         key, sample = None, {}
@@ -141,31 +152,73 @@ def iterate_shard(source: str) -> Iterator[Dict]:
             name, _, suffix = info.name.rpartition(".")
             if name != key:
                 if key is not None:
-                    yield _finish(source, key, sample)
+                    yield _finish(source, key, sample, decode)
                 key, sample = name, {}
             sample[suffix] = tar.extractfile(info).read()
         if key is not None:
-            yield _finish(source, key, sample)
+            yield _finish(source, key, sample, decode)
 
 
-def _finish(source: str, key: str, members: Dict[str, bytes]) -> Dict:
-    audio = next((members[s] for s in AUDIO_SUFFIXES if s in members), None)
-    if "spk" not in members or audio is None:
+def _finish(source: str, key: str, members: Dict[str, bytes], decode: bool = True) -> Dict:
+    suffix = next((s for s in AUDIO_SUFFIXES if s in members), None)
+    if "spk" not in members or suffix is None:
         raise ValueError(f"{source}: utterance '{key}' lacks its "
                          f"{'.spk' if 'spk' not in members else 'audio'} member")
-    samples, rate = sf.read(io.BytesIO(audio), dtype="float32", always_2d=True)
-    return {"key": key, "spk": members["spk"].decode("utf-8"),
-            "samples": samples[:, 0] * np.float32(INT16), "rate": rate}
+    sample = {"key": key, "spk": members["spk"].decode("utf-8").strip(), "audio": members[suffix],
+              "suffix": suffix, "shard": source}
+    return decode_sample(sample) if decode else sample
 
 
-def random_chunk(samples: np.ndarray, length: int, rng: random.Random) -> np.ndarray:
-    """A random ``length``-sample window; shorter audio is repeated to fill it
-    (WeSpeaker's random_chunk pads by repetition too)."""
+def decode_sample(sample: Dict) -> Dict:
+    """Replace a sample's ``audio`` bytes by ``samples`` (int16 scale, float32) and ``rate``."""
+    samples, rate = sf.read(io.BytesIO(sample["audio"]), dtype="float32", always_2d=True)
+    out = {k: v for k, v in sample.items() if k not in ("audio", "suffix")}
+    out.update(samples=samples[:, 0] * np.float32(INT16), rate=rate)
+    return out
+
+
+def random_chunk(samples: np.ndarray, length: int, rng) -> np.ndarray:
+    """A random ``length``-row window (samples, or feature frames); shorter input
+    is repeated to fill it (WeSpeaker's random_chunk pads by repetition too).
+    ``rng``: a :class:`random.Random` or a numpy Generator."""
     if len(samples) >= length:
-        start = rng.randrange(len(samples) - length + 1)
+        span = len(samples) - length + 1
+        start = int(rng.integers(span)) if hasattr(rng, "integers") else rng.randrange(span)
         return samples[start:start + length]
     reps = -(-length // len(samples))
-    return np.tile(samples, reps)[:length]
+    return np.tile(samples, (reps,) + (1,) * (samples.ndim - 1))[:length]
+
+
+def shard_order(shards: Sequence[str], seed: int, epoch) -> List[str]:
+    """The shard list shuffled by (``seed``, ``epoch``); ``epoch`` may be any
+    hashable value (the training source uses (epoch, pass))."""
+    shards = list(shards)
+    random.Random(f"{seed}-{epoch}" if not isinstance(epoch, int) else seed + epoch).shuffle(shards)
+    return shards
+
+
+def split_shards(shards: Sequence[str], rank: int, world_size: int, worker: int = 0,
+                 num_workers: int = 1) -> List[str]:
+    """This rank's share, then this worker's share of it: disjoint, together all."""
+    return list(shards)[rank::world_size][worker::num_workers]
+
+
+def shuffle_buffer(samples: Iterable, size: int, rng) -> Iterator:
+    """Yield ``samples`` through a buffer of ``size``: once full, each new sample
+    replaces a random buffered one, which is yielded (WeSpeaker's shuffle);
+    the rest come out shuffled at the end.  Memory is ``size`` samples."""
+    pick = (lambda n: int(rng.integers(n))) if hasattr(rng, "integers") else rng.randrange
+    buffer: List = []
+    for sample in samples:
+        buffer.append(sample)
+        if len(buffer) >= size:
+            index = pick(len(buffer))
+            buffer[index], buffer[-1] = buffer[-1], buffer[index]
+            yield buffer.pop()
+    while buffer:
+        index = pick(len(buffer))
+        buffer[index], buffer[-1] = buffer[-1], buffer[index]
+        yield buffer.pop()
 
 
 def _rank_and_world(rank: Optional[int], world_size: Optional[int]):
@@ -216,31 +269,19 @@ class ShardDataset(IterableDataset):
 
     def my_shards(self) -> List[str]:
         """This rank's and this worker's shards for the current epoch."""
-        shards = list(self.shards)
-        if self.shuffle:
-            random.Random(self.seed + self.epoch).shuffle(shards)
-        shards = shards[self.rank::self.world_size]
+        shards = shard_order(self.shards, self.seed, self.epoch) if self.shuffle else self.shards
         worker = get_worker_info()
-        if worker is not None:
-            shards = shards[worker.id::worker.num_workers]
-        return shards
+        return split_shards(shards, self.rank, self.world_size,
+                            worker.id if worker is not None else 0,
+                            worker.num_workers if worker is not None else 1)
 
     def __iter__(self) -> Iterator[Dict]:
         worker = get_worker_info()
         wid = worker.id if worker is not None else 0
         rng = random.Random(f"{self.seed}-{self.epoch}-{self.rank}-{wid}")
-        buffer: List[Dict] = []
-        for shard in self.my_shards():
-            for sample in iterate_shard(shard):
-                if self.transform is not None:
-                    sample = self.transform(sample)
-                if not self.shuffle:
-                    yield sample
-                    continue
-                buffer.append(sample)
-                if len(buffer) >= self.shuffle_buffer:
-                    index = rng.randrange(len(buffer))
-                    buffer[index], buffer[-1] = buffer[-1], buffer[index]
-                    yield buffer.pop()
-        rng.shuffle(buffer)
-        yield from buffer
+        samples = (sample if self.transform is None else self.transform(sample)
+                   for shard in self.my_shards() for sample in iterate_shard(shard))
+        if not self.shuffle:
+            yield from samples
+            return
+        yield from shuffle_buffer(samples, self.shuffle_buffer, rng)

@@ -34,7 +34,7 @@ import yaml
 from pyutils.losses import build_loss
 from pyutils.models import build_model
 from pyutils.training import checkpoint
-from pyutils.training.loader import build_loader
+from pyutils.training.chunks import epoch_batches
 from pyutils.training.data import (OnTheFlyFeatures, PrecomputedFeatures, WaveformStore,
                                    read_utt2spk, split_validation)
 from pyutils.training.scheduler import build_optimizer, build_scheduler
@@ -72,6 +72,13 @@ def build_sources(config: dict, data_dir: str):
         augmenter = Augmenter({k: v for k, v in aug_cfg.items() if k != "speed"},
                               sample_rate=16000)
     kind, on_the_fly = feats.get("type", "mfcc"), bool(feats.get("on_the_fly", False))
+    data_format = str(config["data"].get("format", "raw"))
+    if data_format not in ("raw", "shard"):
+        raise ValueError(f"data.format must be raw or shard, got '{data_format}'")
+    if data_format == "shard":   # streamed from tar shards (pyutils.training.shard_source)
+        from pyutils.training.shard_source import build_shard_sources
+        return build_shard_sources(config, data_dir, utt2spk, train_utts, valid_utts,
+                                   augmenter, speeds)
     if kind != "waveform" and not on_the_fly:
         if augmenter is not None or len(speeds) > 1:
             raise ValueError("augmentation needs features.on_the_fly: true (or a waveform model)")
@@ -243,14 +250,20 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
         train_net = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None)
     last_epoch = epochs if max_epochs is None else min(epochs, max_epochs)
-    chunk_loader = None     # raw data: built once, its worker processes serve every epoch
     for epoch in range(start_epoch + 1, last_epoch + 1):
-        if chunk_loader is None:
-            chunk_loader = build_loader(source, data_cfg, chunk_range, batch_size, seed,
-                                        rank, device)
-        stats = run_epoch(train_net, optimizer, scheduler, source, chunk_loader,
-                           float(train_cfg.get("grad_clip", 0.0)), seed, epoch, epochs, rank,
-                           device, scaler, micro)
+        if hasattr(source, "epoch_loader"):   # data.format: shard (streamed)
+            from pyutils.training.shard_source import run_shard_epoch
+            loader = source.epoch_loader(seed, epoch, steps_per_epoch, batch_size, chunk_range,
+                                         rank.rank, rank.world, device.type == "cuda")
+            stats = run_shard_epoch(train_net, optimizer, scheduler, loader,
+                                    float(train_cfg.get("grad_clip", 0.0)), epoch, epochs, rank,
+                                    device, scaler, micro)
+        else:
+            batches = epoch_batches(source.lengths, *chunk_range, batch_size,
+                                    int(data_cfg["chunks_per_epoch"]), seed, epoch)
+            stats = run_epoch(train_net, optimizer, scheduler, source, batches,
+                              float(train_cfg.get("grad_clip", 0.0)), seed, epoch, epochs, rank,
+                              device, scaler, micro)
         if valid is not None:
             stats.update(validate(net, valid, chunk_range, batch_size, seed, device))
         logger.info("epoch %d/%d: loss %.4f accuracy %.3f%s lr %.5f%s %.1f chunks/s", epoch, epochs,

@@ -1,0 +1,301 @@
+"""Training from tar shards (``data.format: shard``): random chunks streamed per epoch.
+
+The raw sources (:mod:`pyutils.training.data`) keep every utterance in RAM and
+draw chunks by index.  Here the utterances stream from WeSpeaker-layout shards
+(:mod:`pyutils.data.shards`), so memory stays flat in the corpus size:
+
+* each epoch makes ``chunks_per_epoch // batch_size`` steps, as the raw path;
+  step ``i`` has one chunk length drawn from (seed, epoch, i), the same on every
+  rank, between ``min_chunk_frames`` and ``max_chunk_frames``;
+* the shard order is shuffled per (seed, epoch, pass), split across ranks and
+  then across the DataLoader workers of each rank (disjoint within a pass);
+  a worker reads its shards again, in a new order, until its steps are done;
+* the encoded audio passes a shuffle buffer (``data.shuffle_buffer``
+  utterances), then each utterance gives one chunk: speed perturbation
+  (a new speaker per speed, WeSpeaker), augmentation, MFCC/fbank, sliding CMN
+  and the voiced frames of the clean audio, exactly as
+  :class:`~pyutils.training.data.OnTheFlyFeatures` computes them (dither seeded
+  by the utterance id); waveform models get raw sample chunks.  Input shorter
+  than the chunk is repeated to fill it (WeSpeaker's random_chunk);
+* worker ``w`` of ``W`` makes steps ``w, w + W, ...`` and the DataLoader takes
+  them in turn, so an epoch is a function of (seed, epoch, rank, world size,
+  number of workers): a run resumed from an epoch checkpoint continues as an
+  uninterrupted one, given the same world size and ``data.num_workers``.
+
+Class indices come from the training data dir's speakers (sorted, as the raw
+path), never from the shards, so a model trained either way has the same
+label mapping; a shard naming a speaker outside it is an error.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+import zlib
+from typing import Dict, Iterator, List, Optional, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from pyutils.data.shards import (decode_sample, iterate_shard, random_chunk, read_shard_list,
+                                 shard_order, shuffle_buffer, split_shards)
+from pyutils.features.kaldi_conf import read_kaldi_conf
+from pyutils.features.mfcc import FbankComputer, MfccComputer
+from pyutils.features.pipeline import cmn_options, cmn_voiced
+from pyutils.features.vad import compute_vad_energy, vad_options_from_conf
+from pyutils.training.data import speed_change
+from pyutils.utils.progress import progress as show_progress
+
+logger = logging.getLogger(__name__)
+
+SHARD_LIST = "shard.list"
+
+
+def find_shard_list(data_dir: str, data_cfg: dict) -> str:
+    """``data.shard_list`` if set, else ``<data_dir>/shard.list`` (steps/make_shards.sh
+    writes a shard dir that is also a data dir: utt2spk, spk2utt, shard.list)."""
+    path = data_cfg.get("shard_list") or os.path.join(data_dir, SHARD_LIST)
+    if not os.path.isfile(path):
+        raise ValueError(f"data.format: shard needs a shard list, and {path} does not exist; "
+                         f"pack the training data with steps/make_shards.sh DATA SHARD_DIR and "
+                         f"train on SHARD_DIR (or set data.shard_list)")
+    return path
+
+
+class ChunkFrontend:
+    """One streamed utterance -> its training input (features or waveform).
+
+    Features follow OnTheFlyFeatures: (speed-changed) clean audio -> VAD from
+    the MFCC config's energy; (augmented) audio -> MFCC/fbank with the dither
+    seeded by crc32 of the utterance id -> sliding CMN -> voiced frames.
+    """
+
+    def __init__(self, feats: dict):
+        self.kind = feats.get("type", "mfcc")
+        if self.kind == "waveform":
+            self.input_type, self.feat_dim, self.rate = "waveform", 1, 16000
+            return
+        self.input_type = "feats"
+        computer = {"mfcc": MfccComputer, "fbank": FbankComputer}[self.kind]
+        self.computer = computer(read_kaldi_conf(feats["conf"]))
+        vad_feat_conf = feats.get("vad_feat_conf", "conf/mfcc.conf")
+        self.vad_mfcc = (self.computer if self.kind == "mfcc" and vad_feat_conf == feats["conf"]
+                         else MfccComputer(read_kaldi_conf(vad_feat_conf)))
+        self.vad_options = vad_options_from_conf(read_kaldi_conf(feats.get("vad_conf",
+                                                                            "conf/vad.conf")))
+        self.cmn = cmn_options(feats.get("cmvn_conf", "conf/cmvn.conf"))
+        self.rate = int(self.computer.options["sample-frequency"])
+        self.feat_dim = self.computer.dim
+
+    def __call__(self, key: str, samples: np.ndarray, rate: int, speed: float, augmenter,
+                 rng: np.random.Generator) -> np.ndarray:
+        """Features (frames x dim) or waveform samples of one utterance version."""
+        if self.kind == "waveform":
+            if rate != self.rate:
+                raise ValueError(f"{key}: {rate} Hz audio, the waveform model takes {self.rate}")
+            return speed_change(samples, speed).astype(np.float32)
+        clean = speed_change(self.computer.prepare_waveform(samples, rate), speed).astype(np.float64)
+        dither = lambda: np.random.default_rng(zlib.crc32(key.encode()))  # noqa: E731
+        vad = compute_vad_energy(self.vad_mfcc.compute(clean, dither()), **self.vad_options)
+        audio = clean if augmenter is None else augmenter(clean, rng)
+        return cmn_voiced(self.computer.compute(np.asarray(audio, np.float64), dither()), vad,
+                          self.cmn)
+
+
+class ShardSource:
+    """The trainer's view of shard training data (``num_classes``, ``feat_dim``,
+    ``input_type``, ``speakers``, ``len``), and the batches of each epoch."""
+
+    def __init__(self, shard_list: str, utt2spk: Dict[str, str], train_utts: Sequence[str],
+                 feats: dict, augmenter=None, speeds: Sequence[float] = (1.0,),
+                 shuffle_buffer_size: int = 500, num_workers: int = 0):
+        self.shard_list = shard_list
+        self.shards = read_shard_list(shard_list)
+        if not self.shards:
+            raise ValueError(f"{shard_list}: no shards")
+        self.train_utts = set(train_utts)
+        self.excluded = set(utt2spk) - self.train_utts    # held out for validation
+        self.speakers = sorted({utt2spk[u] for u in self.train_utts})
+        self.frontend = ChunkFrontend(feats)
+        self.input_type, self.feat_dim = self.frontend.input_type, self.frontend.feat_dim
+        self.augmenter, self.speeds = augmenter, list(speeds)
+        self.num_classes = len(self.speakers) * len(self.speeds)
+        self.shuffle_buffer_size = max(1, int(shuffle_buffer_size))
+        self.num_workers = int(num_workers)
+
+    def __len__(self) -> int:
+        return len(self.train_utts)
+
+    def epoch_dataset(self, seed: int, epoch: int, steps: int, batch_size: int,
+                      chunk_range, rank: int = 0, world: int = 1) -> "ShardBatches":
+        """This rank's batches (``batch_size // world`` chunks each) of one epoch."""
+        if batch_size % world:
+            raise ValueError(f"data.batch_size {batch_size} must split evenly over {world} "
+                             f"processes")
+        return ShardBatches(self, seed, epoch, steps, batch_size // world, chunk_range, rank,
+                            world)
+
+    def epoch_loader(self, seed: int, epoch: int, steps: int, batch_size: int, chunk_range,
+                     rank: int = 0, world: int = 1, pin_memory: bool = False) -> DataLoader:
+        """A DataLoader over :meth:`epoch_dataset` with ``data.num_workers`` processes."""
+        dataset = self.epoch_dataset(seed, epoch, steps, batch_size, chunk_range, rank, world)
+        extra = {"prefetch_factor": 2} if self.num_workers > 0 else {}
+        return DataLoader(dataset, batch_size=None, num_workers=self.num_workers,
+                          pin_memory=pin_memory, **extra)
+
+
+def step_lengths(seed: int, epoch: int, steps: int, chunk_range) -> List[int]:
+    """The chunk length of every step of an epoch (a function of seed and epoch)."""
+    rng = np.random.default_rng([seed, epoch, 31])
+    return [int(n) for n in rng.integers(chunk_range[0], chunk_range[1] + 1, size=steps)]
+
+
+class ShardBatches(IterableDataset):
+    """One epoch of one rank: ``(inputs, labels)`` tensors, step by step."""
+
+    def __init__(self, source: ShardSource, seed: int, epoch: int, steps: int, batch: int,
+                 chunk_range, rank: int, world: int):
+        self.source, self.seed, self.epoch, self.steps = source, seed, epoch, steps
+        self.batch, self.rank, self.world = batch, rank, world
+        self.lengths = step_lengths(seed, epoch, steps, chunk_range)
+        self.index = {s: i for i, s in enumerate(source.speakers)}
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def _utterances(self, worker: int, workers: int, rng) -> Iterator[Dict]:
+        """Encoded samples of this worker's shards, pass after pass (a new order each)."""
+        src = self.source
+        for shards_pass in range(10 ** 9):
+            order = shard_order(src.shards, self.seed, (self.epoch, shards_pass))
+            mine = split_shards(order, self.rank, self.world, worker, workers)
+            if not mine:
+                raise ValueError(f"{src.shard_list}: {len(src.shards)} shards for {self.world} "
+                                 f"process(es) x {workers} loader worker(s); every worker needs "
+                                 f"one: pack with fewer --utts-per-shard or lower data.num_workers")
+            used = 0
+            for shard in mine:
+                for sample in iterate_shard(shard, decode=False):
+                    if sample["key"] in src.excluded:
+                        continue
+                    if sample["spk"] not in self.index:
+                        raise ValueError(f"{shard}: utterance '{sample['key']}' has speaker "
+                                         f"'{sample['spk']}', which the training data dir's "
+                                         f"utt2spk does not have")
+                    used += 1
+                    yield sample
+            if used == 0:
+                raise ValueError(f"{src.shard_list}: the shards of worker {worker} on rank "
+                                 f"{self.rank} hold no training utterance")
+
+    def __iter__(self):
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        torch.set_num_threads(1) if info is not None else None
+        rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker])
+        src = self.source
+        stream = shuffle_buffer(self._utterances(worker, workers, rng), src.shuffle_buffer_size,
+                                rng)
+        for step in range(worker, self.steps, workers):
+            length = self.lengths[step]
+            inputs, labels = [], []
+            while len(inputs) < self.batch:
+                sample = decode_sample(next(stream))
+                k = int(rng.integers(len(src.speeds))) if len(src.speeds) > 1 else 0
+                aug = src.augmenter if src.input_type == "feats" else None
+                x = src.frontend(sample["key"], sample["samples"], sample["rate"], src.speeds[k],
+                                 aug, rng)
+                if len(x) == 0:
+                    logger.warning("%s: '%s' has no voiced frame; skipped", sample["shard"],
+                                   sample["key"])
+                    continue
+                x = random_chunk(x, length, rng)
+                if src.input_type == "waveform" and src.augmenter is not None:
+                    x = src.augmenter(x.astype(np.float64), rng)   # per chunk, as WaveformStore
+                inputs.append(np.asarray(x, np.float32))
+                labels.append(self.index[sample["spk"]] + k * len(src.speakers))
+            yield torch.from_numpy(np.stack(inputs)), torch.tensor(labels, dtype=torch.int64)
+
+
+class ShardValidation:
+    """Held-out utterances (``validation.utts_per_speaker``) read from the shards
+    in one pass at start-up, with the raw sources' interface (``lengths``,
+    ``labels``, ``chunk``): the validation set is small, the pass is one read of
+    the shards."""
+
+    def __init__(self, source: ShardSource, utt2spk: Dict[str, str], valid_utts: Sequence[str]):
+        wanted, index = set(valid_utts), {s: i for i, s in enumerate(source.speakers)}
+        found: Dict[str, np.ndarray] = {}
+        for shard in source.shards:
+            for sample in iterate_shard(shard, decode=False):
+                if sample["key"] in wanted:
+                    s = decode_sample(sample)
+                    found[s["key"]] = source.frontend(s["key"], s["samples"], s["rate"], 1.0, None,
+                                                      None)
+        missing = sorted(wanted - set(found))
+        if missing:
+            raise ValueError(f"{source.shard_list}: {len(missing)} validation utterance(s) are in "
+                             f"no shard, e.g. '{missing[0]}'")
+        self.utts = sorted(found)
+        self.inputs = [found[u] for u in self.utts]
+        self.labels = np.array([index[utt2spk[u]] for u in self.utts], dtype=np.int64)
+        self.lengths = np.array([len(x) for x in self.inputs])
+        self.speakers, self.num_classes = source.speakers, source.num_classes
+        self.input_type, self.feat_dim = source.input_type, source.feat_dim
+
+    def __len__(self) -> int:
+        return len(self.utts)
+
+    def chunk(self, index: int, offset: int, length: int, rng=None) -> np.ndarray:
+        return self.inputs[index][offset:offset + length]
+
+
+def build_shard_sources(config: dict, data_dir: str, utt2spk: Dict[str, str],
+                        train_utts: Sequence[str], valid_utts: Sequence[str], augmenter,
+                        speeds: Sequence[float]):
+    """(ShardSource, ShardValidation or None) for ``data.format: shard``."""
+    feats, data_cfg = config.get("features", {"type": "mfcc"}), config["data"]
+    if feats.get("type", "mfcc") != "waveform" and not feats.get("on_the_fly", False):
+        raise ValueError("data.format: shard streams audio, so the features are computed in the "
+                         "loader: set features.on_the_fly: true (or train a waveform model)")
+    source = ShardSource(find_shard_list(data_dir, data_cfg), utt2spk, train_utts, feats,
+                         augmenter, speeds, int(data_cfg.get("shuffle_buffer", 500)),
+                         int(data_cfg.get("num_workers", 0)))
+    valid = ShardValidation(source, utt2spk, valid_utts) if valid_utts else None
+    return source, valid
+
+
+def run_shard_epoch(net, optimizer, scheduler, loader, grad_clip, epoch, epochs, rank, device,
+                    scaler=None, micro: int = 1) -> dict:
+    """One epoch over the batches of :meth:`ShardSource.epoch_loader` (this rank's
+    share of every step); the same steps and statistics as loop.run_epoch."""
+    import torch.distributed as dist
+    from pyutils.training.loop import _Quiet, to_device, train_step
+    net.train()
+    loss_fn = getattr(net, "module", net).loss_fn
+    total_loss = total_correct = total = 0.0
+    step_losses, start = [], time.time()
+    progress = (show_progress(loader, total=len(loader), desc=f"epoch {epoch}/{epochs}",
+                              unit="batch") if rank.main else _Quiet(loader))
+    for inputs, labels in progress:
+        inputs, labels = to_device(inputs, labels, device)
+        loss, logits = train_step(net, loss_fn, optimizer, scheduler, inputs, labels, grad_clip,
+                                  scaler, micro)
+        global_loss = loss.detach().float().clone()
+        if rank.world > 1:
+            dist.all_reduce(global_loss)
+            global_loss /= rank.world
+        step_losses.append(float(global_loss))
+        total_loss += loss.item() * len(labels)
+        total_correct += (logits.argmax(1) == labels).sum().item()
+        total += len(labels)
+        rate = total * rank.world / max(1e-9, time.time() - start)
+        progress.set_postfix(loss=f"{total_loss / total:.3f}", acc=f"{total_correct / total:.3f}",
+                             chunks_s=f"{rate:.1f}")
+    seconds = time.time() - start
+    extra = ({"peak_gpu_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1)}
+             if device.type == "cuda" else {})
+    return {**extra, "loss": float(np.mean(step_losses)), "accuracy": total_correct / total,
+            "chunks_per_s": total * rank.world / max(1e-9, seconds),
+            "chunks": int(total * rank.world), "seconds": seconds, "step_losses": step_losses}
