@@ -1,10 +1,12 @@
-"""Score a trial list with a trained back-end (cosine or PLDA).
+"""Score a trial list with a trained back-end (cosine, PLDA or any registered one).
 
-cosine: subtract the training mean (mean.vec), cosine similarity.
+cosine: subtract the training mean (mean.vec; --cosine-mean none: no centring,
+        as Kaldi's cosine_scoring.sh), cosine similarity.
 plda:   subtract mean.vec -> lda.mat -> length norm -> PLDA log-likelihood
         ratio with --normalize-length=true and one enrolment utterance, as
         ivector-plda-scoring in Kaldi's egs/voxceleb/v2.
-Either can be followed by adaptive s-norm against a cohort (--cohort-scp).
+Either can be followed by a score normalisation against a cohort
+(--cohort-scp, --norm znorm|tnorm|snorm|asnorm).
 """
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ import argparse
 import logging
 import sys
 
+from pyutils.backends.cosine import COSINE_MEANS
+from pyutils.backends.norm import NORMS
 from pyutils.backends.scoring import (BACKENDS, DEFAULT_BLOCK_SIZE, load_backend,
                                       load_embeddings, score_trials)
 from pyutils.utils.fileio import TableError
@@ -35,10 +39,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--double", action="store_true",
                         help="cosine dot products in double precision (default: single, as "
                              "Kaldi's ivector-compute-dot-products; PLDA is always double)")
-    parser.add_argument("--cohort-scp", help="AS-norm cohort embeddings (e.g. the training "
-                        "set's xvector.scp); without it scores are not normalised")
+    parser.add_argument("--cohort-scp", help="score-normalisation cohort embeddings (e.g. the "
+                        "training set's xvector.scp or spk_xvector.scp); without it scores "
+                        "are not normalised")
+    parser.add_argument("--norm", choices=NORMS, default="asnorm",
+                        help="normalisation with --cohort-scp (default asnorm)")
     parser.add_argument("--top-k", type=int, default=300,
                         help="AS-norm: cohort scores averaged per utterance (WeSpeaker: 300)")
+    parser.add_argument("--cosine-mean", choices=COSINE_MEANS, default="train",
+                        help="cosine: centre on the training mean (train, WeSpeaker) or not "
+                             "(none, Kaldi's cosine_scoring.sh)")
     parser.add_argument("--plda-smoothing", type=float, default=0.0,
                         help="ivector-copy-plda --smoothing (recipe: 0.0)")
     return parser.parse_args(argv)
@@ -49,12 +59,13 @@ def main(argv=None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = parse_args(argv)
     try:
-        backend = load_backend(args.backend, args.backend_dir, args.plda_smoothing)
+        backend = load_backend(args.backend, args.backend_dir, args.plda_smoothing,
+                               cosine_mean=args.cosine_mean)
         enroll = load_embeddings(args.enroll_scp)
         test = enroll if args.test_scp == args.enroll_scp else load_embeddings(args.test_scp)
         cohort = load_embeddings(args.cohort_scp) if args.cohort_scp else None
         score_trials(args.trials, enroll, test, backend, args.out, args.block_size,
-                     args.num_threads, args.double, cohort, args.top_k)
+                     args.num_threads, args.double, cohort, args.top_k, args.norm)
     except (TableError, ValueError, OSError) as err:
         print(f"score_trials: error: {err}", file=sys.stderr)
         return 1
