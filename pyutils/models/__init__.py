@@ -3,6 +3,7 @@ from pyutils.models.campplus import CAMPPlus
 from pyutils.models.ecapa import ECAPATDNN, ECAPATDNN512, ECAPATDNN1024
 from pyutils.models.eres2net import ERes2Net
 from pyutils.models.resnet import ResNet18, ResNet34
+from pyutils.models.ssl import SSLSpeakerModel
 from pyutils.models.tdnn import XVectorTDNN
 from pyutils.models.wav2spk import Wav2Spk
 
@@ -18,9 +19,18 @@ MODELS = {
     "eres2net": ERes2Net,         # ERes2Net-base
 }
 
+# Networks built around a pretrained checkpoint (a local directory named in the config),
+# so not buildable from defaults alone: tested in tests/test_ssl_frontend.py.
+PRETRAINED = {
+    "ssl": SSLSpeakerModel,       # WavLM / wav2vec 2.0 / HuBERT front-end + any head
+}
+
 
 def build_model(name: str, **kwargs):
     """Instantiate the network ``name`` with keyword arguments from the YAML config."""
+    if name in PRETRAINED:
+        return PRETRAINED[name](**kwargs)
     if name not in MODELS:
-        raise ValueError(f"unknown model '{name}'; known: {', '.join(sorted(MODELS))}")
+        raise ValueError(f"unknown model '{name}'; known: "
+                         f"{', '.join(sorted(set(MODELS) | set(PRETRAINED)))}")
     return MODELS[name](**kwargs)

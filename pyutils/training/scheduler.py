@@ -25,9 +25,32 @@ def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, name: st
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def parameter_groups(module: torch.nn.Module):
+    """Optimiser parameter groups of ``module``: first its trainable parameters at the
+    optimiser's rate, then one group per sub-module whose ``separate_lr()`` gives
+    (lr, params) (an SSL front-end's ``frontend.lr``).  Frozen parameters are left out."""
+    groups, claimed = [], set()
+    for sub in module.modules():
+        own = sub.separate_lr() if hasattr(sub, "separate_lr") else None
+        if own is not None:
+            lr, params = own
+            params = [p for p in params if p.requires_grad and id(p) not in claimed]
+            claimed.update(id(p) for p in params)
+            if params:
+                groups.append({"params": params, "lr": float(lr)})
+    rest = [p for p in module.parameters() if p.requires_grad and id(p) not in claimed]
+    return [{"params": rest}] + groups
+
+
 def build_optimizer(params, name: str = "sgd", lr: float = 0.01, momentum: float = 0.9,
                     weight_decay: float = 0.0, nesterov: bool = False):
-    """SGD (with momentum) or Adam, from the config's ``optimizer`` section."""
+    """SGD (with momentum) or Adam, from the config's ``optimizer`` section.
+
+    ``params``: parameters, or a module, whose :func:`parameter_groups` then
+    give sub-modules with their own learning rate a group of their own (the
+    first group is the rest, at ``lr``; the schedule scales every group)."""
+    if isinstance(params, torch.nn.Module):
+        params = parameter_groups(params)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
                                nesterov=nesterov)

@@ -198,7 +198,7 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
                          **{k: v for k, v in config["loss"].items() if k != "name"})
     net = TrainingNet(model, loss_fn, precision).to(device)
     scaler = grad_scaler(device, precision)
-    optimizer = build_optimizer(net.parameters(), **config["optimizer"])
+    optimizer = build_optimizer(net, **config["optimizer"])   # groups: frontend.lr has its own
     epochs, batch_size = int(train_cfg["epochs"]), int(data_cfg["batch_size"])
     if train_cfg.get("scale_lr_with_world"):
         # keep the per-process batch; the global batch and the LR grow with the world

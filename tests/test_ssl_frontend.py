@@ -1,0 +1,349 @@
+"""SSL front-ends (WavLM, wav2vec 2.0, HuBERT through transformers) and the
+WavLMForXVector / Wav2Vec2ForXVector compatibility.
+
+Every model here is a tiny randomly initialised transformers config (hidden
+size 32, 2 layers) saved with ``save_pretrained`` into a temp dir: loading,
+the layer weighting, frozen / partly frozen / fine-tuned gradients, the
+optimiser's front-end learning rate, input normalisation, the x-vector parity
+with transformers (in Python and through steps/extract_embeddings.sh), the
+dilation-aware TDNN lengths, and the offline errors.
+"""
+import os
+import socket
+import subprocess
+
+import kaldiio
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from torch import nn
+
+transformers = pytest.importorskip("transformers")
+
+from pyutils.models import build_model                                     # noqa: E402
+from pyutils.models.ssl import PretrainedModelMissing, SSLFrontend, SSLSpeakerModel  # noqa: E402
+from pyutils.models.ssl.hf_convert import load_xvector_checkpoint, write_model_dir  # noqa: E402
+from pyutils.training.scheduler import build_optimizer, build_scheduler    # noqa: E402
+from tests.conftest import ROOT                                            # noqa: E402
+
+TDNN = dict(tdnn_dim=[48, 48, 48, 48, 96], tdnn_kernel=[5, 3, 3, 1, 1],
+            tdnn_dilation=[1, 2, 3, 1, 1])       # the base-sv card's kernels and dilations
+
+
+def build_tiny(kind, path, xvector=False, norm="group", do_normalize=True, seed=0):
+    """A random transformers model of ``kind`` (hidden 32, 2 layers) saved in ``path``."""
+    torch.manual_seed(seed)
+    config = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                  intermediate_size=64, conv_dim=(32,) * 7, num_conv_pos_embeddings=16,
+                  num_conv_pos_embedding_groups=4, feat_extract_norm=norm,
+                  do_stable_layer_norm=norm == "layer", layerdrop=0.0, mask_time_prob=0.0)
+    if kind == "wavlm":
+        config.update(num_buckets=16, max_bucket_distance=50)
+    if xvector:
+        config.update(xvector_output_dim=40, use_weighted_layer_sum=True, num_labels=5, **TDNN)
+    names = {"wavlm": ("WavLMConfig", "WavLMForXVector" if xvector else "WavLMModel"),
+             "wav2vec2": ("Wav2Vec2Config", "Wav2Vec2ForXVector" if xvector else "Wav2Vec2Model"),
+             "hubert": ("HubertConfig", "HubertModel")}[kind]
+    model = getattr(transformers, names[1])(getattr(transformers, names[0])(**config))
+    with torch.no_grad():   # PyTorch's default init: outputs of order 1, not transformers' 0.02
+        for module in model.modules():
+            if (isinstance(module, (nn.Linear, nn.Conv1d))
+                    and not nn.utils.parametrize.is_parametrized(module)):
+                module.reset_parameters()
+        if xvector:
+            model.layer_weights.copy_(torch.randn(3))
+    model.save_pretrained(path)
+    transformers.Wav2Vec2FeatureExtractor(
+        do_normalize=do_normalize, return_attention_mask=norm == "layer").save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """Build each tiny checkpoint once per module: tiny(kind, xvector=..., norm=...)."""
+    cache = {}
+
+    def get(kind="wavlm", xvector=False, norm="group", do_normalize=True):
+        key = (kind, xvector, norm, do_normalize)
+        if key not in cache:
+            name = "-".join(map(str, key))
+            cache[key] = build_tiny(kind, tmp_path_factory.mktemp(name), xvector, norm,
+                                    do_normalize)
+        return cache[key]
+    return get
+
+
+def waveforms(batch=2, samples=8000, seed=0):
+    """(batch, samples) int16-scale noise, as the toolkit's waveform sources give."""
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.randn(batch, samples, generator=gen) * 3000.0).round()
+
+
+def hf_inputs(x, do_normalize=True):
+    """What transformers' feature extractor gives for int16-scale x (no padding)."""
+    extractor = transformers.Wav2Vec2FeatureExtractor(do_normalize=do_normalize)
+    out = extractor([w.numpy() / 32768.0 for w in x], sampling_rate=16000, return_tensors="pt")
+    return out.input_values
+
+
+def ssl_model(path, kind="wavlm", head=None, **frontend):
+    return SSLSpeakerModel(frontend={"type": kind, "path": path, **frontend},
+                           head=head or {"name": "xvector_hf", "embed_dim": 40, **TDNN})
+
+
+@pytest.mark.parametrize("kind", ["wavlm", "wav2vec2", "hubert"])
+def test_loading_gives_the_encoders_hidden_states(tiny, kind):
+    path = tiny(kind)
+    model = ssl_model(path, kind).eval()
+    encoder = getattr(transformers, {"wavlm": "WavLMModel", "wav2vec2": "Wav2Vec2Model",
+                                     "hubert": "HubertModel"}[kind]).from_pretrained(path).eval()
+    x = waveforms()
+    with torch.no_grad():
+        features, frames = model.frontend(x)
+        hidden = encoder(hf_inputs(x), output_hidden_states=True).hidden_states
+        emb = model(x)
+    assert len(hidden) == model.frontend.num_layers == 3 and frames is None
+    # uniform initial weights: the plain mean of the 3 hidden states
+    assert torch.allclose(features, torch.stack(hidden).mean(dim=0), atol=1e-5)
+    assert features.shape == (2, (8000 - 400) // 320 + 1, 32)       # 25 frames of 20 ms
+    assert model.frontend.receptive_field == 400 and model.frontend.frame_shift == 320
+    assert emb.shape == (2, 40) and model.head(emb).shape == (2, 40)
+    assert model.input_type == "waveform" and model.frame_shift == 160   # option unit: 10 ms
+    # built by name from a config, as the trainer and extraction do
+    built = build_model("ssl", feat_dim=1, frontend={"type": kind, "path": path},
+                        head={"name": "xvector", "embed_dim": 24,
+                              "frame_dims": [16, 16, 16, 16, 32]})
+    assert built.speaker_net.frame_layers[0].affine.in_channels == 32   # hidden size
+
+
+def test_layer_weights_are_a_softmax_from_uniform_and_learn(tiny):
+    model = ssl_model(tiny("wavlm")).train()
+    front = model.frontend
+    assert torch.equal(front.layer_weights.detach(), torch.zeros(3))       # s3prl: zeros
+    assert torch.allclose(front.weights(), torch.full((3,), 1 / 3))
+    with torch.no_grad():
+        front.layer_weights.copy_(torch.tensor([2.0, -1.0, 0.5]))
+    x = waveforms()
+    front.eval()
+    with torch.no_grad():
+        features, _ = front(x)
+        hidden = front.model(hf_inputs(x), output_hidden_states=True).hidden_states
+    expected = sum(w * h for w, h in zip(torch.softmax(torch.tensor([2.0, -1.0, 0.5]), 0), hidden))
+    assert torch.allclose(features, expected, atol=1e-5)
+    assert not torch.allclose(features, hidden[-1], atol=1e-3)
+    model.train()
+    out = model.head(model(x))
+    (out * torch.randn_like(out)).sum().backward()
+    assert front.layer_weights.grad is not None and front.layer_weights.grad.abs().sum() > 0
+    # without layer weights: the last hidden state
+    last = SSLFrontend("wavlm", tiny("wavlm"), layer_weights=False).eval()
+    with torch.no_grad():
+        assert torch.allclose(last(x)[0], hidden[-1], atol=1e-5)
+    assert last.layer_weights is None
+
+
+def _grads(model, x):
+    model.zero_grad(set_to_none=True)
+    out = model.head(model(x))
+    (out * torch.randn_like(out)).sum().backward()
+    encoder = model.frontend.model
+    has = lambda module: [p.grad is not None and p.grad.abs().sum() > 0
+                          for p in module.parameters()]
+    return {"cnn": has(encoder.feature_extractor), "layer0": has(encoder.encoder.layers[0]),
+            "layer1": has(encoder.encoder.layers[1]),
+            "weights": [model.frontend.layer_weights.grad is not None
+                        and model.frontend.layer_weights.grad.abs().sum() > 0],
+            "head": has(model.speaker_net)}
+
+
+@pytest.mark.parametrize("freeze,frozen", [("none", set()), ("cnn", {"cnn"}),
+                                           ("first_1", {"cnn", "layer0"}),
+                                           ("all", {"cnn", "layer0", "layer1"})])
+def test_frozen_parts_get_no_gradient_and_the_rest_does(tiny, freeze, frozen):
+    torch.manual_seed(0)
+    model = ssl_model(tiny("wavlm"), freeze=freeze).train()
+    grads = _grads(model, waveforms())
+    for part, flags in grads.items():
+        if part in frozen:
+            assert not any(flags), (freeze, part)
+            module = {"cnn": model.frontend.model.feature_extractor,
+                      "layer0": model.frontend.model.encoder.layers[0],
+                      "layer1": model.frontend.model.encoder.layers[1]}[part]
+            assert not any(p.requires_grad for p in module.parameters())
+        else:
+            assert all(flags), (freeze, part)      # layer weights and head: always trained
+    # a fully frozen encoder stays in eval mode (no dropout) while the head trains
+    assert model.frontend.model.training == (freeze != "all") and model.speaker_net.training
+
+
+def test_bad_freeze_value_is_refused(tiny):
+    with pytest.raises(ValueError, match="all, cnn, first_N or none"):
+        SSLFrontend("wavlm", tiny("wavlm"), freeze="half")
+    with pytest.raises(ValueError, match="2 layers"):
+        SSLFrontend("wavlm", tiny("wavlm"), freeze="first_3")
+
+
+def test_optimizer_gives_the_front_end_its_own_learning_rate(tiny):
+    model = ssl_model(tiny("wavlm"), freeze="cnn", lr=0.001)
+    optimizer = build_optimizer(model, name="sgd", lr=0.1, momentum=0.9)
+    head_group, front_group = optimizer.param_groups
+    assert (head_group["lr"], front_group["lr"]) == (0.1, 0.001)
+    ids = lambda params: {id(p) for p in params}
+    encoder = model.frontend.model
+    assert ids(front_group["params"]) == ids(p for p in encoder.parameters() if p.requires_grad)
+    assert not ids(front_group["params"]) & ids(encoder.feature_extractor.parameters())  # frozen
+    assert ids(head_group["params"]) == ids(model.speaker_net.parameters()) | {
+        id(model.frontend.layer_weights)}
+    scheduler = build_scheduler(optimizer, 100, warmup_steps=10)
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.01, 0.0001])
+    optimizer.step()
+    scheduler.step()
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.02, 0.0002])
+    # without frontend.lr: one group; plain parameter lists work as before
+    assert len(build_optimizer(ssl_model(tiny("wavlm")), lr=0.1).param_groups) == 1
+    assert len(build_optimizer(nn.Linear(2, 2).parameters(), name="adam").param_groups) == 1
+
+
+@pytest.mark.parametrize("do_normalize", [True, False])
+def test_input_normalisation_follows_the_saved_feature_extractor(tiny, do_normalize):
+    front = SSLFrontend("wavlm", tiny("wavlm", do_normalize=do_normalize))
+    assert front.do_normalize is do_normalize
+    x = waveforms(samples=6000)
+    assert torch.allclose(front.normalise(x, None), hf_inputs(x, do_normalize), atol=1e-5)
+    # padded batch: statistics of the valid samples only, padding zeroed, as transformers
+    lengths = torch.tensor([6000, 4500])
+    extractor = transformers.Wav2Vec2FeatureExtractor(do_normalize=do_normalize)
+    expected = extractor([x[0].numpy() / 32768.0, x[1, :4500].numpy() / 32768.0],
+                         sampling_rate=16000, padding=True, return_attention_mask=True,
+                         return_tensors="pt").input_values
+    padded = x.clone()
+    padded[1, 4500:] = 0.0
+    assert torch.allclose(front.normalise(padded, lengths), expected, atol=1e-5)
+
+
+def test_padding_mask_only_for_layer_norm_models(tiny):
+    assert not SSLFrontend("wavlm", tiny("wavlm")).use_padding_mask           # group norm
+    assert SSLFrontend("wavlm", tiny("wavlm", norm="layer")).use_padding_mask
+
+
+@pytest.mark.parametrize("kind", ["wavlm", "wav2vec2"])
+def test_xvector_embeddings_equal_transformers(tiny, kind):
+    path = tiny(kind, xvector=True)
+    hf = getattr(transformers, {"wavlm": "WavLMForXVector",
+                                "wav2vec2": "Wav2Vec2ForXVector"}[kind]).from_pretrained(path).eval()
+    ours, config = load_xvector_checkpoint(path)
+    assert config["head"]["tdnn_dilation"] == [1, 2, 3, 1, 1]
+    assert config["frontend"]["layer_weights"] is True
+    x = waveforms(batch=3, samples=16000, seed=2)
+    with torch.no_grad():
+        expected = hf(hf_inputs(x)).embeddings
+        got = ours(x)
+    assert expected.abs().max() > 0.05                        # not a vanishing output
+    assert (got - expected).abs().max().item() < 1e-5
+    # the classifier layer too (the loss's input)
+    with torch.no_grad():
+        assert (ours.head(got) - hf(hf_inputs(x)).logits).abs().max() < 1e-5
+
+
+def test_tdnn_lengths_count_the_dilation_and_only_padding_differs(tiny):
+    """transformers' _get_tdnn_output_lengths ignores dilation: with padding its
+    pooling takes 6 frames computed from padding; ours does not.  The unpadded
+    utterance of the same batch comes out identical in both."""
+    path = tiny("wavlm", xvector=True, norm="layer")              # takes a padding mask
+    hf = transformers.WavLMForXVector.from_pretrained(path).eval()
+    ours, _ = load_xvector_checkpoint(path)
+    head = ours.speaker_net
+    frames = torch.tensor([49, 30])
+    assert (hf._get_tdnn_output_lengths(frames) - head.output_lengths(frames)).tolist() == [6, 6]
+    assert head.receptive_field == 15 and head.output_lengths(torch.tensor(15)).item() == 1
+    x = waveforms(samples=16000, seed=3)
+    lengths = torch.tensor([16000, 10000])
+    x[1, 10000:] = 0.0
+    extractor = transformers.Wav2Vec2FeatureExtractor(do_normalize=True)
+    batch = extractor([x[0].numpy() / 32768.0, x[1, :10000].numpy() / 32768.0],
+                      sampling_rate=16000, padding=True, return_attention_mask=True,
+                      return_tensors="pt")
+    with torch.no_grad():
+        theirs = hf(batch.input_values, attention_mask=batch.attention_mask).embeddings
+        mine = ours(x, lengths)
+        alone = ours(x[1:, :10000])
+        theirs_alone = hf(hf_inputs(x[1:, :10000])).embeddings
+    assert (mine[0] - theirs[0]).abs().max() < 1e-5          # unpadded: the same
+    ours_dev = (mine[1] - alone[0]).abs().max()              # measured: 1e-8
+    theirs_dev = (theirs[1] - theirs_alone[0]).abs().max()   # measured: 3e-4
+    assert ours_dev < 1e-5                                   # ours: padding is invisible
+    assert theirs_dev > 1e-4 and theirs_dev > 100 * ours_dev  # transformers': it is not
+    assert (alone[0] - theirs_alone[0]).abs().max() < 1e-5   # and alone both agree
+
+
+def _no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("network access attempted")
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+def test_missing_or_incomplete_checkpoint_is_a_clear_offline_error(tiny, tmp_path, monkeypatch):
+    _no_network(monkeypatch)
+    missing = tmp_path / "wavlm-base-plus"
+    with pytest.raises(PretrainedModelMissing) as err:
+        SSLFrontend("wavlm", str(missing))
+    message = str(err.value)
+    assert str(missing) in message and "no such directory" in message
+    assert f"huggingface-cli download microsoft/wavlm-base-plus --local-dir {missing}" in message
+    assert "frontend.path" in message
+    with pytest.raises(PretrainedModelMissing, match="frontend.path is not set"):
+        SSLFrontend("hubert", None)
+    incomplete = tmp_path / "incomplete"
+    incomplete.mkdir()
+    (incomplete / "config.json").write_text('{"model_type": "wavlm"}')
+    with pytest.raises(PretrainedModelMissing, match="missing preprocessor_config.json, "
+                                                     "model.safetensors"):
+        SSLFrontend("wavlm", str(incomplete))
+    with pytest.raises(ValueError, match="model_type 'wavlm' is not a hubert model"):
+        SSLFrontend("hubert", tiny("wavlm"))
+    # a complete directory loads with the network refused
+    assert SSLFrontend("wavlm", tiny("wavlm")).num_layers == 3
+
+
+def write_wavs(data_dir, waves):
+    """A data dir of 16-bit wav files (one speaker per file pair)."""
+    data_dir.mkdir()
+    lines, spk = [], []
+    for i, wave in enumerate(waves):
+        utt = f"spk{i // 2}-u{i}"
+        path = data_dir / f"{utt}.wav"
+        sf.write(str(path), wave.numpy().astype(np.int16), 16000, subtype="PCM_16")
+        lines.append(f"{utt} {path}")
+        spk.append(f"{utt} spk{i // 2}")
+    (data_dir / "wav.scp").write_text("\n".join(lines) + "\n")
+    (data_dir / "utt2spk").write_text("\n".join(spk) + "\n")
+    speakers = {}
+    for line in spk:
+        utt, s = line.split()
+        speakers.setdefault(s, []).append(utt)
+    (data_dir / "spk2utt").write_text("".join(f"{s} {' '.join(u)}\n" for s, u in speakers.items()))
+
+
+@pytest.mark.slow       # ~30 s on the shared 2-core CPU: the job's process imports transformers
+def test_extraction_step_gives_transformers_embeddings(tiny, tmp_path):
+    """A converted WavLMForXVector through steps/extract_embeddings.sh --input waveform."""
+    path = tiny("wavlm", xvector=True)
+    exp = tmp_path / "exp" / "wavlm_sv"
+    final = write_model_dir(path, str(exp))
+    assert (exp / ".done").exists() and (exp / "config.yaml").exists()
+    waves = [waveforms(1, n, seed=10 + n)[0] for n in (16000, 12000, 20000, 9000)]
+    write_wavs(tmp_path / "data", waves)
+    out = tmp_path / "emb"
+    result = subprocess.run(["steps/extract_embeddings.sh", "--nj", "1", "--input", "waveform",
+                             final, str(tmp_path / "data"), str(out)],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    got = dict(kaldiio.load_scp(str(out / "xvector.scp")))
+    hf = transformers.WavLMForXVector.from_pretrained(path).eval()
+    assert len(got) == 4
+    for i, wave in enumerate(waves):
+        with torch.no_grad():
+            expected = hf(hf_inputs(wave[None])).embeddings[0].numpy()
+        assert np.abs(got[f"spk{i // 2}-u{i}"] - expected).max() < 1e-5, i
