@@ -38,6 +38,7 @@ import torch
 
 from pyutils.data.audio import AudioReader
 from pyutils.data.datadir import DataDir, read_scp
+from pyutils.extraction.chunks import chunked_embedding, pad_chunk  # noqa: F401  (pad_chunk re-exported)
 from pyutils.features.pipeline import cmn_voiced
 from pyutils.models import build_model
 from pyutils.training import checkpoint
@@ -74,30 +75,17 @@ def set_threads(num_threads: int) -> None:
         pass
 
 
-def pad_chunk(chunk: np.ndarray, min_frames: int) -> np.ndarray:
-    """Repeat the first/last frame so the chunk has ``min_frames`` rows (Kaldi pad-input)."""
-    missing = min_frames - chunk.shape[0]
-    if missing <= 0:
-        return chunk
-    left = missing // 2
-    return np.concatenate([np.repeat(chunk[:1], left, axis=0), chunk,
-                           np.repeat(chunk[-1:], missing - left, axis=0)])
-
-
 @torch.inference_mode()
 def embed(model: torch.nn.Module, feats: np.ndarray, chunk_size: int = 10000,
           min_chunk_size: int = 25) -> np.ndarray:
-    """Frame-weighted average of the embeddings of consecutive chunks."""
-    total = None
-    weight = 0
+    """Frame-weighted average of the embeddings of consecutive chunks
+    (:func:`~pyutils.extraction.chunks.chunked_embedding`, shared with ONNX Runtime)."""
     device = next(model.parameters()).device
-    for start in range(0, feats.shape[0], chunk_size):   # (frames, dim) or (samples,)
-        chunk = feats[start:start + chunk_size]
-        piece = torch.from_numpy(pad_chunk(chunk, min_chunk_size))[None].to(device)
-        vector = model(piece)[0].float().cpu().numpy()
-        total = vector * chunk.shape[0] if total is None else total + vector * chunk.shape[0]
-        weight += chunk.shape[0]
-    return (total / weight).astype(np.float32)
+
+    def forward(piece: np.ndarray) -> np.ndarray:   # (frames, dim) or (samples,)
+        return model(torch.from_numpy(piece)[None].to(device))[0].float().cpu().numpy()
+
+    return chunked_embedding(forward, feats, chunk_size, min_chunk_size)
 
 
 def windows(num_frames: int, size: int, shift: int):
