@@ -67,6 +67,9 @@ train_config=${train_config:-conf/$model.yaml}
 feat_type=$(python -m pyutils.cli.config_get "$train_config" features.type mfcc)
 feat_conf=$(python -m pyutils.cli.config_get "$train_config" features.conf conf/mfcc.conf)
 on_the_fly=$(python -m pyutils.cli.config_get "$train_config" features.on_the_fly false)
+# data.format: raw (the data dir) | shard (tar shards of the training audio, made in stage 2).
+data_format=$(python -m pyutils.cli.config_get "$train_config" data.format raw)
+utts_per_shard=$(python -m pyutils.cli.config_get "$train_config" data.utts_per_shard 1000)
 # Feature data dirs: MFCC features live in the data dirs themselves, fbank
 # features in copies named <set>_fbank; waveform models read the audio.
 case $feat_type in
@@ -77,6 +80,7 @@ esac
 # What the network trains on: the training set, or with --aug true the set plus
 # Kaldi-style augmented copies (made in stage 1; the back-end still uses the clean set).
 nntrain=$ftrain
+shards=$exp/shards/$(basename "$ftrain")   # data.format: shard: the training data dir (stage 2)
 if [ "$aug" = true ]; then
   { [ $feat_type = waveform ] || [ $on_the_fly = true ]; } && {
     echo "$0: --aug true needs precomputed features; $train_config augments online (its augmentation:)" 1>&2; exit 1; }
@@ -113,7 +117,11 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   fi
 fi
 
-# Stage 2: training features: sliding CMN, voiced frames, drop short utterances.
+# Stage 2: training features: sliding CMN, voiced frames, drop short utterances
+# (data.format: shard: pack the training audio into tar shards instead).
+if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [ "$data_format" = shard ]; then
+  steps/make_shards.sh --cmd "$cpu_cmd" --utts-per-shard $utts_per_shard "$ftrain" "$shards"
+fi
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [ $feat_type != waveform ] && [ $on_the_fly != true ]; then
   steps/prepare_feats_for_egs.sh --nj $nj --cmd "$cpu_cmd" \
     --min-len $min_len --min-num-utts $min_num_utts \
@@ -124,6 +132,7 @@ fi
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   train_data=${nntrain}_no_sil
   if [ $feat_type = waveform ] || [ $on_the_fly = true ]; then train_data=$ftrain; fi
+  [ "$data_format" = shard ] && train_data=$shards
   steps/train.sh --cmd "$cuda_cmd" --force $force --nproc-per-node $nproc_per_node \
     --nnodes $nnodes --node-rank $node_rank --rdzv-endpoint "$rdzv_endpoint" \
     "$train_config" "$train_data" "$dir"

@@ -17,7 +17,8 @@ help_message="Usage: $0 [--utts-per-shard N] [--shuffle true|false] [--seed N] <
 data=$1 dir=$2
 
 stamp=("$data/utt2spk" "$data/wav.scp" "utts_per_shard=$utts_per_shard shuffle=$shuffle seed=$seed")
-for f in segments .done; do [ -f "$data/$f" ] && stamp+=("$data/$f"); done
+# upstream markers: a rerun of the stage that wrote the data dir repacks
+for f in segments .done .mfcc_vad.done; do [ -f "$data/$f" ] && stamp+=("$data/$f"); done
 if python -m pyutils.cli.stamp check "$dir/.done" "${stamp[@]}"; then
   echo "$0: $dir is complete"; exit 0
 fi
