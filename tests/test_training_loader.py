@@ -203,3 +203,36 @@ def test_short_training_run_has_the_same_losses_with_zero_and_two_workers(tmp_pa
                            ["step_losses"] for e in (1, 2)]
     assert len(losses[0][0]) == 4
     assert losses[0] == losses[2]
+
+
+# --------------------------------------------------------------------------
+# (3) features of the chunk's span
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cmvn", ["--center=true\n--cmn-window=300\n",
+                                  "--center=false\n--cmn-window=200\n--min-cmn-window=50\n",
+                                  "--center=true\n--norm-vars=true\n--cmn-window=120\n"
+                                  "--min-cmn-window=40\n"])
+def test_chunk_span_features_equal_the_whole_utterance_cut(tmp_path, cmvn):
+    from tests.test_training_sources import no_dither_conf
+    data = make_audio_dir(tmp_path, num_spk=1, utts=2, seconds=8)
+    (tmp_path / "cmvn.conf").write_text(cmvn)
+    conf = lambda name: os.path.join(ROOT, "conf", name)  # noqa: E731
+    source = OnTheFlyFeatures(str(data), "fbank", no_dither_conf(tmp_path, "fbank.conf"),
+                              conf("vad.conf"), str(tmp_path / "cmvn.conf"), conf("mfcc.conf"))
+    spans = []
+    compute = source.computer.compute
+    source.computer.compute = lambda *a, **k: spans.append(k.get("frames")) or compute(*a, **k)
+    for index in range(len(source)):
+        whole = source.features(index)
+        frames = len(source.vad[index])
+        length = 100
+        for offset in (0, len(whole) // 2 - length // 2, len(whole) - length):
+            spans.clear()
+            chunk = source.chunk(index, offset, length)
+            np.testing.assert_allclose(chunk, whole[offset:offset + length], atol=1e-5, rtol=0)
+            first, stop = spans[0]
+            assert stop - first < frames       # only the span was featurised
+        assert first > 0 and stop <= frames    # (the last chunk's span starts inside)
+    with pytest.raises(ValueError, match="past the"):
+        source.chunk(0, len(whole) - 10, 20)

@@ -9,7 +9,7 @@ Everything runs in float64, so results sit within float32 rounding of Kaldi.
 from __future__ import annotations
 
 import math
-from typing import Dict, Iterator, Mapping, Tuple
+from typing import Dict, Iterator, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -266,14 +266,27 @@ class SpectralFrontend:
         view = np.lib.stride_tricks.sliding_window_view(waveform, self.frame_length)
         return view[first::self.frame_shift][:count]
 
-    def mel_energies(self, waveform: np.ndarray, rng: np.random.Generator
+    def sample_span(self, num_samples: int, start: int, stop: int) -> Tuple[int, int]:
+        """The samples ``[first, last)`` that frames ``start..stop-1`` of a
+        ``num_samples`` waveform read (edge reflections included): a chunk's
+        features need only these."""
+        first = 0 if self.snip_edges else self.frame_shift // 2 - self.frame_length // 2
+        lo = first + start * self.frame_shift
+        hi = first + (stop - 1) * self.frame_shift + self.frame_length
+        return max(lo, 0), min(hi, num_samples)
+
+    def mel_energies(self, waveform: np.ndarray, rng: np.random.Generator,
+                     start: int = 0, stop: Optional[int] = None
                      ) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
-        """Yield ``(mel, log_energy)`` float64 blocks covering all frames.
+        """Yield ``(mel, log_energy)`` float64 blocks covering frames ``start..stop-1``
+        (default: all frames).
 
         ``rng`` supplies the dither noise, drawn independently per frame as
         Kaldi does (overlapping samples get different noise in each frame).
+        A frame's values do not depend on the range asked for, except for
+        its dither draws.
         """
-        frames = self.frames(np.asarray(waveform))
+        frames = self.frames(np.asarray(waveform))[start:stop]
         for start in range(0, len(frames), self.block_frames):
             yield self._process(frames[start:start + self.block_frames], rng)
 

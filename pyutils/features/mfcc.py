@@ -54,14 +54,17 @@ class _KaldiFeature:
         return np.asarray(waveform)
 
     def compute(self, waveform: np.ndarray, rng: Optional[np.random.Generator] = None,
-                sample_rate: Optional[float] = None) -> np.ndarray:
+                sample_rate: Optional[float] = None, frames: Optional[tuple] = None
+                ) -> np.ndarray:
         """Features of a 1-D waveform in int16 scale, ``(num_frames, dim)`` float32.
 
         Dither noise comes from ``rng``; without one a generator seeded with
         :data:`DITHER_SEED` is used so the output is reproducible.  With
         ``sample_rate``, audio at another rate than --sample-frequency is
         resampled or refused (:meth:`prepare_waveform`); without it the
-        waveform is taken to be at --sample-frequency.
+        waveform is taken to be at --sample-frequency.  ``frames=(start, stop)``
+        computes only those frames (a training chunk's), equal to the rows of
+        the whole result but for the dither draws.
         """
         if sample_rate is not None:
             waveform = self.prepare_waveform(waveform, sample_rate)
@@ -70,9 +73,10 @@ class _KaldiFeature:
             raise ValueError(f"expected a 1-D waveform, got shape {waveform.shape}")
         if rng is None:
             rng = np.random.default_rng(DITHER_SEED)
-        out = np.empty((self.num_frames(len(waveform)), self.dim), dtype=np.float32)
+        start, stop = frames if frames is not None else (0, self.num_frames(len(waveform)))
+        out = np.empty((max(0, stop - start), self.dim), dtype=np.float32)
         row = 0
-        for mel, log_energy in self.frontend.mel_energies(waveform, rng):
+        for mel, log_energy in self.frontend.mel_energies(waveform, rng, start, stop):
             if self.log_energy_floor is not None:
                 np.maximum(log_energy, self.log_energy_floor, out=log_energy)
             out[row:row + len(mel)] = self._finish(mel, log_energy)

@@ -24,12 +24,13 @@ from typing import Dict, List, Optional, Sequence
 
 import kaldiio
 import numpy as np
-from scipy.signal import resample_poly
 
+from pyutils.augment.speed import speed_perturb
 from pyutils.data.audio import AudioReader
 from pyutils.data.datadir import DataDir, read_scp
 from pyutils.features.kaldi_conf import read_kaldi_conf
 from pyutils.features.mfcc import FbankComputer, MfccComputer
+from pyutils.features.cmvn import sliding_window_bounds
 from pyutils.features.pipeline import cmn_options, cmn_voiced
 from pyutils.features.vad import compute_vad_energy, vad_options_from_conf
 from pyutils.utils.fileio import TableError, read_key_value
@@ -53,18 +54,6 @@ def split_validation(utt2spk: Dict[str, str], per_speaker: int):
         train += utts[:cut]
         valid += utts[cut:]
     return sorted(train), sorted(valid)
-
-
-def speed_change(samples: np.ndarray, factor: float) -> np.ndarray:
-    """Resample so the audio plays ``factor`` times faster (sox speed), pitch included."""
-    if factor == 1.0:
-        return samples
-    up, down = {0.9: (10, 9), 1.1: (10, 11)}.get(factor, (None, None))
-    if up is None:
-        from fractions import Fraction
-        ratio = Fraction(1 / factor).limit_denominator(100)
-        up, down = ratio.numerator, ratio.denominator
-    return resample_poly(samples, up, down)
 
 
 class _Source:
@@ -132,8 +121,8 @@ class _AudioSource(_Source):
         for utt in progress(self.utts, desc="loading audio", unit="utt"):
             samples, this_rate = reader.read(utt)
             clean.append((prepare(samples, this_rate) if prepare else samples).astype(np.float32))
-        self.audio = [speed_change(clean[u], self.speeds[k]).astype(np.float32)
-                      for u, k in self.versions]
+        self.audio = [speed_perturb(clean[u], self.speeds[k]).astype(np.float32)
+                      if self.speeds[k] != 1.0 else clean[u] for u, k in self.versions]
         self.augmenter = augmenter
         self.rate = rate
 
@@ -163,23 +152,85 @@ class OnTheFlyFeatures(_AudioSource):
                                        **self.vad_options) for i, a in enumerate(self.audio)]
         self.lengths = np.array([int(v.sum()) for v in self.vad])
         self.feat_dim = self.computer.dim
+        self._voiced_cache: Dict[int, np.ndarray] = {}
 
     def _dither_rng(self, index: int) -> np.random.Generator:
         """The dither seed the precomputed path uses for this utterance (crc32 of its id)."""
         return np.random.default_rng(zlib.crc32(self.utts[self.versions[index][0]].encode()))
 
     def features(self, index: int, rng=None) -> np.ndarray:
-        """CMN'd voiced-frame features of one (possibly augmented) utterance version."""
+        """CMN'd voiced-frame features of a whole (possibly augmented) utterance version
+        (the reference :meth:`chunk` agrees with)."""
         audio = self._augmented(self.audio[index], rng) if rng is not None else self.audio[index]
         feats = self.computer.compute(audio.astype(np.float64), self._dither_rng(index))
-        if feats.shape[0] != self.vad[index].shape[0]:
-            raise ValueError(f"{self.utts[self.versions[index][0]]}: {feats.shape[0]} feature "
-                             f"frames but {self.vad[index].shape[0]} VAD frames; the feature "
-                             f"and MFCC configs must frame the audio alike")
+        self._check_frames(index, feats.shape[0])
         return cmn_voiced(feats, self.vad[index], self.cmn)
 
+    def _check_frames(self, index: int, count: int) -> None:
+        if count != self.vad[index].shape[0]:
+            raise ValueError(f"{self.utts[self.versions[index][0]]}: {count} feature "
+                             f"frames but {self.vad[index].shape[0]} VAD frames; the feature "
+                             f"and MFCC configs must frame the audio alike")
+
     def chunk(self, index: int, offset: int, length: int, rng=None) -> np.ndarray:
-        return self.features(index, rng)[offset:offset + length]
+        """Voiced frames ``offset..offset+length-1`` of a version, computed on their span.
+
+        Only the frames the sliding CMN windows of those rows cover are
+        featurised (and only their audio augmented), not the whole utterance:
+        the rows equal those of :meth:`features` cut at ``offset`` (to float32
+        rounding) without augmentation or dither.  Dither draws come from the
+        utterance's seed and the span's first frame.
+        """
+        vad = self.vad[index]
+        rows = self._voiced(index)[offset:offset + length]
+        if len(rows) < length:
+            raise ValueError(f"chunk {offset}+{length} is past the {len(self._voiced(index))} "
+                             f"voiced frames of {self.utts[self.versions[index][0]]}")
+        num_frames = len(vad)
+        starts, ends = sliding_window_bounds(num_frames, **self._window_options())
+        first, stop = int(starts[rows].min()), int(ends[rows].max())
+        audio = self.audio[index]
+        if rng is not None and self.augmenter is not None:
+            lo, hi = self.computer.frontend.sample_span(len(audio), first, stop)
+            audio = audio.astype(np.float64)
+            audio[lo:hi] = self._augmented(audio[lo:hi], rng)
+        dither = np.random.default_rng([zlib.crc32(self.utts[self.versions[index][0]].encode()),
+                                        first])
+        feats = self.computer.compute(np.asarray(audio, dtype=np.float64), dither,
+                                      frames=(first, stop))
+        return _cmn_rows(feats, first, starts[rows], ends[rows], rows, self.cmn)
+
+    def _voiced(self, index: int) -> np.ndarray:
+        voiced = self._voiced_cache.get(index)
+        if voiced is None:
+            voiced = self._voiced_cache[index] = np.flatnonzero(self.vad[index])
+        return voiced
+
+    def _window_options(self) -> dict:
+        """The CMN window options, with :func:`sliding_cmn`'s defaults (what features uses)."""
+        return {"cmn_window": int(self.cmn.get("cmn_window", 300)),
+                "min_window": int(self.cmn.get("min_window", 100)),
+                "center": bool(self.cmn.get("center", True))}
+
+
+def _cmn_rows(feats: np.ndarray, first: int, starts, ends, rows, options) -> np.ndarray:
+    """Sliding-CMN values of frames ``rows`` from the features of frames ``first..``;
+    ``starts``/``ends`` are those rows' windows (:func:`sliding_cmn`'s arithmetic)."""
+    x = feats.astype(np.float64)
+    x -= x.mean(axis=0)
+    cumulative = np.zeros((len(x) + 1, x.shape[1]))
+    np.cumsum(x, axis=0, out=cumulative[1:])
+    lo, hi = starts - first, ends - first
+    count = (hi - lo)[:, None].astype(np.float64)
+    mean = (cumulative[hi] - cumulative[lo]) / count
+    out = x[rows - first] - mean
+    if options.get("norm_vars", False):
+        squares = np.zeros_like(cumulative)
+        np.cumsum(x * x, axis=0, out=squares[1:])
+        variance = (squares[hi] - squares[lo]) / count - mean * mean
+        out *= np.maximum(variance, 1e-10) ** -0.5
+        out[count[:, 0] == 1] = 0.0
+    return out.astype(np.float32)
 
 
 class WaveformStore(_AudioSource):

@@ -142,9 +142,18 @@ def to_device(inputs, labels, device):
     return inputs.to(device, non_blocking=True), labels.to(device, non_blocking=True)
 
 
+_LIMITS = []
+
+
 def _worker_init(_worker_id: int) -> None:
-    # one BLAS thread per worker: the training process keeps the cores it asked for
+    """One thread per worker (torch and numpy's BLAS): the training process keeps the
+    cores it asked for, and a small BLAS call is not slowed by thread spin-up."""
     torch.set_num_threads(1)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:      # (scikit-learn's dependency; without it BLAS keeps its threads)
+        return
+    _LIMITS.append(threadpool_limits(limits=1))
 
 
 class ChunkLoader:
