@@ -134,3 +134,36 @@ def load_calibration(path: str) -> Tuple[LinearCalibration, Dict[str, float], di
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{path}: bad calibration file (missing or bad {err})") from None
     return calibration, thresholds, data
+
+
+# ---------------------------------------------------------------- operating points
+
+def operating_thresholds(scores: Sequence, labels: Sequence[int],
+                         calibration: LinearCalibration, p_target: float = 0.01
+                         ) -> Dict[str, float]:
+    """The thresholds :func:`save_calibration` documents, from calibration trials.
+
+    One score column: ``eer`` and ``min_dcf_p<p>`` are raw-score thresholds
+    (Kaldi compute-eer's threshold; sid/compute_min_dcf.py's), ``bayes_p<p>_llr``
+    is ``log((1-p)/p)`` on the LLR and ``bayes_p<p>`` the same decision as a raw
+    score.  Several columns (fusion): the first two are taken on the fused LLR
+    instead and named ``eer_llr``, ``min_dcf_p<p>_llr``.
+    """
+    from pyutils.metrics.cllr import bayes_threshold
+    from pyutils.metrics.dcf import compute_min_dcf
+    from pyutils.metrics.eer import compute_eer
+
+    x = np.asarray(scores, dtype=np.float64)
+    x = x.reshape(len(x), -1)
+    labels = np.asarray(labels).ravel().astype(bool)
+    fused = x.shape[1] > 1
+    values = calibration(x) if fused else x[:, 0]
+    suffix = "_llr" if fused else ""
+    tag = f"p{p_target:g}"
+    bayes = bayes_threshold(p_target)
+    thresholds = {f"eer{suffix}": compute_eer(values[labels], values[~labels])[1],
+                  f"min_dcf_{tag}{suffix}": compute_min_dcf(values, labels, p_target)[1],
+                  f"bayes_{tag}_llr": bayes}
+    if not fused and calibration.weights[0] > 0:
+        thresholds[f"bayes_{tag}"] = (bayes - calibration.bias) / calibration.weights[0]
+    return thresholds

@@ -221,3 +221,27 @@ def plain_parse(data: bytes, path: str, lineno: int, side1: "TrialIds", side2: "
             raise TableError(path, first_line + bad,
                              f"utterance '{utts[bad]}' has no {name} embedding")
     return r1, r2
+
+
+def pair_trials(utt2spk: Dict[str, str], max_trials: int = 0, seed: int = 0
+                ) -> List[Tuple[str, str, str]]:
+    """Every unordered pair of the utterances (first id < second in C order) as
+    ``(utt1, utt2, "target"|"nontarget")``, as the asc-v1 eval trials are made.
+
+    With ``max_trials`` > 0 and more pairs than that, a fixed-seed uniform sample
+    of that many pairs, kept in pair order (deterministic for one utt2spk).
+    """
+    utts = sorted(utt2spk, key=lambda u: u.encode("utf-8"))
+    n = len(utts)
+    if n < 2:
+        raise ValueError(f"a trial list needs at least 2 utterances, got {n}")
+    first, second = np.triu_indices(n, k=1)
+    if 0 < max_trials < first.size:
+        keep = np.sort(np.random.default_rng(seed).choice(first.size, max_trials,
+                                                          replace=False))
+        first, second = first[keep], second[keep]
+    speakers = np.array([utt2spk[u] for u in utts], dtype=object)
+    target = speakers[first] == speakers[second]
+    names = np.array(utts, dtype=object)
+    return list(zip(names[first].tolist(), names[second].tolist(),
+                    np.where(target, "target", "nontarget").tolist()))
