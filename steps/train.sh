@@ -7,6 +7,9 @@
 # (--nproc-per-node N, --nnodes M: run this on each node with its --node-rank and
 # one --rdzv-endpoint HOST:PORT) it runs under torchrun: DistributedDataParallel,
 # NCCL on GPUs (one per local rank), gloo on CPU; rank 0 alone writes.
+# A config with an ssl: block (MoCo, DINO) trains without labels: only the audio
+# tables of <train-data> and of each --unlabelled-data DIR[,DIR] are read (and
+# stamped), never utt2spk or spk2utt.
 set -euo pipefail
 cmd=utils/run.py
 force=false
@@ -15,13 +18,21 @@ nproc_per_node=
 nnodes=1
 node_rank=0
 rdzv_endpoint=        # HOST:PORT of node 0 (needed with --nnodes > 1)
-help_message="Usage: $0 [--cmd CMD] [--force true|false] [--nproc-per-node N] [--nnodes M --node-rank R --rdzv-endpoint HOST:PORT] <config.yaml> <train-data> <dir>"
+unlabelled_data=      # label-free configs: more data dirs of audio, DIR[,DIR]
+help_message="Usage: $0 [--cmd CMD] [--force true|false] [--nproc-per-node N] [--nnodes M --node-rank R --rdzv-endpoint HOST:PORT] [--unlabelled-data DIR[,DIR]] <config.yaml> <train-data> <dir>"
 [ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"
 . utils/parse_options.sh
 [ $# -eq 3 ] || { echo -e "$help_message" 1>&2; exit 1; }
 config=$1 data=$2 dir=$3
 
-mapfile -t stamp < <(python -m pyutils.training.inputs "$config" "$data")
+label_free=$(python -m pyutils.cli.config_get "$config" ssl.method "")
+if [ -n "$label_free" ]; then   # no labels: the audio tables of every data dir pooled
+  mapfile -t stamp < <(python -m pyutils.training.selfsup.inputs "$config" "$data" ${unlabelled_data//,/ })
+else
+  [ -z "$unlabelled_data" ] || {
+    echo "$0: --unlabelled-data needs a label-free config (an ssl: block); $config has none" 1>&2; exit 1; }
+  mapfile -t stamp < <(python -m pyutils.training.inputs "$config" "$data")
+fi
 if [ "$force" != true ] && python -m pyutils.cli.stamp check "$dir/.done" "${stamp[@]}"; then
   echo "$0: $dir is trained with this config and data (--force true to retrain)"; exit 0
 fi
@@ -42,5 +53,5 @@ elif [ "$nproc_per_node" -gt 1 ]; then
 fi
 echo "$0: training $dir on $data ($config); progress in $dir/log/train.log"
 $cmd "$dir/log/train.log" "${launcher[@]}" -m pyutils.cli.train --config "$config" \
-  --data "$data" --exp-dir "$dir" "${extra[@]}"
-grep -h "epoch .*chunks/s" "$dir/log/train.log" | tail -n 1 || true
+  --data "$data" --exp-dir "$dir" --unlabelled-data "$unlabelled_data" "${extra[@]}"
+grep -h "epoch .*\(chunks\|utterances\)/s" "$dir/log/train.log" | tail -n 1 || true

@@ -1,0 +1,63 @@
+"""``training.init_from``: start supervised training from a pre-trained encoder.
+
+Loads the ENCODER tensors of a ``final.pt`` (a label-free run's, or any
+supervised one's) into a freshly built network: every tensor of the
+network's state dict except its classifier-side ``head`` (x-vector tdnn7,
+ResNet's last batch norm: the layers only speaker classification trains).
+The head and the loss (classifier, margins) stay as initialised, and so do
+the optimiser and scheduler: this is a new run, not a resume.  The two
+architectures must match: the same ``model`` section (name and options) and
+the same input dimension, else a clear error says what differs.
+"""
+from __future__ import annotations
+
+import logging
+from typing import List
+
+import torch
+
+from pyutils.training import checkpoint
+from pyutils.training.inputs import changed_keys, describe_changes
+
+logger = logging.getLogger(__name__)
+
+HEAD_PREFIX = "head."
+
+
+def encoder_keys(state: dict) -> List[str]:
+    """The keys of a network state dict that make the encoder (all but ``head.*``)."""
+    return [k for k in state if not k.startswith(HEAD_PREFIX)]
+
+
+def init_encoder(model: torch.nn.Module, path: str, model_config: dict, feat_dim: int) -> List[str]:
+    """Copy the encoder tensors of checkpoint ``path`` into ``model``; return their keys."""
+    try:
+        saved = checkpoint.load(path)
+    except FileNotFoundError:
+        raise ValueError(f"training.init_from: no checkpoint {path} (train that model first)") \
+            from None
+    if not isinstance(saved, dict) or "model" not in saved or "config" not in saved:
+        raise ValueError(f"training.init_from: {path} is not a final.pt of this toolkit "
+                         f"(no 'model' and 'config')")
+    theirs, ours_cfg = {"model": saved["config"].get("model") or {}}, {"model": model_config}
+    keys = changed_keys(theirs, ours_cfg)
+    if keys:
+        raise ValueError(f"training.init_from: {path} holds another architecture: "
+                         f"{describe_changes(theirs, ours_cfg, keys)} (its config -> this one)")
+    if saved.get("feat_dim") not in (None, feat_dim):
+        raise ValueError(f"training.init_from: {path} was trained on {saved['feat_dim']}-dim "
+                         f"input, this data gives {feat_dim}")
+    ours = model.state_dict()
+    wanted = encoder_keys(ours)
+    missing = [k for k in wanted if k not in saved["model"]]
+    wrong = [k for k in wanted if k in saved["model"] and saved["model"][k].shape != ours[k].shape]
+    if missing or wrong:
+        raise ValueError(f"training.init_from: {path} does not fit the network: "
+                         f"missing {missing[:5]}, other shapes {wrong[:5]}")
+    result = model.load_state_dict({k: saved["model"][k] for k in wanted}, strict=False)
+    left = sorted(result.missing_keys)
+    logger.info("training.init_from %s (%s): loaded %d encoder tensors (%d values); left as "
+                "initialised: %s and the loss", path, saved.get("label_free") or "supervised",
+                len(wanted), sum(saved["model"][k].numel() for k in wanted),
+                ", ".join(left) if left else "no network tensor")
+    return wanted
