@@ -11,6 +11,7 @@ what changed (``optimizer.lr``, ``data.chunks_per_epoch``, ...).
 """
 from __future__ import annotations
 
+import os
 import sys
 from typing import Dict, List
 
@@ -33,6 +34,9 @@ def training_inputs(config_path: str, data_dir: str) -> List[str]:
     for key in ("conf", "vad_conf", "cmvn_conf", "vad_feat_conf"):
         if feats.get(key):
             items.append(str(feats[key]))
+    init_from = (config.get("training") or {}).get("init_from")
+    if init_from:   # the pre-trained model and its run's marker (new after every rerun)
+        items += [str(init_from), f"{os.path.dirname(str(init_from)) or '.'}/.done"]
     return items
 
 

@@ -34,9 +34,9 @@ import yaml
 from pyutils.losses import build_loss
 from pyutils.models import build_model
 from pyutils.training import checkpoint
-from pyutils.training.chunks import epoch_batches
+from pyutils.training.loader import build_loader
 from pyutils.training.data import (OnTheFlyFeatures, PrecomputedFeatures, WaveformStore,
-                                   read_utt2spk, split_validation)
+                                   read_utt2spk, speed_versions, split_validation)
 from pyutils.training.scheduler import build_optimizer, build_scheduler
 from pyutils.training.device import autocast, grad_scaler, process_group_backend, resolve_device
 from pyutils.training.loop import run_epoch, validate
@@ -65,7 +65,7 @@ def build_sources(config: dict, data_dir: str):
     utt2spk = read_utt2spk(data_dir)
     train_utts, valid_utts = split_validation(utt2spk, valid_per_spk)
     aug_cfg = config.get("augmentation") or {}
-    speeds = [1.0] + [float(f) for f in aug_cfg.get("speed", {}).get("factors", [])]
+    speeds, speed_prob = speed_versions(aug_cfg.get("speed"))
     augmenter = None
     if any(k in aug_cfg for k in ("noise", "reverb")):
         from pyutils.augment import Augmenter
@@ -90,11 +90,13 @@ def build_sources(config: dict, data_dir: str):
 
     def make(utts, aug, spd, speakers=None):
         if kind == "waveform":
-            return WaveformStore(data_dir, augmenter=aug, speeds=spd, utts=utts, speakers=speakers)
+            return WaveformStore(data_dir, augmenter=aug, speeds=spd, utts=utts, speakers=speakers,
+                                 speed_prob=speed_prob)
         return OnTheFlyFeatures(data_dir, kind, feats["conf"], feats.get("vad_conf", "conf/vad.conf"),
                                 feats.get("cmvn_conf", "conf/cmvn.conf"),
                                 feats.get("vad_feat_conf", "conf/mfcc.conf"),
-                                augmenter=aug, speeds=spd, utts=utts, speakers=speakers)
+                                augmenter=aug, speeds=spd, utts=utts, speakers=speakers,
+                                speed_prob=speed_prob)
     train = make(train_utts, augmenter, speeds)
     valid = make(valid_utts, None, [1.0], train.speakers) if valid_utts else None
     return train, valid
@@ -235,6 +237,9 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
         checkpoint.set_rng_state(state["rng"])
         start_epoch = state["epoch"]
         logger.info("resuming from %s (epoch %d done)", resume_from, start_epoch)
+    elif train_cfg.get("init_from"):   # a new run from a pre-trained encoder (head, loss fresh)
+        from pyutils.training.selfsup.pretrained import init_encoder
+        init_encoder(model, str(train_cfg["init_from"]), config["model"], source.feat_dim)
     if rank.main:   # only now: config.yaml records the run that continues
         with atomic_output(recorded_path) as out:
             yaml.safe_dump(config, out, sort_keys=False)
@@ -250,6 +255,7 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
         train_net = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None)
     last_epoch = epochs if max_epochs is None else min(epochs, max_epochs)
+    chunk_loader = None     # raw data: built once, its worker processes serve every epoch
     for epoch in range(start_epoch + 1, last_epoch + 1):
         if hasattr(source, "epoch_loader"):   # data.format: shard (streamed)
             from pyutils.training.shard_source import run_shard_epoch
@@ -259,9 +265,10 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
                                     float(train_cfg.get("grad_clip", 0.0)), epoch, epochs, rank,
                                     device, scaler, micro)
         else:
-            batches = epoch_batches(source.lengths, *chunk_range, batch_size,
-                                    int(data_cfg["chunks_per_epoch"]), seed, epoch)
-            stats = run_epoch(train_net, optimizer, scheduler, source, batches,
+            if chunk_loader is None:
+                chunk_loader = build_loader(source, data_cfg, chunk_range, batch_size, seed,
+                                            rank, device)
+            stats = run_epoch(train_net, optimizer, scheduler, source, chunk_loader,
                               float(train_cfg.get("grad_clip", 0.0)), seed, epoch, epochs, rank,
                               device, scaler, micro)
         if valid is not None:
