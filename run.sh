@@ -28,10 +28,12 @@ nnodes=1                    # stage 3: nodes (run run.sh --stage 3 on each with 
 node_rank=0                 # stage 3: this node's rank, 0..nnodes-1
 rdzv_endpoint=              # stage 3: HOST:PORT of node 0 (needed with --nnodes > 1)
 aug=false                   # true: the network trains on the training set + augmented copies (conf/augment.conf)
+unlabelled_data=            # stage 3, label-free configs (ssl:): more data dirs of audio, DIR[,DIR]
 help_message="Usage: $0 [--stage N] [--stop-stage N] [--nj N] [--model NAME] [--train-config YAML]
   [--corpus asc|voxceleb|cnceleb|librispeech|folder] [--corpus-root DIR] [--data DIR] [--exp DIR] [--reps LIST]
   [--train-speakers RANGES] [--eval-speakers RANGES] [--force true|false] [--aug true|false]
-  [--nproc-per-node N] [--nnodes M --node-rank R --rdzv-endpoint HOST:PORT]"
+  [--nproc-per-node N] [--nnodes M --node-rank R --rdzv-endpoint HOST:PORT]
+  [--unlabelled-data DIR[,DIR]]"
 
 cd "$(dirname "$0")"
 . ./path.sh
@@ -135,7 +137,7 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   [ "$data_format" = shard ] && train_data=$shards
   steps/train.sh --cmd "$cuda_cmd" --force $force --nproc-per-node $nproc_per_node \
     --nnodes $nnodes --node-rank $node_rank --rdzv-endpoint "$rdzv_endpoint" \
-    "$train_config" "$train_data" "$dir"
+    --unlabelled-data "$unlabelled_data" "$train_config" "$train_data" "$dir"
 fi
 
 # Stage 4: embeddings of train and eval utterances (+ windowed train ones for the back-end).
