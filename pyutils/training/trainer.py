@@ -34,9 +34,9 @@ import yaml
 from pyutils.losses import build_loss
 from pyutils.models import build_model
 from pyutils.training import checkpoint
-from pyutils.training.loader import build_loader
+from pyutils.training.chunks import epoch_batches
 from pyutils.training.data import (OnTheFlyFeatures, PrecomputedFeatures, WaveformStore,
-                                   read_utt2spk, speed_versions, split_validation)
+                                   read_utt2spk, split_validation)
 from pyutils.training.scheduler import build_optimizer, build_scheduler
 from pyutils.training.device import autocast, grad_scaler, process_group_backend, resolve_device
 from pyutils.training.loop import run_epoch, validate
@@ -65,7 +65,7 @@ def build_sources(config: dict, data_dir: str):
     utt2spk = read_utt2spk(data_dir)
     train_utts, valid_utts = split_validation(utt2spk, valid_per_spk)
     aug_cfg = config.get("augmentation") or {}
-    speeds, speed_prob = speed_versions(aug_cfg.get("speed"))
+    speeds = [1.0] + [float(f) for f in aug_cfg.get("speed", {}).get("factors", [])]
     augmenter = None
     if any(k in aug_cfg for k in ("noise", "reverb")):
         from pyutils.augment import Augmenter
@@ -90,13 +90,11 @@ def build_sources(config: dict, data_dir: str):
 
     def make(utts, aug, spd, speakers=None):
         if kind == "waveform":
-            return WaveformStore(data_dir, augmenter=aug, speeds=spd, utts=utts, speakers=speakers,
-                                 speed_prob=speed_prob)
+            return WaveformStore(data_dir, augmenter=aug, speeds=spd, utts=utts, speakers=speakers)
         return OnTheFlyFeatures(data_dir, kind, feats["conf"], feats.get("vad_conf", "conf/vad.conf"),
                                 feats.get("cmvn_conf", "conf/cmvn.conf"),
                                 feats.get("vad_feat_conf", "conf/mfcc.conf"),
-                                augmenter=aug, speeds=spd, utts=utts, speakers=speakers,
-                                speed_prob=speed_prob)
+                                augmenter=aug, speeds=spd, utts=utts, speakers=speakers)
     train = make(train_utts, augmenter, speeds)
     valid = make(valid_utts, None, [1.0], train.speakers) if valid_utts else None
     return train, valid
@@ -255,7 +253,6 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
         train_net = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None)
     last_epoch = epochs if max_epochs is None else min(epochs, max_epochs)
-    chunk_loader = None     # raw data: built once, its worker processes serve every epoch
     for epoch in range(start_epoch + 1, last_epoch + 1):
         if hasattr(source, "epoch_loader"):   # data.format: shard (streamed)
             from pyutils.training.shard_source import run_shard_epoch
@@ -265,10 +262,9 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
                                     float(train_cfg.get("grad_clip", 0.0)), epoch, epochs, rank,
                                     device, scaler, micro)
         else:
-            if chunk_loader is None:
-                chunk_loader = build_loader(source, data_cfg, chunk_range, batch_size, seed,
-                                            rank, device)
-            stats = run_epoch(train_net, optimizer, scheduler, source, chunk_loader,
+            batches = epoch_batches(source.lengths, *chunk_range, batch_size,
+                                    int(data_cfg["chunks_per_epoch"]), seed, epoch)
+            stats = run_epoch(train_net, optimizer, scheduler, source, batches,
                               float(train_cfg.get("grad_clip", 0.0)), seed, epoch, epochs, rank,
                               device, scaler, micro)
         if valid is not None:
