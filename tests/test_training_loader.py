@@ -106,6 +106,9 @@ def test_batch_plan_is_this_ranks_share_of_the_trainers_chunk_lists():
             assert [(s.index, s.offset, s.length) for s in share] == batch[rank::2]
             assert [s.item for s in share] == list(range(rank, 8, 2))
             assert {(s.seed, s.epoch, s.batch) for s in share} == {(1, 3, number)}
+    # the chunks the trainer drew before the loader existed (known answer)
+    assert expected[0] == [(1, 2, 289), (3, 538, 289), (3, 157, 289), (3, 297, 289),
+                           (1, 128, 289), (3, 397, 289), (3, 518, 289), (3, 161, 289)]
     plan.set_epoch(4)
     assert [(s.index, s.offset) for s in next(iter(plan))] != \
         [(u, o) for u, o, _ in epoch_batches(lengths, 200, 400, 8, 64, 1, 3)[0][1::2]]
@@ -236,3 +239,51 @@ def test_chunk_span_features_equal_the_whole_utterance_cut(tmp_path, cmvn):
         assert first > 0 and stop <= frames    # (the last chunk's span starts inside)
     with pytest.raises(ValueError, match="past the"):
         source.chunk(0, len(whole) - 10, 20)
+
+
+# --------------------------------------------------------------------------
+# (4) speed.prob, one resampler
+# --------------------------------------------------------------------------
+
+def test_speed_prob_half_perturbs_about_half_of_the_chunks(tmp_path):
+    from pyutils.training.data import WaveformStore, speed_versions
+    from pyutils.training.trainer import build_sources
+    data = make_audio_dir(tmp_path, num_spk=2, utts=3, seconds=2)
+    config = {"features": {"type": "waveform"}, "data": {},
+              "augmentation": {"speed": {"prob": 0.5, "factors": [0.9, 1.1]}}}
+    store, _ = build_sources(config, str(data))
+    assert isinstance(store, WaveformStore) and store.speeds == [1.0, 0.9, 1.1]
+    assert store.num_classes == 6
+    num_batches, batch = 200, 20
+    plan = BatchPlan(store.lengths, 16000, 16000, batch, num_batches * batch, seed=0,
+                     prior=store.version_prior)
+    speed_index = np.array([store.versions[s.index][1] for e in (1, 2) for b in
+                            (plan.set_epoch(e) or list(plan)) for s in b])
+    n = len(speed_index)
+    perturbed = int((speed_index > 0).sum())
+    # binomial: 4.5 standard deviations around n/2 (fails with odds below 1e-5)
+    assert abs(perturbed - n / 2) < 4.5 * np.sqrt(n * 0.25), (perturbed, n)
+    # both factors equally likely among the perturbed chunks
+    at_09 = int((speed_index == 1).sum())
+    assert abs(at_09 - perturbed / 2) < 4.5 * np.sqrt(perturbed * 0.25)
+    # prob 0: no perturbed copies at all (today's behaviour ignored prob); prob 1: no clean
+    assert speed_versions({"prob": 0.0, "factors": [0.9, 1.1]}) == ([1.0], 0.0)
+    store.speed_prob = 1.0
+    plan = BatchPlan(store.lengths, 16000, 16000, batch, 50 * batch, 0, prior=store.version_prior)
+    assert all(store.versions[s.index][1] > 0 for b in plan for s in b)
+    with pytest.raises(ValueError, match="prob"):
+        speed_versions({"prob": 1.5})
+
+
+def test_speed_versions_use_the_one_resampler(tmp_path):
+    from pyutils.augment.speed import speed_perturb
+    from pyutils.training.data import WaveformStore
+    import pyutils.training.data as data_module
+    assert not hasattr(data_module, "speed_change")
+    data = make_audio_dir(tmp_path, num_spk=1, utts=1, seconds=2)
+    store = WaveformStore(str(data), speeds=(1.0, 0.9, 1.1))
+    clean = store.audio[0].astype(np.float64)
+    for k, factor in ((1, 0.9), (2, 1.1)):
+        expected = speed_perturb(clean, factor).astype(np.float32)
+        np.testing.assert_array_equal(store.audio[k], expected)
+        assert abs(len(expected) - len(clean) / factor) <= 1

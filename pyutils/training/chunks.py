@@ -7,10 +7,11 @@ chunk starts at a uniform offset.  Because a batch list is a pure function of
 (seed, epoch), a run resumed from an epoch checkpoint sees exactly the chunks
 an uninterrupted run would.
 
-``prior`` (one weight per item, or None) multiplies each item's chance: speed
-perturbation gives the copies of an utterance at each speed the weights that
-make ``speed.prob`` the share of perturbed chunks.  Without it the draw is
-the one the trainer always made.
+``prior = (groups, shares)`` (a group number per item and each group's
+share of the chunks, or None) fixes how many chunks each group gets, still
+length-proportional inside a group: speed perturbation puts the copies of the
+utterances at speed k in group k, so ``speed.prob`` is exactly the share of
+perturbed chunks.  Without it the draw is the one the trainer always made.
 """
 from __future__ import annotations
 
@@ -23,14 +24,16 @@ Chunk = Tuple[int, int, int]  # (utterance index, first frame, number of frames)
 
 def epoch_batches(lengths: Sequence[int], min_frames: int, max_frames: int,
                   batch_size: int, num_chunks: int, seed: int, epoch: int,
-                  prior: Optional[Sequence[float]] = None) -> List[List[Chunk]]:
+                  prior: Optional[Tuple[Sequence[int], Sequence[float]]] = None
+                  ) -> List[List[Chunk]]:
     """The chunk list of one epoch, a pure function of its arguments."""
     lengths = np.asarray(lengths)
     if prior is not None:
-        prior = np.asarray(prior, dtype=np.float64)
-        if prior.shape != lengths.shape or (prior < 0).any() or not prior.any():
-            raise ValueError("prior needs one non-negative weight per item, not all 0")
-        lengths = np.where(prior > 0, lengths, 0)        # weight 0: never drawn
+        groups, shares = np.asarray(prior[0], dtype=np.int64), np.asarray(prior[1], np.float64)
+        if groups.shape != lengths.shape or groups.min(initial=0) < 0 \
+                or groups.max(initial=0) >= len(shares) or (shares < 0).any() or not shares.any():
+            raise ValueError("prior needs a group per item and non-negative group shares")
+        lengths = np.where(shares[groups] > 0, lengths, 0)   # share 0: never drawn
     if lengths.max(initial=0) < min_frames:
         raise ValueError(f"no utterance has {min_frames} frames; lower min_chunk_frames "
                          f"or filter with a smaller min_len")
@@ -43,8 +46,9 @@ def epoch_batches(lengths: Sequence[int], min_frames: int, max_frames: int,
             frames = int(lengths.max())
             eligible = np.flatnonzero(lengths >= frames)
         weights = (lengths[eligible] - frames + 1).astype(np.float64)
-        if prior is not None:
-            weights *= prior[eligible]
+        if prior is not None:    # each group's total is its share
+            totals = np.bincount(groups[eligible], weights=weights, minlength=len(shares))
+            weights *= (shares / np.where(totals > 0, totals, 1.0))[groups[eligible]]
         picks = rng.choice(eligible, size=batch_size, p=weights / weights.sum())
         offsets = rng.integers(0, lengths[picks] - frames + 1)
         batches.append([(int(u), int(o), frames) for u, o in zip(picks, offsets)])

@@ -14,7 +14,10 @@ Three sources share one interface (``lengths``, ``labels``, ``num_classes``,
   waveform models, augmented per chunk.
 
 Speed perturbation makes each speed a new set of speakers (WeSpeaker): the
-utterance at speed index k has label ``speaker + k * num_speakers``.
+utterance at speed index k has label ``speaker + k * num_speakers``.  Every
+version is kept in memory; ``speed.prob`` (the share of perturbed chunks, the
+factors equally likely, as :class:`pyutils.augment.Augmenter` draws them) is
+the sources' ``version_prior``, which the batch plan multiplies into its draw.
 """
 from __future__ import annotations
 
@@ -56,10 +59,40 @@ def split_validation(utt2spk: Dict[str, str], per_speaker: int):
     return sorted(train), sorted(valid)
 
 
+def speed_versions(speed_cfg: Optional[dict]):
+    """(speeds, speed.prob) of an augmentation config's ``speed`` section:
+    ``[1.0] + factors`` when prob > 0, else ``[1.0]`` (no perturbed copies)."""
+    speed_cfg = dict(speed_cfg or {})
+    factors = [float(f) for f in speed_cfg.get("factors", [0.9, 1.1])]
+    if "prob" not in speed_cfg and speed_cfg.get("factors"):
+        logger.warning("augmentation.speed has factors but no prob: no speed perturbation "
+                       "(prob 0); WeSpeaker's uniform choice of 1.0/0.9/1.1 is prob 0.667")
+    prob = float(speed_cfg.get("prob", 0.0))
+    if not 0.0 <= prob <= 1.0:
+        raise ValueError(f"augmentation.speed.prob must be in [0, 1], got {prob}")
+    if prob == 0.0:
+        return [1.0], 0.0
+    if not factors or any(f <= 0 or f == 1.0 for f in factors):
+        raise ValueError(f"augmentation.speed.factors must be > 0 and != 1, got {factors}")
+    return [1.0] + factors, prob
+
+
 class _Source:
     """Shared bookkeeping: utterance versions (utt, speed), labels, lengths."""
 
     input_type = "feats"
+    speed_prob: Optional[float] = None
+
+    @property
+    def version_prior(self):
+        """``(speed index per version, share of each speed)`` for the batch plan:
+        ``1 - speed_prob`` of the chunks unperturbed, the factors equally likely;
+        None (draw by length alone) without speeds or a prob."""
+        if self.speed_prob is None or len(self.speeds) == 1:
+            return None
+        groups = np.array([k for _, k in self.versions], dtype=np.int64)
+        perturbed = self.speed_prob / (len(self.speeds) - 1)
+        return groups, np.array([1.0 - self.speed_prob] + [perturbed] * (len(self.speeds) - 1))
 
     def __init__(self, utts: Sequence[str], utt2spk: Dict[str, str], speeds: Sequence[float],
                  speakers: Optional[List[str]] = None):
@@ -137,7 +170,8 @@ class OnTheFlyFeatures(_AudioSource):
 
     def __init__(self, data_dir: str, feat_type: str, feat_conf: str, vad_conf: str,
                  cmvn_conf: str, vad_feat_conf: str, augmenter=None, speeds=(1.0,), utts=None,
-                 speakers=None):
+                 speakers=None, speed_prob: Optional[float] = None):
+        self.speed_prob = speed_prob
         computer = {"mfcc": MfccComputer, "fbank": FbankComputer}[feat_type]
         self.computer = computer(read_kaldi_conf(feat_conf))
         # VAD energy comes from the MFCC config (column 0), as in stage 1
@@ -239,7 +273,8 @@ class WaveformStore(_AudioSource):
     input_type = "waveform"
 
     def __init__(self, data_dir: str, rate: int = 16000, augmenter=None, speeds=(1.0,),
-                 utts=None, speakers=None):
+                 utts=None, speakers=None, speed_prob: Optional[float] = None):
+        self.speed_prob = speed_prob
         super().__init__(data_dir, utts, speeds, augmenter, rate, speakers)
         self.lengths = np.array([len(a) for a in self.audio])
         self.feat_dim = 1

@@ -29,8 +29,8 @@ source (issue 10) can be another):
 * ``chunk(index, offset, length, rng) -> np.ndarray``: ``(length, feat_dim)``
   float32 (or ``(length,)`` samples); ``rng`` is None or the generator every
   random choice of this chunk (augmentation) must come from;
-* optionally ``version_prior``: per-item weights the plan multiplies into its
-  draw (speed perturbation's ``speed.prob``), or None.
+* optionally ``version_prior``: ``(group per item, share of each group)``
+  that the plan keeps in its draw (speed perturbation's ``speed.prob``), or None.
 
 A streaming source that cannot read a chunk by index (tar shards) plugs in as
 a ``torch.utils.data.IterableDataset`` yielding ``(chunk, label)`` pairs:
@@ -74,12 +74,12 @@ class BatchPlan(Sampler):
 
     def __init__(self, lengths: Sequence[int], min_frames: int, max_frames: int,
                  batch_size: int, num_chunks: int, seed: int, rank: int = 0, world: int = 1,
-                 prior: Optional[Sequence[float]] = None, epoch: int = 1):
+                 prior=None, epoch: int = 1):
         self.lengths = np.asarray(lengths)
         self.min_frames, self.max_frames = int(min_frames), int(max_frames)
         self.batch_size, self.num_chunks = int(batch_size), int(num_chunks)
         self.seed, self.rank, self.world = int(seed), int(rank), int(world)
-        self.prior = None if prior is None else np.asarray(prior, dtype=np.float64)
+        self.prior = prior
         self.epoch = epoch
         self._fixed = None
 
