@@ -36,7 +36,7 @@ from pyutils.models import build_model
 from pyutils.training import checkpoint
 from pyutils.training.chunks import epoch_batches
 from pyutils.training.data import (OnTheFlyFeatures, PrecomputedFeatures, WaveformStore,
-                                   read_utt2spk, split_validation)
+                                   read_utt2spk, speed_versions, split_validation)
 from pyutils.training.scheduler import build_optimizer, build_scheduler
 from pyutils.training.device import autocast, grad_scaler, process_group_backend, resolve_device
 from pyutils.training.loop import run_epoch, validate
@@ -65,7 +65,7 @@ def build_sources(config: dict, data_dir: str):
     utt2spk = read_utt2spk(data_dir)
     train_utts, valid_utts = split_validation(utt2spk, valid_per_spk)
     aug_cfg = config.get("augmentation") or {}
-    speeds = [1.0] + [float(f) for f in aug_cfg.get("speed", {}).get("factors", [])]
+    speeds, speed_prob = speed_versions(aug_cfg.get("speed"))
     augmenter = None
     if any(k in aug_cfg for k in ("noise", "reverb")):
         from pyutils.augment import Augmenter
@@ -90,11 +90,13 @@ def build_sources(config: dict, data_dir: str):
 
     def make(utts, aug, spd, speakers=None):
         if kind == "waveform":
-            return WaveformStore(data_dir, augmenter=aug, speeds=spd, utts=utts, speakers=speakers)
+            return WaveformStore(data_dir, augmenter=aug, speeds=spd, utts=utts, speakers=speakers,
+                                 speed_prob=speed_prob)
         return OnTheFlyFeatures(data_dir, kind, feats["conf"], feats.get("vad_conf", "conf/vad.conf"),
                                 feats.get("cmvn_conf", "conf/cmvn.conf"),
                                 feats.get("vad_feat_conf", "conf/mfcc.conf"),
-                                augmenter=aug, speeds=spd, utts=utts, speakers=speakers)
+                                augmenter=aug, speeds=spd, utts=utts, speakers=speakers,
+                                speed_prob=speed_prob)
     train = make(train_utts, augmenter, speeds)
     valid = make(valid_utts, None, [1.0], train.speakers) if valid_utts else None
     return train, valid
