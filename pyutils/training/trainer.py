@@ -34,7 +34,7 @@ import yaml
 from pyutils.losses import build_loss
 from pyutils.models import build_model
 from pyutils.training import checkpoint
-from pyutils.training.chunks import epoch_batches
+from pyutils.training.loader import build_loader
 from pyutils.training.data import (OnTheFlyFeatures, PrecomputedFeatures, WaveformStore,
                                    read_utt2spk, speed_versions, split_validation)
 from pyutils.training.scheduler import build_optimizer, build_scheduler
@@ -255,6 +255,7 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
         train_net = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None)
     last_epoch = epochs if max_epochs is None else min(epochs, max_epochs)
+    chunk_loader = None     # raw data: built once, its worker processes serve every epoch
     for epoch in range(start_epoch + 1, last_epoch + 1):
         if hasattr(source, "epoch_loader"):   # data.format: shard (streamed)
             from pyutils.training.shard_source import run_shard_epoch
@@ -264,9 +265,10 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
                                     float(train_cfg.get("grad_clip", 0.0)), epoch, epochs, rank,
                                     device, scaler, micro)
         else:
-            batches = epoch_batches(source.lengths, *chunk_range, batch_size,
-                                    int(data_cfg["chunks_per_epoch"]), seed, epoch)
-            stats = run_epoch(train_net, optimizer, scheduler, source, batches,
+            if chunk_loader is None:
+                chunk_loader = build_loader(source, data_cfg, chunk_range, batch_size, seed,
+                                            rank, device)
+            stats = run_epoch(train_net, optimizer, scheduler, source, chunk_loader,
                               float(train_cfg.get("grad_clip", 0.0)), seed, epoch, epochs, rank,
                               device, scaler, micro)
         if valid is not None:
