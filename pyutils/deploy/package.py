@@ -1,0 +1,322 @@
+"""A trained model as one self-describing directory: ``exp/<model>/package/``.
+
+::
+
+    manifest.json      what each file is, its sha256, versions, model and input facts
+    model.pt           the network's weights (final.pt's model state + model config)
+    embedding.onnx     the network as ONNX (dynamic batch and time axes)
+    embedding.ts       the network as TorchScript
+    config.yaml        the training config
+    conf/              mfcc.conf vad.conf cmvn.conf [fbank.conf]: the features it was trained on
+    backend/           mean.vec lda.mat plda (Kaldi text, as stage 5 writes them)
+    calibration/       <backend>.json: score -> LLR and the saved thresholds (when calibrated)
+
+:func:`build_package` writes it (``steps/package_model.sh``, stage 8);
+:class:`Package` reads it, checks every file against its sha256, and builds
+the pieces ``sv`` needs: the audio front-end, an embedder (PyTorch or ONNX
+Runtime), the back-ends and the calibration.  Reading a package and running
+it with ONNX Runtime imports no torch.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import platform
+import shutil
+import subprocess
+import tarfile
+import time
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from pyutils.deploy.frontend import AudioFrontend
+from pyutils.utils.fileio import atomic_output
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "sv-package"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+BACKEND_FILES = {"mean.vec": "training-embedding mean (Kaldi vector)",
+                 "lda.mat": "LDA transform (Kaldi matrix, ivector-compute-lda)",
+                 "plda": "two-covariance PLDA (Kaldi text, ivector-compute-plda)"}
+BACKEND_NEEDS = {"cosine": ("mean.vec",), "plda": ("mean.vec", "lda.mat", "plda")}
+
+
+class PackageError(ValueError):
+    """A package that is missing, incomplete, altered or of another format."""
+
+
+def sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as src:
+        for block in iter(lambda: src.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _versions() -> Dict[str, str]:
+    versions = {"python": platform.python_version(), "numpy": np.__version__}
+    for name in ("torch", "onnx", "onnxruntime"):
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            pass
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:
+        versions["sv-recipes commit"] = subprocess.run(
+            ["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True,
+            timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        versions["sv-recipes commit"] = "unknown"
+    return versions
+
+
+def build_package(model_path: str, out_dir: str, mfcc_conf: str, vad_conf: str,
+                  cmvn_conf: str, fbank_conf: Optional[str] = None,
+                  backend_dir: Optional[str] = None, calibration_dir: Optional[str] = None,
+                  export: bool = True, chunk_size: int = 10000, min_chunk_size: int = 25,
+                  archive: bool = False) -> dict:
+    """Write the package of ``model_path`` (a final.pt) to ``out_dir``; return the manifest.
+
+    The directory is assembled beside ``out_dir`` and renamed into place, so a
+    package that exists is complete.  ``fbank_conf`` is used when the training
+    config's ``features.type`` is fbank (VAD still comes from the MFCC).
+    """
+    import torch
+    import yaml
+
+    from pyutils.deploy.export import export_all
+    from pyutils.deploy.torch_runtime import build_network
+    from pyutils.training import checkpoint
+
+    state = checkpoint.load(model_path)
+    config = state["config"]
+    model_cfg, features_cfg = config["model"], config.get("features") or {}
+    model = build_network(state)
+    input_type = getattr(model, "input_type", "feats")
+    feature_type = "waveform" if input_type == "waveform" else features_cfg.get("type", "mfcc")
+    tmp = out_dir.rstrip("/") + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(os.path.join(tmp, "conf"))
+    files: Dict[str, dict] = {}
+
+    def add(rel: str, what: str, source: Optional[str] = None) -> None:
+        target = os.path.join(tmp, rel)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if source is not None:
+            shutil.copyfile(source, target)
+        files[rel] = {"what": what}
+
+    with atomic_output(os.path.join(tmp, "model.pt"), "wb") as out:
+        torch.save({"model": state["model"], "config": {"model": model_cfg,
+                                                          "features": features_cfg},
+                    "feat_dim": state["feat_dim"]}, out)
+    add("model.pt", "network weights (final.pt's model state) and model config, torch.save")
+    with atomic_output(os.path.join(tmp, "config.yaml")) as out:
+        yaml.safe_dump(config, out, sort_keys=False)
+    add("config.yaml", "the training config")
+    conf: Dict[str, str] = {}
+    if input_type == "feats":
+        confs = {"mfcc": mfcc_conf, "vad": vad_conf, "cmvn": cmvn_conf}
+        if feature_type == "fbank":
+            confs["fbank"] = fbank_conf or features_cfg.get("conf", "conf/fbank.conf")
+        for kind, path in confs.items():
+            rel = f"conf/{kind}.conf"
+            add(rel, {"mfcc": "MFCC options (its log energy drives the VAD)",
+                      "fbank": "fbank options (the network input)",
+                      "vad": "energy VAD options", "cmvn": "sliding CMN options"}[kind], path)
+            conf[kind] = rel
+    backends: List[str] = []
+    if backend_dir:
+        for name, what in BACKEND_FILES.items():
+            if os.path.isfile(os.path.join(backend_dir, name)):
+                add(f"backend/{name}", what, os.path.join(backend_dir, name))
+        backends = [b for b, needs in BACKEND_NEEDS.items()
+                    if all(f"backend/{n}" in files for n in needs)]
+    calibration: Dict[str, str] = {}
+    if calibration_dir and os.path.isdir(calibration_dir):
+        for name in sorted(os.listdir(calibration_dir)):
+            backend = name[:-len(".json")]
+            if name.endswith(".json") and backend in backends:
+                add(f"calibration/{name}", f"calibration of the {backend} scores: "
+                    f"LLR = slope * score + offset, and the saved thresholds",
+                    os.path.join(calibration_dir, name))
+                calibration[backend] = f"calibration/{name}"
+    exports: Dict[str, dict] = {}
+    if export:
+        paths, worst = export_all(model, state["feat_dim"], tmp, min_chunk_size)
+        for kind, path in paths.items():
+            rel = os.path.basename(path)
+            add(rel, f"the network as {'ONNX' if kind == 'onnx' else 'TorchScript'} "
+                     f"(input {'(batch, samples)' if input_type == 'waveform' else '(batch, frames, dim)'}"
+                     f", dynamic batch and time axes; features outside the graph)")
+            exports[kind] = {"file": rel, "min_cosine_to_pytorch": worst[kind]}
+    for rel in files:
+        files[rel]["sha256"] = sha256(os.path.join(tmp, rel))
+    manifest = {
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "versions": _versions(),
+        "source": {"model": os.path.abspath(model_path),
+                   "backend": os.path.abspath(backend_dir) if backend_dir else None},
+        "model": {"name": model_cfg["name"], "config": model_cfg, "feat_dim": state["feat_dim"],
+                  "embed_dim": int(_probe(model, state["feat_dim"]).shape[-1]),
+                  "parameters": int(sum(p.numel() for p in model.parameters())),
+                  "input_type": input_type, "frame_shift": int(getattr(model, "frame_shift", 1))},
+        "features": {"type": feature_type, "sample_rate": _sample_rate(conf, tmp),
+                     "conf": conf},
+        "extraction": {"chunk_size": chunk_size, "min_chunk_size": min_chunk_size,
+                       "unit": "10 ms frames (waveform models: frames x frame_shift samples)"},
+        "backends": backends, "calibration": calibration, "exports": exports, "files": files,
+    }
+    with atomic_output(os.path.join(tmp, MANIFEST)) as out:
+        json.dump(manifest, out, indent=1)
+        out.write("\n")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp, out_dir)
+    if archive:
+        with atomic_output(out_dir.rstrip("/") + ".tar.gz", "wb") as out, \
+                tarfile.open(fileobj=out, mode="w:gz") as tar:
+            tar.add(out_dir, arcname=os.path.basename(out_dir.rstrip("/")))
+    return manifest
+
+
+def _probe(model, feat_dim: int):
+    import torch
+
+    from pyutils.deploy.export import example_input
+    with torch.inference_mode():
+        return model(example_input(model, feat_dim, frames=200, batch=1))
+
+
+def _sample_rate(conf: Dict[str, str], root: str) -> int:
+    if "mfcc" not in conf:
+        return 16000   # waveform models read 16 kHz audio, as stage 4
+    from pyutils.features.kaldi_conf import read_kaldi_conf
+    return int(read_kaldi_conf(os.path.join(root, conf["mfcc"])).get("sample-frequency", 16000))
+
+
+class Package:
+    """A package directory (or ``.tar.gz``), checked against its manifest."""
+
+    def __init__(self, path: str, verify: bool = True):
+        if path.endswith(".tar.gz") and os.path.isfile(path):
+            path = _unpack(path)
+        self.root = path
+        manifest_path = os.path.join(path, MANIFEST)
+        if not os.path.isfile(manifest_path):
+            raise PackageError(f"{path}: not a model package (no {MANIFEST}); build one with "
+                               f"steps/package_model.sh or ./run.sh --stage 8")
+        with open(manifest_path) as src:
+            self.manifest = json.load(src)
+        if self.manifest.get("format") != FORMAT or \
+                self.manifest.get("format_version", 0) > FORMAT_VERSION:
+            raise PackageError(f"{manifest_path}: format {self.manifest.get('format')} "
+                               f"v{self.manifest.get('format_version')} is not {FORMAT} "
+                               f"v{FORMAT_VERSION} or older")
+        if verify:
+            for rel, info in self.manifest["files"].items():
+                file = os.path.join(path, rel)
+                if not os.path.isfile(file):
+                    raise PackageError(f"{path}: {rel} ({info['what']}) is missing")
+                if sha256(file) != info["sha256"]:
+                    raise PackageError(f"{path}: {rel} does not match its sha256 in {MANIFEST} "
+                                       f"(changed after packaging); rebuild the package")
+        model, extraction = self.manifest["model"], self.manifest["extraction"]
+        self.name = model["name"]
+        self.input_type = model["input_type"]
+        self.sample_rate = int(self.manifest["features"]["sample_rate"])
+        self.backends: List[str] = list(self.manifest["backends"])
+        unit = model["frame_shift"] if self.input_type == "waveform" else 1
+        self.chunk_rows = int(extraction["chunk_size"]) * unit
+        self.min_chunk_rows = int(extraction["min_chunk_size"]) * unit
+
+    def path(self, rel: str) -> str:
+        return os.path.join(self.root, rel)
+
+    def frontend(self, resample: Optional[bool] = None) -> AudioFrontend:
+        conf = {k: self.path(v) for k, v in self.manifest["features"]["conf"].items()}
+        return AudioFrontend(self.input_type, conf.get("mfcc"), conf.get("vad"), conf.get("cmvn"),
+                             conf.get("fbank"), self.sample_rate, resample)
+
+    def embedder(self, runtime: str = "torch", num_threads: int = 1, device: str = "cpu"):
+        """An :class:`~pyutils.deploy.runtime.Embedder` on ``torch`` or ``onnx``."""
+        if runtime == "onnx":
+            if "onnx" not in self.manifest["exports"]:
+                raise PackageError(f"{self.root}: has no ONNX export; rebuild it with export on")
+            from pyutils.deploy.runtime import OnnxEmbedder
+            return OnnxEmbedder(self.path(self.manifest["exports"]["onnx"]["file"]),
+                                self.chunk_rows, self.min_chunk_rows, num_threads, device)
+        if runtime == "torch":
+            from pyutils.deploy.torch_runtime import TorchEmbedder, build_network
+            from pyutils.training import checkpoint
+            return TorchEmbedder(build_network(checkpoint.load(self.path("model.pt"))),
+                                 self.chunk_rows, self.min_chunk_rows, num_threads, device)
+        raise ValueError(f"unknown runtime '{runtime}' (torch or onnx)")
+
+    def backend(self, kind: str):
+        """A scoring back-end (``cosine``, ``plda``) from the package's back-end files."""
+        if kind not in self.backends:
+            raise PackageError(f"{self.root}: back-end '{kind}' is not in the package (it has: "
+                               f"{', '.join(self.backends) or 'none'})")
+        from pyutils.backends.base import load_backend
+        return load_backend(kind, self.path("backend"))
+
+    def calibration(self, kind: str) -> Optional["Calibration"]:
+        rel = self.manifest["calibration"].get(kind)
+        return Calibration.read(self.path(rel)) if rel else None
+
+
+class Calibration:
+    """Score -> LLR (``slope * score + offset``) and the thresholds saved with it."""
+
+    def __init__(self, slope: float, offset: float, prior: float,
+                 thresholds: Dict[str, float]):
+        self.slope, self.offset, self.prior = float(slope), float(offset), float(prior)
+        self.thresholds = {k: float(v) for k, v in thresholds.items()}
+
+    @classmethod
+    def read(cls, path: str) -> "Calibration":
+        """The stage's JSON (``slope``/``offset``) or LinearCalibration's (``weights``/``bias``)."""
+        with open(path) as src:
+            data = json.load(src)
+        try:
+            if "slope" in data:
+                slope, offset = data["slope"], data["offset"]
+            else:
+                (slope,), offset = data["weights"], data["bias"]
+            return cls(slope, offset, data.get("prior", 0.5), data.get("thresholds") or {})
+        except (KeyError, TypeError, ValueError) as err:
+            raise PackageError(f"{path}: not a calibration file ({err!r})") from None
+
+    def llr(self, scores) -> np.ndarray:
+        return self.slope * np.asarray(scores, dtype=np.float64) + self.offset
+
+    def threshold(self, which: str, p_target: float = 0.01) -> float:
+        """The raw-score threshold: a saved one (``eer``, ``min_dcf``: any key that
+        starts so), or ``bayes``: the score whose LLR is ``log((1-p)/p)``."""
+        if which == "bayes":
+            return (math.log((1 - p_target) / p_target) - self.offset) / self.slope
+        keys = [k for k in sorted(self.thresholds) if k == which or k.startswith(which + "_")]
+        if not keys:
+            raise PackageError(f"no '{which}' threshold saved (saved: "
+                               f"{', '.join(sorted(self.thresholds)) or 'none'})")
+        return self.thresholds[keys[0]]
+
+
+def _unpack(archive: str) -> str:
+    """Unpack a package archive once beside itself (``<name>.tar.gz`` -> ``<name>/``)."""
+    target = archive[:-len(".tar.gz")] + ".unpacked"
+    if not os.path.isdir(target):
+        tmp = target + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")
+        os.replace(tmp, target)
+    inner = [d for d in os.listdir(target) if os.path.isdir(os.path.join(target, d))]
+    return os.path.join(target, inner[0]) if len(inner) == 1 else target
