@@ -277,3 +277,25 @@ def test_init_from_refuses_another_architecture(tmp_path):
                      str(tmp_path / "moco" / "final.pt"), MODEL, 20)
     with pytest.raises(ValueError, match="no checkpoint"):
         init_encoder(other, str(tmp_path / "nothing.pt"), MODEL, 30)
+
+
+@pytest.mark.slow     # two torchrun processes (gloo): ~40 s on the shared CPU
+@pytest.mark.parametrize("method", ["moco", "dino"])
+def test_torchrun_two_processes_share_keys_and_centre(tmp_path, method):
+    data = make_audio_dir(tmp_path / "data")
+    config = write_config(tmp_path / "c.yaml", method, ssl__queue_size=32) if method == "moco" \
+        else write_config(tmp_path / "c.yaml", method)
+    exp = tmp_path / "exp"
+    run = subprocess.run(["steps/train.sh", "--nproc-per-node", "2", config, str(data), str(exp)],
+                         cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True,
+                         text=True)
+    assert run.returncode == 0, run.stderr + (exp / "log" / "train.log").read_text()
+    assert json.loads((exp / "train_summary.json").read_text())["processes"] == 2
+    state = checkpoint.load(str(exp / "models" / "epoch_2.pt"))["ssl_state"]
+    if method == "moco":
+        # 2 epochs x 2 steps x the GLOBAL batch of 4 keys (2 per rank, gathered) = 16
+        assert int(state["queue_ptr"]) == 16
+        assert torch.allclose(state["queue"].norm(dim=0), torch.ones(32), atol=1e-5)
+    else:
+        assert state["loss.center"].abs().sum() > 0
+    load_embedding_model(str(exp / "final.pt"))

@@ -25,6 +25,7 @@ of processes or loader threads see the same views.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -122,23 +123,33 @@ class ViewSource:
     def __len__(self) -> int:
         return len(self.utts)
 
-    def _load(self, data_dir: str) -> None:
+    def _load(self, data_dir: str, threads: int = 2) -> None:
+        """Read every utterance (``threads`` at a time: wav.scp pipes are processes)."""
         data = DataDir(data_dir)
-        reader = AudioReader(data, expected_rate=None if self.computer else self.rate)
-        for utt in progress(unlabelled_utts(data), desc=f"loading {data_dir}", unit="utt"):
-            samples, rate = reader.read(utt)
+        utts = unlabelled_utts(data)
+        expected = None if self.computer else self.rate
+
+        def read(utt):
+            return AudioReader(data, expected_rate=expected).read(utt)
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            audio = progress(pool.map(read, utts), total=len(utts), desc=f"loading {data_dir}",
+                             unit="utt")
+            for utt, (samples, rate) in zip(utts, audio):
+                self._add(data_dir, utt, samples, rate)
+
+    def _add(self, data_dir: str, utt: str, samples: np.ndarray, rate: int) -> None:
+        if self.computer is not None:
+            samples = self.computer.prepare_waveform(samples, rate)
+        for k, factor in enumerate(self.speeds):
+            audio = speed_perturb(samples, factor).astype(np.float32)
+            self.audio[k].append(audio)
             if self.computer is not None:
-                samples = self.computer.prepare_waveform(samples, rate)
-            for k, factor in enumerate(self.speeds):
-                audio = speed_perturb(samples, factor).astype(np.float32)
-                self.audio[k].append(audio)
-                if self.computer is not None:
-                    mask = compute_vad_energy(
-                        self.vad_mfcc.compute(audio.astype(np.float64), np.random.default_rng(0)),
-                        **self.vad_options)
-                    self.vad[k].append(mask)
-                    self.voiced[k].append(np.flatnonzero(mask))
-            self.utts.append((data_dir, utt))
+                mask = compute_vad_energy(
+                    self.vad_mfcc.compute(audio.astype(np.float64), np.random.default_rng(0)),
+                    **self.vad_options)
+                self.vad[k].append(mask)
+                self.voiced[k].append(np.flatnonzero(mask))
+        self.utts.append((data_dir, utt))
 
     def _speed(self, rng: np.random.Generator) -> int:
         draw, pick = rng.random(), int(rng.integers(1, max(2, len(self.speeds))))
