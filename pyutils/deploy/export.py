@@ -76,7 +76,8 @@ def export_torchscript(model: torch.nn.Module, path: str, feat_dim: int) -> None
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(model, example_input(model, feat_dim, batch=1),
                                  check_trace=False)
-    with atomic_output(path, "wb") as out:
+    with atomic_output(path, "wb") as out, warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # torch.jit's deprecation notice
         torch.jit.save(traced, out)
 
 
@@ -96,7 +97,9 @@ def check_export(model: torch.nn.Module, feat_dim: int, onnx_path: str = None,
     if onnx_path:
         runners["onnx"] = OnnxEmbedder(onnx_path).forward
     if torchscript_path:
-        scripted = torch.jit.load(torchscript_path, map_location="cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scripted = torch.jit.load(torchscript_path, map_location="cpu")
         runners["torchscript"] = lambda x: scripted(torch.from_numpy(x)).numpy()
     for length in lengths:
         x = example_input(model, feat_dim, frames=length, seed=length).numpy()

@@ -80,12 +80,13 @@ def build_package(model_path: str, out_dir: str, mfcc_conf: str, vad_conf: str,
                   cmvn_conf: str, fbank_conf: Optional[str] = None,
                   backend_dir: Optional[str] = None, calibration_dir: Optional[str] = None,
                   export: bool = True, chunk_size: int = 10000, min_chunk_size: int = 25,
-                  archive: bool = False) -> dict:
+                  archive: bool = False, cosine_mean: str = "train") -> dict:
     """Write the package of ``model_path`` (a final.pt) to ``out_dir``; return the manifest.
 
     The directory is assembled beside ``out_dir`` and renamed into place, so a
     package that exists is complete.  ``fbank_conf`` is used when the training
-    config's ``features.type`` is fbank (VAD still comes from the MFCC).
+    config's ``features.type`` is fbank (VAD still comes from the MFCC);
+    ``cosine_mean`` is conf/backend.conf's (``train``: centre by mean.vec).
     """
     import torch
     import yaml
@@ -172,7 +173,8 @@ def build_package(model_path: str, out_dir: str, mfcc_conf: str, vad_conf: str,
                      "conf": conf},
         "extraction": {"chunk_size": chunk_size, "min_chunk_size": min_chunk_size,
                        "unit": "10 ms frames (waveform models: frames x frame_shift samples)"},
-        "backends": backends, "calibration": calibration, "exports": exports, "files": files,
+        "backends": backends, "scoring": {"cosine_mean": cosine_mean},
+        "calibration": calibration, "exports": exports, "files": files,
     }
     with atomic_output(os.path.join(tmp, MANIFEST)) as out:
         json.dump(manifest, out, indent=1)
@@ -265,7 +267,9 @@ class Package:
             raise PackageError(f"{self.root}: back-end '{kind}' is not in the package (it has: "
                                f"{', '.join(self.backends) or 'none'})")
         from pyutils.backends.base import load_backend
-        return load_backend(kind, self.path("backend"))
+        options = self.manifest.get("scoring", {})
+        return load_backend(kind, self.path("backend"), cosine_mean=options.get("cosine_mean",
+                                                                                "train"))
 
     def calibration(self, kind: str) -> Optional["Calibration"]:
         rel = self.manifest["calibration"].get(kind)
@@ -282,14 +286,15 @@ class Calibration:
 
     @classmethod
     def read(cls, path: str) -> "Calibration":
-        """The stage's JSON (``slope``/``offset``) or LinearCalibration's (``weights``/``bias``)."""
+        """A calibration JSON: ``slope`` or a one-element ``weights``, and ``offset``
+        or ``bias`` (steps/calibrate.sh's and LinearCalibration's files)."""
         with open(path) as src:
             data = json.load(src)
         try:
-            if "slope" in data:
-                slope, offset = data["slope"], data["offset"]
-            else:
-                (slope,), offset = data["weights"], data["bias"]
+            slope = data["slope"] if "slope" in data else data["weights"]
+            if isinstance(slope, list):
+                (slope,) = slope
+            offset = data["offset"] if "offset" in data else data["bias"]
             return cls(slope, offset, data.get("prior", 0.5), data.get("thresholds") or {})
         except (KeyError, TypeError, ValueError) as err:
             raise PackageError(f"{path}: not a calibration file ({err!r})") from None

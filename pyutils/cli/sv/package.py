@@ -23,6 +23,8 @@ def add_parser(parser) -> None:
                         help="fbank models (default: the training config's features.conf)")
     parser.add_argument("--vad-config", default="conf/vad.conf")
     parser.add_argument("--cmvn-config", default="conf/cmvn.conf")
+    parser.add_argument("--cosine-mean", choices=("train", "none"), default="train",
+                        help="conf/backend.conf's cosine centring (train: subtract mean.vec)")
     parser.add_argument("--chunk-size", type=int, default=10000)
     parser.add_argument("--min-chunk-size", type=int, default=25)
     parser.add_argument("--no-export", dest="export", action="store_false",
@@ -40,7 +42,7 @@ def run(args) -> int:
         manifest = build_package(args.model, args.out_dir, args.mfcc_config, args.vad_config,
                                  args.cmvn_config, args.fbank_config, args.backend_dir,
                                  args.calibration_dir, args.export, args.chunk_size,
-                                 args.min_chunk_size, args.archive)
+                                 args.min_chunk_size, args.archive, args.cosine_mean)
     except (OSError, ValueError, KeyError) as err:
         raise SvError(str(err)) from None
     exports = ", ".join(f"{k} (cosine to PyTorch >= {v['min_cosine_to_pytorch']:.6f})"

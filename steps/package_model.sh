@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Package a trained model for use outside the recipe (the sv command): its weights,
+# the feature configs it was trained with, the back-end (mean, LDA, PLDA), the
+# calibration and thresholds (when stage 6 made them), ONNX and TorchScript exports
+# checked against PyTorch, and manifest.json (what each file is, its sha256, versions).
+set -euo pipefail
+cmd=utils/run.py
+mfcc_config=conf/mfcc.conf
+fbank_config=       # fbank models: their features.conf (default: the training config's)
+vad_config=conf/vad.conf
+cmvn_config=conf/cmvn.conf
+backend_dir=        # default: <model-dir>/backend
+calibration_dir=    # <backend>.json calibrations (default: <model-dir>/calibration; none: uncalibrated)
+cosine_mean=train   # conf/backend.conf's: train (centre by mean.vec) | none (Kaldi's cosine)
+export=true         # false: no ONNX / TorchScript (sv --runtime torch only)
+archive=false       # true: also <package-dir>.tar.gz
+help_message="Usage: $0 [--cmd CMD] [--mfcc-config F] [--fbank-config F] [--vad-config F] [--cmvn-config F]
+  [--backend-dir DIR] [--calibration-dir DIR] [--cosine-mean train|none] [--export true|false]
+  [--archive true|false] <model-dir> <package-dir>
+<model-dir> holds final.pt (stage 3) and backend/ (stage 5); <package-dir> is usually <model-dir>/package."
+[ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"
+. utils/parse_options.sh
+[ $# -eq 2 ] || { echo -e "$help_message" 1>&2; exit 1; }
+model_dir=$1 pkg=$2
+backend_dir=${backend_dir:-$model_dir/backend}
+calibration_dir=${calibration_dir:-$model_dir/calibration}
+for f in "$model_dir/final.pt" "$backend_dir/mean.vec"; do
+  [ -f "$f" ] || { echo "$0: no $f (train the model and its back-end first: run.sh stages 3-5)" 1>&2; exit 1; }
+done
+opts=(--model "$model_dir/final.pt" --backend-dir "$backend_dir" --mfcc-config "$mfcc_config"
+      --vad-config "$vad_config" --cmvn-config "$cmvn_config" --cosine-mean "$cosine_mean")
+[ -n "$fbank_config" ] && opts+=(--fbank-config "$fbank_config")
+[ -d "$calibration_dir" ] && opts+=(--calibration-dir "$calibration_dir")
+[ "$export" = true ] || opts+=(--no-export)
+[ "$archive" = true ] && opts+=(--archive)
+# upstream markers (training, back-end, each calibration) change whenever those stages reran
+calibrations=()
+[ -d "$calibration_dir" ] && calibrations=($(ls "$calibration_dir"/*.json "$calibration_dir"/*.done 2>/dev/null || true))
+stamp=("$model_dir/final.pt" "$model_dir/.done" "$backend_dir/.stamp" "$mfcc_config" "$vad_config"
+       "$cmvn_config" "${fbank_config:-none}" "${calibrations[@]}" "${opts[*]}" "$pkg/manifest.json")
+if python -m pyutils.cli.stamp check "$pkg.done" "${stamp[@]}"; then
+  echo "$0: $pkg is up to date"; exit 0
+fi
+mkdir -p "$model_dir/log"
+echo "$0: packaging $model_dir into $pkg (ONNX/TorchScript export: $export); log in $model_dir/log/package.log"
+$cmd "$model_dir/log/package.log" python -m pyutils.cli.sv package "${opts[@]}" "$pkg"
+python -m pyutils.cli.stamp write "$pkg.done" "${stamp[@]}"
+echo "$0: $pkg: $(python -c 'import json,sys; m=json.load(open(sys.argv[1])); print(m["model"]["name"], "| back-ends:", " ".join(m["backends"]) or "none", "| calibrated:", " ".join(m["calibration"]) or "none", "| exports:", " ".join(m["exports"]) or "none")' "$pkg/manifest.json")"

@@ -1,0 +1,205 @@
+"""The model package, TorchScript/ONNX export and the torch-free ONNX Runtime path."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from deploy_helpers import CONF, asc_clip, build_tiny_package, tiny_model_dir
+
+
+def cosine(a, b):
+    a, b = np.ravel(a), np.ravel(b)
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory):
+    return build_tiny_package(str(tmp_path_factory.mktemp("pkg")))
+
+
+def test_manifest_describes_and_hashes_every_file(package):
+    """Every file of the package is listed with what it is and its sha256, and
+    nothing else is there; the model facts are those of the checkpoint."""
+    from pyutils.deploy.package import Package, sha256
+    manifest = json.load(open(os.path.join(package, "manifest.json")))
+    on_disk = {os.path.relpath(os.path.join(d, f), package)
+               for d, _, names in os.walk(package) for f in names} - {"manifest.json"}
+    assert on_disk == set(manifest["files"])
+    assert {"model.pt", "embedding.onnx", "embedding.ts", "conf/mfcc.conf", "conf/vad.conf",
+            "conf/cmvn.conf", "backend/mean.vec", "backend/lda.mat", "backend/plda",
+            "calibration/cosine.json", "config.yaml"} == on_disk
+    for rel, info in manifest["files"].items():
+        assert info["sha256"] == sha256(os.path.join(package, rel)) and info["what"]
+    assert manifest["model"]["input_type"] == "feats" and manifest["model"]["embed_dim"] == 16
+    assert manifest["features"] == {"type": "mfcc", "sample_rate": 16000, "conf": {
+        "mfcc": "conf/mfcc.conf", "vad": "conf/vad.conf", "cmvn": "conf/cmvn.conf"}}
+    assert manifest["backends"] == ["cosine", "plda"]
+    assert manifest["versions"]["torch"] and manifest["versions"]["onnxruntime"]
+    assert manifest["exports"]["onnx"]["min_cosine_to_pytorch"] > 0.9999
+    pkg = Package(package)
+    assert pkg.calibration("cosine").llr([0.5, 1.0]).tolist() == [0.0, 5.0]
+    assert pkg.calibration("plda") is None
+
+
+def test_changed_or_missing_file_is_refused(package, tmp_path):
+    from pyutils.deploy.package import Package, PackageError
+    copy = str(tmp_path / "copy")
+    shutil.copytree(package, copy)
+    with open(os.path.join(copy, "backend", "mean.vec"), "a") as out:
+        out.write(" ")
+    with pytest.raises(PackageError, match=r"backend/mean.vec does not match its sha256"):
+        Package(copy)
+    os.unlink(os.path.join(copy, "conf", "vad.conf"))
+    with pytest.raises(PackageError, match=r"conf/vad.conf .* is missing"):
+        Package(copy, verify=True)
+    with pytest.raises(PackageError, match="not a model package"):
+        Package(str(tmp_path))
+
+
+def test_archive_loads_like_the_directory(tmp_path):
+    from pyutils.deploy.package import Package, build_package
+    model_dir = tiny_model_dir(str(tmp_path / "m"))
+    out = str(tmp_path / "pkg")
+    build_package(os.path.join(model_dir, "final.pt"), out, os.path.join(CONF, "mfcc.conf"),
+                  os.path.join(CONF, "vad.conf"), os.path.join(CONF, "cmvn.conf"),
+                  backend_dir=os.path.join(model_dir, "backend"), export=False, archive=True)
+    shutil.rmtree(out)
+    pkg = Package(out + ".tar.gz")
+    assert pkg.name == "xvector" and pkg.backends == ["cosine", "plda"]
+    assert pkg.manifest["exports"] == {} and pkg.manifest["calibration"] == {}
+
+
+# Each network at reduced width/depth (same layer types): export cost grows with depth.
+SMALL = {
+    "xvector": ({"frame_dims": [64, 64, 64, 64, 128], "embed_dim": 32}, "mfcc"),
+    "resnet34": ({"m_channels": 8, "embed_dim": 32}, "fbank"),
+    "ecapa_c512": ({"embed_dim": 32}, "fbank"),
+    "wav2spk": ({"embed_dim": 32}, "waveform"),
+    "campplus": ({"growth_rate": 8, "init_channels": 32, "embed_dim": 32,
+                  "blocks": [[2, 3, 1], [2, 3, 2], [2, 3, 2]]}, "fbank"),
+    "eres2net": ({"m_channels": 8, "num_blocks": [1, 1, 1, 1], "embed_dim": 32}, "fbank"),
+}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n == "xvector" else pytest.mark.slow)
+                                  for n in SMALL])
+def test_onnx_and_torchscript_match_pytorch_on_asc_audio(name, asc_root, tmp_path):
+    """ONNX Runtime and TorchScript embeddings of real ASC speech (a 1 s clip and 3 s
+    of three clips: two lengths, neither the export's) agree with PyTorch to cosine > 0.9999."""
+    import torch
+
+    from pyutils.deploy.export import export_all
+    from pyutils.deploy.frontend import AudioFrontend
+    from pyutils.deploy.runtime import OnnxEmbedder
+    from pyutils.deploy.torch_runtime import TorchEmbedder
+    from pyutils.models import build_model
+    config, features = SMALL[name]
+    feat_dim = {"mfcc": 30, "fbank": 80, "waveform": None}[features]
+    torch.manual_seed(1)
+    model = build_model(name, feat_dim=feat_dim, **config).eval()
+    paths, worst = export_all(model, feat_dim, str(tmp_path))
+    assert min(worst.values()) > 0.9999
+    if features == "waveform":
+        frontend = AudioFrontend("waveform")
+    else:
+        frontend = AudioFrontend("feats", os.path.join(CONF, "mfcc.conf"),
+                                 os.path.join(CONF, "vad.conf"), os.path.join(CONF, "cmvn.conf"),
+                                 os.path.join(CONF, "fbank.conf") if features == "fbank" else None)
+    clips = [frontend.read(asc_clip(asc_root, 21, k)) for k in ("backward", "cancel", "close")]
+    one = frontend.network_input(*clips[0], "u1")
+    three = frontend.network_input(np.concatenate([c[0] for c in clips]), 16000, "u3")
+    assert one.shape[0] != three.shape[0]
+    unit = int(model.frame_shift) if features == "waveform" else 1
+    reference = TorchEmbedder(model, 10000 * unit, 25 * unit)
+    onnx = OnnxEmbedder(paths["onnx"], 10000 * unit, 25 * unit)
+    scripted = torch.jit.load(paths["torchscript"])
+    for x in (one, three):
+        expected = reference.embed(x)
+        assert cosine(onnx.embed(x), expected) > 0.9999
+        with torch.inference_mode():
+            assert cosine(scripted(torch.from_numpy(x)[None]).numpy(), expected) > 0.9999
+
+
+def test_sv_embed_of_a_wav_scp_reproduces_the_recipe(package, asc_root, tmp_path):
+    """`sv embed data/wav.scp` gives the embeddings of stages 1 + 4 (MFCC with the
+    utterance-seeded dither, VAD, sliding CMN, voiced frames, extraction)."""
+    from pyutils.backends.embeddings import load_embeddings
+    from pyutils.cli import compute_mfcc_vad
+    from pyutils.extraction.extract import extract
+    from pyutils.features.pipeline import cmn_options
+    data = tmp_path / "data"
+    data.mkdir()
+    utts = {f"spk21-u{i}": asc_clip(asc_root, 21, k) for i, k in enumerate(("backward", "cancel"))}
+    (data / "wav.scp").write_text("".join(f"{u} {p}\n" for u, p in utts.items()))
+    (data / "utt2spk").write_text("".join(f"{u} spk21\n" for u in utts))
+    compute_mfcc_vad.compute(str(data), os.path.join(CONF, "mfcc.conf"),
+                             os.path.join(CONF, "vad.conf"), str(tmp_path / "feats"),
+                             str(tmp_path / "vad"))
+    extract(os.path.join(package, "model.pt"), str(tmp_path / "feats.scp"),
+            str(tmp_path / "vad.scp"), str(tmp_path / "rec.ark"), str(tmp_path / "rec.scp"),
+            cmn_options(os.path.join(CONF, "cmvn.conf")))
+    result = subprocess.run([sys.executable, "-m", "pyutils.cli", "embed", "-p", package, "-q",
+                             str(data / "wav.scp"), "-o", str(tmp_path / "sv.ark")],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    recipe, sv = load_embeddings(str(tmp_path / "rec.scp")), load_embeddings(str(tmp_path / "sv.scp"))
+    assert sorted(sv) == sorted(utts)
+    for utt in utts:
+        np.testing.assert_allclose(sv[utt], recipe[utt], rtol=1e-5, atol=1e-6)
+
+
+def test_onnx_runtime_path_needs_no_torch(package, asc_root, tmp_path):
+    """`sv embed --runtime onnx` runs in a process where `import torch` fails
+    (a sitecustomize that blocks it), and gives PyTorch's embeddings."""
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class _Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch' or name.startswith('torch.'):\n"
+        "            raise ImportError('torch is blocked in this test')\n"
+        "sys.meta_path.insert(0, _Block())\n")
+    env = dict(os.environ, PYTHONPATH=f"{shim}{os.pathsep}{ROOT}")
+    blocked = subprocess.run([sys.executable, "-c", "import torch"], env=env,
+                             capture_output=True, text=True)
+    assert "torch is blocked" in blocked.stderr
+    clips = [asc_clip(asc_root, 21), asc_clip(asc_root, 25, "close")]
+    outputs = {}
+    for runtime, run_env in (("onnx", env), ("torch", None)):
+        out = str(tmp_path / f"{runtime}.npy")
+        result = subprocess.run([sys.executable, "-m", "pyutils.cli", "embed", "-p", package,
+                                 "--runtime", runtime, *clips, "-o", out], cwd=ROOT, env=run_env,
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        outputs[runtime] = np.load(out)
+    assert outputs["onnx"].shape == (2, 16)
+    for a, b in zip(outputs["onnx"], outputs["torch"]):
+        assert cosine(a, b) > 0.9999
+
+
+def test_batched_embedding_equals_one_at_a_time():
+    """Equal-length inputs share a forward pass with the same results (float rounding)."""
+    from pyutils.deploy.runtime import Embedder
+
+    class Mean(Embedder):
+        calls = 0
+
+        def forward(self, batch):
+            Mean.calls += 1
+            return np.concatenate([batch.mean(axis=1), batch.std(axis=1)], axis=1)
+
+    rng = np.random.default_rng(0)
+    inputs = [rng.normal(size=(n, 3)).astype(np.float32) for n in (40, 40, 7, 40, 12000)]
+    embedder = Mean(chunk_size=10000, min_chunk_size=25)
+    batched = embedder.embed_many(inputs, batch_size=8)
+    calls = Mean.calls
+    single = [embedder.embed(x) for x in inputs]
+    assert calls == 1 + 1 + 2   # three 40-row inputs at once, the 7 padded, 12000 in 2 chunks
+    for a, b in zip(batched, single):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
