@@ -161,24 +161,34 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
     "$backend_train" "$train" "$dir/backend"
 fi
 
-# Stage 6: score the trials with each back-end (and each again with AS-norm).
+# Stage 6: score the trials with each back-end, raw and after each of $score_norms;
+# calibrate each system on trials over the training utterances (eval LLRs beside).
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
+  cohort=$dir/embeddings_train/xvector.scp
+  [ "$score_norm_cohort" = speakers ] && cohort=$dir/embeddings_train/spk_xvector.scp
+  cal_trials=${calibration_trials:-$dir/calibration/trials}
+  [ -n "$calibration_trials" ] || steps/make_trials.sh --max-trials $calibration_max_trials \
+    "$dir/embeddings_train" "$train" "$cal_trials"
   for backend in $backends; do
-    steps/score_trials.sh --cmd "$cpu_cmd" --backend $backend "$dir/backend" \
-      "$dir/embeddings_eval" "$eval/trials" "$dir/scores/$backend"
-    if [ "$score_norm" = asnorm ]; then
-      steps/score_trials.sh --cmd "$cpu_cmd" --backend $backend \
-        --cohort-scp "$dir/embeddings_train/xvector.scp" --top-k $asnorm_top_k \
-        "$dir/backend" "$dir/embeddings_eval" "$eval/trials" "$dir/scores/${backend}_asnorm"
-    fi
+    for norm in none $score_norms; do
+      system=$backend opts=(--backend $backend --cosine-mean $cosine_mean)
+      if [ $norm != none ]; then
+        system=${backend}_$norm opts+=(--cohort-scp "$cohort" --norm $norm --top-k $asnorm_top_k)
+      fi
+      steps/score_trials.sh --cmd "$cpu_cmd" "${opts[@]}" "$dir/backend" \
+        "$dir/embeddings_eval" "$eval/trials" "$dir/scores/$system"
+      steps/score_trials.sh --cmd "$cpu_cmd" "${opts[@]}" "$dir/backend" \
+        "$dir/embeddings_train" "$cal_trials" "$dir/calibration/$system"
+      steps/calibrate.sh --cmd "$cpu_cmd" --prior $calibration_prior --system $system "$cal_trials" \
+        "$dir/calibration/$system" "$dir/scores/$system" "$dir/calibration/$system.json"
+    done
   done
 fi
 
-# Stage 7: EER and minDCF per back-end, DET curve, results table; then the
-# table comparing every system trained under $exp.
+# Stage 7: EER, minDCF, Cllr per back-end with speaker-bootstrap CIs, DET curve,
+# results table; then the table and DET plot of every system trained under $exp.
 if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
-  scored=$backends
-  [ "$score_norm" = asnorm ] && scored=$(for b in $backends; do echo -n "$b ${b}_asnorm "; done)
+  scored=$(for b in $backends; do echo -n "$b "; for n in $score_norms; do echo -n "${b}_$n "; done; done)
   steps/compute_metrics.sh --system "$model" --backends "$scored" \
     "$eval/trials" "$dir/scores" "$dir"
   cat "$dir/results.md"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # EER (Kaldi compute-eer) and minDCF at p_target 0.01 and 0.001
-# (sid/compute_min_dcf.py, C_miss = C_fa = 1) per back-end; a DET curve and
-# <dir>/results.md with one row per back-end.
+# (sid/compute_min_dcf.py, C_miss = C_fa = 1) per back-end; minCllr, and Cllr and
+# the actual DCF of <scores-dir>/<backend>/llr where stage 6 calibrated it; a DET
+# curve and <dir>/results.md with one row per back-end.
 set -euo pipefail
 system=xvector
 backends="cosine plda"
@@ -11,8 +12,12 @@ help_message="Usage: $0 [--system NAME] [--backends LIST] <trials> <scores-dir> 
 [ $# -eq 3 ] || { echo -e "$help_message" 1>&2; exit 1; }
 trials=$1 scores=$2 dir=$3
 
-args=()
-for b in $backends; do args+=("$b=$scores/$b/scores"); done
+args=() llrs=()
+for b in $backends; do
+  args+=("$b=$scores/$b/scores")
+  [ -f "$scores/$b/llr" ] && llrs+=("$b=$scores/$b/llr")
+done
+[ ${#llrs[@]} -gt 0 ] && args+=(--llr "${llrs[@]}")
 mkdir -p "$dir/log"
 # Speaker-bootstrap 95% CIs and minCllr when the eval utt2spk is beside the trials.
 [ -f "$(dirname "$trials")/utt2spk" ] && args+=(--utt2spk "$(dirname "$trials")/utt2spk")

@@ -170,3 +170,34 @@ def test_compute_metrics_cli_adds_speaker_bootstrap_ci(tmp_path):
     assert low <= row["eer"] <= high and low < high
     assert row["min_cllr"] == pytest.approx(min_cllr(np.round(scores, 6), labels))
     assert "95% CI" in md.read_text()
+
+
+def test_compute_metrics_cli_cllr_and_actual_dcf_of_llrs(tmp_path, capsys):
+    import json
+
+    from pyutils.cli import compute_metrics
+    rng = np.random.default_rng(6)
+    scores, labels, spk = _simulate(rng, 6, 30)
+    pairs = [(f"s{s}-u{i}", f"t{i}") for i, s in enumerate(spk)]
+    (tmp_path / "trials").write_text("".join(
+        f"{a} {b} {'target' if l else 'nontarget'}\n" for (a, b), l in zip(pairs, labels)))
+    (tmp_path / "scores").write_text("".join(f"{a} {b} {s:.6f}\n"
+                                             for (a, b), s in zip(pairs, scores)))
+    llrs = 3.0 * np.round(scores, 6) - 1.0
+    (tmp_path / "llr").write_text("".join(f"{a} {b} {x!r}\n"
+                                          for (a, b), x in zip(pairs, llrs.tolist())))
+    md = tmp_path / "results.md"
+    args = ["--trials", str(tmp_path / "trials"), "--scores", f"cosine={tmp_path / 'scores'}",
+            f"plda={tmp_path / 'scores'}", "--det-png", str(tmp_path / "det.png"),
+            "--results-md", str(md), "--system", "x"]
+    assert compute_metrics.main(args + ["--llr", f"cosine={tmp_path / 'llr'}"]) == 0
+    rows = json.loads((tmp_path / "results.json").read_text())
+    assert rows[0]["cllr"] == pytest.approx(cllr(llrs, labels))
+    assert rows[0]["act_dcf_0.01"] == pytest.approx(actual_dcf(llrs, labels, 0.01))
+    assert "cllr" not in rows[1] and rows[1]["min_cllr"] == pytest.approx(rows[0]["min_cllr"])
+    assert rows[0]["scores_path"] == str(tmp_path / "scores")
+    text = md.read_text()
+    assert f"| cosine | - | - | {rows[0]['min_cllr']:.3f} | {rows[0]['cllr']:.3f} | " in text
+    assert f"| plda | - | - | {rows[1]['min_cllr']:.3f} | - | - |" in text
+    assert compute_metrics.main(args + ["--llr", f"lsa={tmp_path / 'llr'}"]) == 1
+    assert "--llr name 'lsa' is not a --scores name" in capsys.readouterr().err

@@ -232,10 +232,23 @@ def test_compare_systems_joins_results_and_training_summaries(tmp_path, capsys):
     eer = 100 * evaluate(scores, trials)["eer"]
     lines = out.read_text().splitlines()
     assert len(lines) == 4
-    assert lines[2].startswith(f"| ecapa | fbank | aam | cosine | {eer:.3f} |")
+    rows = json.loads((tmp_path / "exp" / "ecapa" / "results.json").read_text())
+    assert lines[2].startswith(f"| ecapa | fbank | aam | cosine | {eer:.3f} | - |")
+    assert f"| {rows[0]['min_cllr']:.3f} | - |" in lines[2]     # minCllr; no LLRs: no Cllr
     assert lines[2].endswith("| 6,191,104 | 12,288 | 20.5 | 10.0 |")
     assert lines[3].startswith(f"| tdnn | - | - | cosine | {eer:.3f} |")
     assert lines[3].endswith("| - | - | - | - |")
+    assert (tmp_path / "exp" / "det_all.png").stat().st_size > 1000
+    all_rows = [r for d in dirs if "mfcc" not in d for r in compare_systems.system_rows(d)]
+    assert compare_systems.plot_all(all_rows, str(tmp_path / "d.png")) == 2   # a curve per row
+    all_rows[0]["scores_path"] = str(tmp_path / "gone")
+    assert compare_systems.plot_all(all_rows, str(tmp_path / "d.png")) == 1
+    # a row with a CI and a Cllr shows them
+    rows[0].update({"eer_ci": [0.1, 0.25], "cllr": 0.75})
+    (tmp_path / "exp" / "ecapa" / "results.json").write_text(json.dumps(rows))
+    assert compare_systems.main(["--out", str(out)] + dirs) == 0
+    assert "| 10.00-25.00 |" in out.read_text().splitlines()[2]
+    assert "| 0.750 |" in out.read_text().splitlines()[2]
     assert compare_systems.main(["--out", str(out), str(tmp_path / "exp" / "mfcc")]) == 1
 
 

@@ -1,11 +1,14 @@
-"""One table comparing every trained system x back-end of an experiment dir.
+"""One table and one DET plot comparing every trained system x back-end of an experiment dir.
 
     python -m pyutils.cli.compare_systems --out exp/asc/results.md exp/asc/*/
 
 Reads each system dir's ``results.json`` (stage 7) and ``train_summary.json``
-(stage 3) and writes a Markdown table: EER, minDCF, parameters, training
-chunks, training time and chunks/s per system and back-end.  Dirs without
-``results.json`` (unfinished systems, feature dirs) are listed as skipped.
+(stage 3) and writes a Markdown table: EER with its speaker-bootstrap 95 %
+interval, minDCF, minCllr and Cllr (of the calibrated LLRs), parameters,
+training chunks, training time and chunks/s per system and back-end; and
+``det_all.png`` beside it (``--det-png``), one DET curve per system and
+back-end, from the score files the rows name.  Dirs without ``results.json``
+(unfinished systems, feature dirs) are listed as skipped.
 """
 from __future__ import annotations
 
@@ -16,13 +19,14 @@ import os
 import sys
 from typing import List
 
-from pyutils.utils.fileio import atomic_output
+from pyutils.utils.fileio import TableError, atomic_output
 
 log = logging.getLogger("compare_systems")
 
-HEADER = ("| system | input | loss | backend | EER (%) | minDCF (p=0.01) | minDCF (p=0.001) "
-          "| parameters | training chunks | training time (min) | chunks/s |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|\n")
+HEADER = ("| system | input | loss | backend | EER (%) | EER 95% CI | minDCF (p=0.01) "
+          "| minDCF (p=0.001) | minCllr | Cllr | parameters | training chunks "
+          "| training time (min) | chunks/s |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 
 
 def _read_json(path: str):
@@ -53,16 +57,42 @@ def _cell(value, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
+def _interval(value) -> str:
+    return "-" if not value else f"{100 * value[0]:.2f}-{100 * value[1]:.2f}"
+
+
 def format_table(rows: List[dict]) -> str:
     lines = []
     for row in rows:
         minutes = None if row["train_seconds"] is None else row["train_seconds"] / 60.0
         lines.append(
             f"| {row['system']} | {row['input']} | {row['loss'] or '-'} | {row['backend']} "
-            f"| {100 * row['eer']:.3f} | {row['min_dcf_0.01']:.4f} | {row['min_dcf_0.001']:.4f} "
+            f"| {100 * row['eer']:.3f} | {_interval(row.get('eer_ci'))} "
+            f"| {row['min_dcf_0.01']:.4f} | {row['min_dcf_0.001']:.4f} "
+            f"| {_cell(row.get('min_cllr'), '.3f')} | {_cell(row.get('cllr'), '.3f')} "
             f"| {_cell(row['parameters'], ',d')} | {_cell(row['chunks'], ',d')} "
             f"| {_cell(minutes, '.1f')} | {_cell(row['chunks_per_s'], '.1f')} |\n")
     return HEADER + "".join(lines)
+
+
+def plot_all(rows: List[dict], path: str) -> int:
+    """``det_all.png``: one DET curve per row whose score and trial files exist."""
+    from pyutils.metrics.det import plot_det
+    from pyutils.metrics.results import TrialList
+
+    curves, trial_lists = {}, {}
+    for row in rows:
+        scores, trials = row.get("scores_path"), row.get("trials_path")
+        if not (scores and trials and os.path.isfile(scores) and os.path.isfile(trials)):
+            log.info("%s %s: no score file recorded or found; not in %s", row["system"],
+                     row["backend"], path)
+            continue
+        if trials not in trial_lists:
+            trial_lists[trials] = TrialList(trials)
+        curves[f"{row['system']} {row['backend']}"] = trial_lists[trials].join(scores)
+    if curves:
+        plot_det(curves, path)
+    return len(curves)
 
 
 def main(argv=None) -> int:
@@ -70,6 +100,8 @@ def main(argv=None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="the comparison table (Markdown)")
+    parser.add_argument("--det-png", help="DET plot of every row (default: det_all.png "
+                                          "beside --out)")
     parser.add_argument("system_dirs", nargs="+")
     args = parser.parse_args(argv)
     rows: List[dict] = []
@@ -84,7 +116,10 @@ def main(argv=None) -> int:
         text = format_table(rows)
         with atomic_output(args.out) as out:
             out.write(text)
-    except (OSError, ValueError, KeyError) as err:
+        det = args.det_png or os.path.join(os.path.dirname(os.path.abspath(args.out)),
+                                           "det_all.png")
+        log.info("%d DET curves in %s", plot_all(rows, det), det)
+    except (OSError, ValueError, KeyError, TableError) as err:
         print(f"compare_systems: error: {err}", file=sys.stderr)
         return 1
     sys.stdout.write(text)

@@ -1,7 +1,9 @@
 """EER and minDCF (p=0.01, 0.001) of score files, a results table and a DET plot.
 
 Each ``--scores name=path`` becomes one table row (backend ``name``) and one
-DET curve.  The rows are also written as JSON beside the table
+DET curve.  minCllr (PAV) comes from the scores; with ``--llr name=path``
+(the calibrated scores of stage 6) the row also gets Cllr and the actual DCF
+at the Bayes threshold (p=0.01).  The rows are also written as JSON beside the table
 (``results.md`` -> ``results.json``) for ``compare_systems``.  Metrics follow Kaldi's compute-eer and sid/compute_min_dcf.py.
 Nothing is skipped: a trial without a score, a score for a pair that is not
 a trial, a repeated pair, a bad label or a NaN/inf score is an error naming
@@ -17,7 +19,7 @@ import sys
 from typing import Dict, List, Tuple
 
 from pyutils.metrics.bootstrap import speaker_bootstrap_ci
-from pyutils.metrics.cllr import min_cllr
+from pyutils.metrics.cllr import actual_dcf, cllr, min_cllr
 from pyutils.metrics.dcf import compute_min_dcf
 from pyutils.metrics.det import plot_det
 from pyutils.metrics.eer import compute_eer
@@ -34,6 +36,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", required=True, help="utt1 utt2 target|nontarget lines")
     parser.add_argument("--scores", nargs="+", required=True, metavar="NAME=PATH")
+    parser.add_argument("--llr", nargs="*", default=[], metavar="NAME=PATH",
+                        help="calibrated LLRs of some of the --scores names: Cllr, actual DCF")
     parser.add_argument("--det-png", required=True)
     parser.add_argument("--results-md", required=True)
     parser.add_argument("--system", required=True, help="system name for the table")
@@ -45,15 +49,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def parse_named_paths(specs: List[str]) -> List[Tuple[str, str]]:
+def parse_named_paths(specs: List[str], option: str = "--scores") -> List[Tuple[str, str]]:
     """Split ``name=path`` arguments; names must be unique."""
     pairs = []
     for spec in specs:
         name, sep, path = spec.partition("=")
         if not sep or not name or not path:
-            raise ValueError(f"--scores expects NAME=PATH, got '{spec}'")
+            raise ValueError(f"{option} expects NAME=PATH, got '{spec}'")
         if name in dict(pairs):
-            raise ValueError(f"--scores name '{name}' given twice")
+            raise ValueError(f"{option} name '{name}' given twice")
         pairs.append((name, path))
     return pairs
 
@@ -69,22 +73,38 @@ def _min_dcf(scores, labels) -> float:
 
 def add_error_bars(row: dict, scores, labels, speakers, replicates: int) -> None:
     """minCllr and speaker-bootstrap 95% CIs of EER and minDCF(0.01) into ``row``."""
-    row["min_cllr"] = min_cllr(scores, labels)
     row["eer_ci"] = list(speaker_bootstrap_ci(_eer, scores, labels, speakers, replicates))
     row["min_dcf_0.01_ci"] = list(speaker_bootstrap_ci(_min_dcf, scores, labels, speakers,
                                                        replicates))
 
 
+def add_calibrated(row: dict, llrs, labels) -> None:
+    """Cllr and the actual DCF (p=0.01, Bayes threshold) of calibrated LLRs into ``row``."""
+    row["cllr"] = cllr(llrs, labels)
+    row["act_dcf_0.01"] = actual_dcf(llrs, labels, 0.01)
+
+
+def _cell(row: dict, key: str, fmt: str) -> str:
+    value = row.get(key)
+    if value is None:
+        return "-"
+    if isinstance(value, (list, tuple)):
+        scale = 100.0 if key == "eer_ci" else 1.0
+        return f"{format(scale * value[0], fmt)}-{format(scale * value[1], fmt)}"
+    return format(value, fmt)
+
+
 def format_error_bars(rows: List[dict]) -> str:
-    """Markdown table of the CIs (only rows that have them)."""
-    lines = [f"| {r['backend']} | {100 * r['eer_ci'][0]:.2f}-{100 * r['eer_ci'][1]:.2f} | "
-             f"{r['min_dcf_0.01_ci'][0]:.3f}-{r['min_dcf_0.01_ci'][1]:.3f} | "
-             f"{r['min_cllr']:.3f} |\n" for r in rows if "eer_ci" in r]
-    if not lines:
-        return ""
+    """Markdown table of the CIs, minCllr, Cllr and actual DCF."""
+    lines = [f"| {r['backend']} | {_cell(r, 'eer_ci', '.2f')} | "
+             f"{_cell(r, 'min_dcf_0.01_ci', '.3f')} | {_cell(r, 'min_cllr', '.3f')} | "
+             f"{_cell(r, 'cllr', '.3f')} | {_cell(r, 'act_dcf_0.01', '.4f')} |\n" for r in rows]
     return ("\nSpeaker-bootstrap 95% intervals (seed fixed); differences inside them "
-            "are not gains.\n\n| backend | EER (%) 95% CI | minDCF (p=0.01) 95% CI | "
-            "minCllr (bits) |\n|---|---|---|---|\n" + "".join(lines))
+            "are not gains. Cllr and the actual DCF (Bayes threshold) are of the LLRs of "
+            "the calibration trained on training-utterance trials; minCllr is the "
+            "best any calibration could do.\n\n| backend | EER (%) 95% CI | "
+            "minDCF (p=0.01) 95% CI | minCllr (bits) | Cllr (bits) | actual DCF (p=0.01) |"
+            "\n|---|---|---|---|---|---|\n" + "".join(lines))
 
 
 def main(argv=None) -> int:
@@ -95,6 +115,10 @@ def main(argv=None) -> int:
         rows: List[dict] = []
         curves: Dict[str, Tuple] = {}
         named_paths = parse_named_paths(args.scores)
+        llr_paths = dict(parse_named_paths(args.llr, "--llr"))
+        unknown = sorted(set(llr_paths) - set(dict(named_paths)))
+        if unknown:
+            raise ValueError(f"--llr name '{unknown[0]}' is not a --scores name")
         trials = TrialList(args.trials)
         utt2spk = ({utt: spk for _, (utt, spk) in read_table(args.utt2spk, 2, 2)}
                    if args.utt2spk else None)
@@ -107,7 +131,12 @@ def main(argv=None) -> int:
             log.info("%s: %d trials (%d target) from %s", name, metrics["num_trials"],
                      metrics["num_target"], path)
             curves[name] = (scores, labels)
-            rows.append({"system": args.system, "backend": name, **metrics})
+            rows.append({"system": args.system, "backend": name, **metrics,
+                         "min_cllr": min_cllr(scores, labels), "scores_path": path,
+                         "trials_path": args.trials})
+            if name in llr_paths:
+                llrs, llr_labels = trials.join(llr_paths[name])
+                add_calibrated(rows[-1], llrs, llr_labels)
             if utt2spk is not None:
                 speakers = [utt2spk.get(utt1, utt1) for utt1, _ in read_score_lines(path)]
                 add_error_bars(rows[-1], scores, labels, speakers, args.bootstrap)

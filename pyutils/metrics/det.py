@@ -41,15 +41,18 @@ def plot_det(curves: Dict[str, Tuple[Sequence[float], Sequence[int]]], path: str
     """Plot one DET curve per ``name -> (scores, labels)`` with its EER marked."""
     if not curves:
         raise ValueError("plot_det: no curves to plot")
-    fig = Figure(figsize=(6, 6))
+    many = len(curves) > 6        # the legend goes beside the axes, styles cycle
+    fig = Figure(figsize=(10, 6) if many else (6, 6))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    for name, (scores, labels) in curves.items():
+    styles = ("-", "--", ":", "-.")
+    for index, (name, (scores, labels)) in enumerate(curves.items()):
         x, y = det_points(scores, labels)
         scores = np.asarray(scores, dtype=np.float64)
         labels = np.asarray(labels).astype(bool)
         eer, _ = compute_eer(scores[labels], scores[~labels])
-        line, = ax.plot(x, y, label=f"{name} (EER {100 * eer:.2f}%)")
+        line, = ax.plot(x, y, styles[(index // 10) % len(styles)], linewidth=1.2,
+                        label=f"{name} (EER {100 * eer:.2f}%)")
         deviate = ndtri(np.clip(eer, _CLIP, 1 - _CLIP))
         ax.plot([deviate], [deviate], "o", color=line.get_color())
     tick_positions = ndtri(_TICKS)
@@ -61,6 +64,9 @@ def plot_det(curves: Dict[str, Tuple[Sequence[float], Sequence[int]]], path: str
     ax.set_xlabel("False alarm rate (%)")
     ax.set_ylabel("Miss rate (%)")
     ax.grid(True, alpha=0.4)
-    ax.legend(loc="upper right")
+    if many:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small")
+    else:
+        ax.legend(loc="upper right")
     with atomic_output(path, "wb") as out:
         fig.savefig(out, format="png", dpi=100, bbox_inches="tight")
