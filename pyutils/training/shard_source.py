@@ -44,7 +44,7 @@ from pyutils.features.kaldi_conf import read_kaldi_conf
 from pyutils.features.mfcc import FbankComputer, MfccComputer
 from pyutils.features.pipeline import cmn_options, cmn_voiced
 from pyutils.features.vad import compute_vad_energy, vad_options_from_conf
-from pyutils.training.data import speed_change
+from pyutils.augment.speed import speed_perturb
 from pyutils.utils.progress import progress as show_progress
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,8 @@ class ChunkFrontend:
         computer = {"mfcc": MfccComputer, "fbank": FbankComputer}[self.kind]
         self.computer = computer(read_kaldi_conf(feats["conf"]))
         vad_feat_conf = feats.get("vad_feat_conf", "conf/mfcc.conf")
-        self.vad_mfcc = (self.computer if self.kind == "mfcc" and vad_feat_conf == feats["conf"]
+        same = os.path.realpath(vad_feat_conf) == os.path.realpath(feats["conf"])
+        self.vad_mfcc = (self.computer if self.kind == "mfcc" and same
                          else MfccComputer(read_kaldi_conf(vad_feat_conf)))
         self.vad_options = vad_options_from_conf(read_kaldi_conf(feats.get("vad_conf",
                                                                             "conf/vad.conf")))
@@ -94,13 +95,19 @@ class ChunkFrontend:
         if self.kind == "waveform":
             if rate != self.rate:
                 raise ValueError(f"{key}: {rate} Hz audio, the waveform model takes {self.rate}")
-            return speed_change(samples, speed).astype(np.float32)
-        clean = speed_change(self.computer.prepare_waveform(samples, rate), speed).astype(np.float64)
+            return speed_perturb(samples, speed).astype(np.float32)
+        # float32 audio, as the raw sources keep it in RAM (the same numbers)
+        clean = speed_perturb(self.computer.prepare_waveform(samples, rate),
+                              speed).astype(np.float32).astype(np.float64)
         dither = lambda: np.random.default_rng(zlib.crc32(key.encode()))  # noqa: E731
-        vad = compute_vad_energy(self.vad_mfcc.compute(clean, dither()), **self.vad_options)
-        audio = clean if augmenter is None else augmenter(clean, rng)
-        return cmn_voiced(self.computer.compute(np.asarray(audio, np.float64), dither()), vad,
-                          self.cmn)
+        vad_feats = self.vad_mfcc.compute(clean, dither())
+        vad = compute_vad_energy(vad_feats, **self.vad_options)
+        if augmenter is None and self.vad_mfcc is self.computer:
+            feats = vad_feats            # the same computation: do it once
+        else:
+            audio = clean if augmenter is None else augmenter(clean, rng)
+            feats = self.computer.compute(np.asarray(audio, np.float64), dither())
+        return cmn_voiced(feats, vad, self.cmn)
 
 
 class ShardSource:
