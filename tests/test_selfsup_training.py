@@ -299,3 +299,15 @@ def test_torchrun_two_processes_share_keys_and_centre(tmp_path, method):
     else:
         assert state["loss.center"].abs().sum() > 0
     load_embedding_model(str(exp / "final.pt"))
+
+
+def test_half_done_run_with_other_unlabelled_data_starts_over(tmp_path, caplog):
+    data = str(make_audio_dir(tmp_path / "data", utts=3))
+    more = str(make_audio_dir(tmp_path / "more", utts=2, prefix="x", seed=1))
+    config = write_config(tmp_path / "c.yaml", "moco")
+    exp = str(tmp_path / "exp")
+    train_label_free(config, data, exp, max_epochs=1)
+    train_label_free(config, data, exp, unlabelled=[more])
+    assert "starting over" in caplog.text and "resuming from" not in caplog.text
+    assert json.loads((tmp_path / "exp" / "train_summary.json").read_text())[
+        "unlabelled_utterances"] == 5

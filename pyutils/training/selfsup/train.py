@@ -122,6 +122,11 @@ def train_label_free(config_path: str, data_dir: str, exp_dir: str, force: bool 
         logger.warning("%s: the training data or an upstream stage changed since it was "
                        "trained; training again from scratch", exp_dir)
         force = True
+    newest = checkpoint.latest(model_dir) if not force else None
+    if newest and checkpoint.load(newest).get("data_stamp") != data_stamp:
+        logger.warning("%s was written from other data (an upstream stage reran or the "
+                       "--unlabelled-data changed); starting over", newest)
+        force = True
     train_cfg, data_cfg = config["training"], config["data"]
     device = resolve_device(train_cfg.get("device", "auto"))
     precision = str(train_cfg.get("precision", "fp32"))
@@ -152,9 +157,6 @@ def train_label_free(config_path: str, data_dir: str, exp_dir: str, force: bool 
             raise ValueError(f"cannot resume from {resume_from}: {config_path} changed since it "
                              f"was written ({describe_changes(state['config'], config, keys)}); "
                              f"restore the config, or rerun with --force true to start over")
-        if state.get("data_stamp") != data_stamp:
-            raise ValueError(f"cannot resume from {resume_from}: the training data changed "
-                             f"since it was written; rerun with --force true to start over")
 
     frames = view_frames(options, data_cfg)
     source = ViewSource(data_dirs, config.get("features"), config.get("augmentation"),
