@@ -167,8 +167,11 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   cohort=$dir/embeddings_train/xvector.scp
   [ "$score_norm_cohort" = speakers ] && cohort=$dir/embeddings_train/spk_xvector.scp
   cal_trials=${calibration_trials:-$dir/calibration/trials}
+  cal_emb=${calibration_embeddings:-$dir/embeddings_train}
+  [ -z "$calibration_embeddings" ] || [ -n "$calibration_trials" ] || {
+    echo "$0: calibration_embeddings needs calibration_trials (conf/backend.conf)" 1>&2; exit 1; }
   [ -n "$calibration_trials" ] || steps/make_trials.sh --max-trials $calibration_max_trials \
-    "$dir/embeddings_train" "$train" "$cal_trials"
+    "$cal_emb" "$train" "$cal_trials"
   for backend in $backends; do
     for norm in none $score_norms; do
       system=$backend opts=(--backend $backend --cosine-mean $cosine_mean)
@@ -178,7 +181,7 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
       steps/score_trials.sh --cmd "$cpu_cmd" "${opts[@]}" "$dir/backend" \
         "$dir/embeddings_eval" "$eval/trials" "$dir/scores/$system"
       steps/score_trials.sh --cmd "$cpu_cmd" "${opts[@]}" "$dir/backend" \
-        "$dir/embeddings_train" "$cal_trials" "$dir/calibration/$system"
+        "$cal_emb" "$cal_trials" "$dir/calibration/$system"
       steps/calibrate.sh --cmd "$cpu_cmd" --prior $calibration_prior --system $system "$cal_trials" \
         "$dir/calibration/$system" "$dir/scores/$system" "$dir/calibration/$system.json"
     done

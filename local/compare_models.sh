@@ -8,7 +8,7 @@
 #   local/compare_models.sh --models "xvector ecapa_c512" --fuse "ecapa_c512 wav2spk"
 set -euo pipefail
 models="xvector ecapa_c512 resnet34 wav2spk"   # conf/<model>.yaml each
-fuse=                # systems whose scores are fused (equal weights), per back-end; empty: none
+fuse=                # systems fused per back-end (logistic regression trained on the calibration trials); empty: none
 exp=exp/asc
 data=data/asc
 help_message="Usage: $0 [--models LIST] [--fuse LIST] [--exp DIR] [--data DIR]"
@@ -20,16 +20,27 @@ for model in $models; do
   ./run.sh --model "$model" --exp "$exp" --data "$data"
 done
 if [ -n "$fuse" ]; then
-  # Fusion: the mean of the systems' scores for each back-end (AS-norm scores are
-  # standard scores, so equal weights need no training on the evaluation trials).
+  # Fusion per back-end: logistic regression trained on the systems' scores of the
+  # calibration trials (stage 6; the same list for every system), never on the
+  # evaluation trials; the fused scores are LLRs (also written as llr for Cllr).
   name=fusion_$(echo $fuse | tr ' ' '+')
   set -- $fuse
-  scored=$(cd "$exp/$1/scores" && ls -d */ | tr -d /)   # what stage 6 scored (+ _asnorm)
+  cal_trials=$exp/$1/calibration/trials
+  for system in $fuse; do
+    cmp -s "$cal_trials" "$exp/$system/calibration/trials" || {
+      echo "$0: $exp/$system/calibration/trials differs from $cal_trials: fusion needs one calibration list" 1>&2; exit 1; }
+  done
+  scored=$(cd "$exp/$1/scores" && ls -d */ | tr -d /)   # what stage 6 scored (+ _<norm>)
   for backend in $scored; do
-    files=()
-    for system in $fuse; do files+=("$exp/$system/scores/$backend/scores"); done
-    mkdir -p "$exp/$name/scores/$backend"
-    python -m pyutils.cli.fuse_scores --out "$exp/$name/scores/$backend/scores" "${files[@]}"
+    files=() cal=()
+    for system in $fuse; do
+      files+=("$exp/$system/scores/$backend/scores") cal+=("$exp/$system/calibration/$backend/scores")
+    done
+    mkdir -p "$exp/$name/scores/$backend" "$exp/$name/calibration"
+    python -m pyutils.cli.fuse_scores --out "$exp/$name/scores/$backend/scores" \
+      --trials "$cal_trials" --cal-scores "${cal[@]}" \
+      --calibration "$exp/$name/calibration/$backend.json" "${files[@]}"
+    cp "$exp/$name/scores/$backend/scores" "$exp/$name/scores/$backend/llr"
   done
   steps/compute_metrics.sh --system "$name" --backends "$scored" \
     "$data/eval/trials" "$exp/$name/scores" "$exp/$name"

@@ -74,6 +74,13 @@ def calibrate(trials_path: str, cal_scores: List[str], prior: float, json_path: 
     """Fit on the calibration trials and save the calibration with its thresholds."""
     x, labels = labelled_scores(trials_path, cal_scores)
     calibration = LinearCalibration.fit(x, labels, prior)
+    if min_cllr(x @ np.ones(x.shape[1]), labels) < 0.01 or (
+            x.shape[1] == 1 and x[labels == 1, 0].min() > x[labels == 0, 0].max()):
+        log.warning("%s: the calibration trials are (nearly) separable, so the fit is "
+                    "over-confident (a steep slope); scores of unseen speakers will get "
+                    "extreme LLRs. Calibrate on trials of held-out speakers "
+                    "(calibration_trials= and calibration_embeddings= in conf/backend.conf)",
+                    trials_path)
     thresholds = operating_thresholds(x, labels, calibration, prior)
     llr = calibration(x)
     save_calibration(json_path, calibration, thresholds, trained_on=trials_path,
