@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 import zlib
 from typing import Dict, Iterator, List, Optional, Sequence
 
@@ -45,7 +44,7 @@ from pyutils.features.mfcc import FbankComputer, MfccComputer
 from pyutils.features.pipeline import cmn_options, cmn_voiced
 from pyutils.features.vad import compute_vad_energy, vad_options_from_conf
 from pyutils.augment.speed import speed_perturb
-from pyutils.utils.progress import progress as show_progress
+from pyutils.training.loader import ChunkLoader, _Epoch
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +115,8 @@ class ShardSource:
 
     def __init__(self, shard_list: str, utt2spk: Dict[str, str], train_utts: Sequence[str],
                  feats: dict, augmenter=None, speeds: Sequence[float] = (1.0,),
-                 shuffle_buffer_size: int = 500, num_workers: int = 0):
+                 shuffle_buffer_size: int = 500, num_workers: int = 0,
+                 speed_prob: Optional[float] = None):
         self.shard_list = shard_list
         self.shards = read_shard_list(shard_list)
         if not self.shards:
@@ -127,12 +127,22 @@ class ShardSource:
         self.frontend = ChunkFrontend(feats)
         self.input_type, self.feat_dim = self.frontend.input_type, self.frontend.feat_dim
         self.augmenter, self.speeds = augmenter, list(speeds)
+        # share of perturbed utterances, the factors equally likely (None: all speeds alike)
+        self.speed_prob = (1 - 1 / len(self.speeds)) if speed_prob is None else float(speed_prob)
         self.num_classes = len(self.speakers) * len(self.speeds)
         self.shuffle_buffer_size = max(1, int(shuffle_buffer_size))
         self.num_workers = int(num_workers)
 
     def __len__(self) -> int:
         return len(self.train_utts)
+
+    def build_loader(self, data_cfg: dict, chunk_range, batch_size: int, seed: int, rank,
+                     device) -> "ShardLoader":
+        """The trainer's loader (what :func:`pyutils.training.loader.build_loader` is for
+        the raw sources): ``chunks_per_epoch // batch_size`` steps an epoch."""
+        steps = max(1, int(data_cfg["chunks_per_epoch"]) // batch_size)
+        return ShardLoader(self, seed, steps, batch_size, chunk_range, rank.rank, rank.world,
+                           device)
 
     def epoch_dataset(self, seed: int, epoch: int, steps: int, batch_size: int,
                       chunk_range, rank: int = 0, world: int = 1) -> "ShardBatches":
@@ -209,7 +219,9 @@ class ShardBatches(IterableDataset):
             inputs, labels = [], []
             while len(inputs) < self.batch:
                 sample = decode_sample(next(stream))
-                k = int(rng.integers(len(src.speeds))) if len(src.speeds) > 1 else 0
+                k = 0
+                if len(src.speeds) > 1 and rng.random() < src.speed_prob:
+                    k = 1 + int(rng.integers(len(src.speeds) - 1))
                 aug = src.augmenter if src.input_type == "feats" else None
                 x = src.frontend(sample["key"], sample["samples"], sample["rate"], src.speeds[k],
                                  aug, rng)
@@ -260,7 +272,7 @@ class ShardValidation:
 
 def build_shard_sources(config: dict, data_dir: str, utt2spk: Dict[str, str],
                         train_utts: Sequence[str], valid_utts: Sequence[str], augmenter,
-                        speeds: Sequence[float]):
+                        speeds: Sequence[float], speed_prob: Optional[float] = None):
     """(ShardSource, ShardValidation or None) for ``data.format: shard``."""
     feats, data_cfg = config.get("features", {"type": "mfcc"}), config["data"]
     if feats.get("type", "mfcc") != "waveform" and not feats.get("on_the_fly", False):
@@ -268,41 +280,30 @@ def build_shard_sources(config: dict, data_dir: str, utt2spk: Dict[str, str],
                          "loader: set features.on_the_fly: true (or train a waveform model)")
     source = ShardSource(find_shard_list(data_dir, data_cfg), utt2spk, train_utts, feats,
                          augmenter, speeds, int(data_cfg.get("shuffle_buffer", 500)),
-                         int(data_cfg.get("num_workers", 0)))
+                         int(data_cfg.get("num_workers", 0) or 0), speed_prob)
     valid = ShardValidation(source, utt2spk, valid_utts) if valid_utts else None
     return source, valid
 
 
-def run_shard_epoch(net, optimizer, scheduler, loader, grad_clip, epoch, epochs, rank, device,
-                    scaler=None, micro: int = 1) -> dict:
-    """One epoch over the batches of :meth:`ShardSource.epoch_loader` (this rank's
-    share of every step); the same steps and statistics as loop.run_epoch."""
-    import torch.distributed as dist
-    from pyutils.training.loop import _Quiet, to_device, train_step
-    net.train()
-    loss_fn = getattr(net, "module", net).loss_fn
-    total_loss = total_correct = total = 0.0
-    step_losses, start = [], time.time()
-    progress = (show_progress(loader, total=len(loader), desc=f"epoch {epoch}/{epochs}",
-                              unit="batch") if rank.main else _Quiet(loader))
-    for inputs, labels in progress:
-        inputs, labels = to_device(inputs, labels, device)
-        loss, logits = train_step(net, loss_fn, optimizer, scheduler, inputs, labels, grad_clip,
-                                  scaler, micro)
-        global_loss = loss.detach().float().clone()
-        if rank.world > 1:
-            dist.all_reduce(global_loss)
-            global_loss /= rank.world
-        step_losses.append(float(global_loss))
-        total_loss += loss.item() * len(labels)
-        total_correct += (logits.argmax(1) == labels).sum().item()
-        total += len(labels)
-        rate = total * rank.world / max(1e-9, time.time() - start)
-        progress.set_postfix(loss=f"{total_loss / total:.3f}", acc=f"{total_correct / total:.3f}",
-                             chunks_s=f"{rate:.1f}")
-    seconds = time.time() - start
-    extra = ({"peak_gpu_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1)}
-             if device.type == "cuda" else {})
-    return {**extra, "loss": float(np.mean(step_losses)), "accuracy": total_correct / total,
-            "chunks_per_s": total * rank.world / max(1e-9, seconds),
-            "chunks": int(total * rank.world), "seconds": seconds, "step_losses": step_losses}
+
+class ShardLoader(ChunkLoader):
+    """The trainer's :class:`~pyutils.training.loader.ChunkLoader` for shards: each
+    :meth:`epoch` builds that epoch's DataLoader over :class:`ShardBatches`
+    (workers started per epoch, so they see the epoch), on ``device``."""
+
+    def __init__(self, source: ShardSource, seed: int, steps: int, batch_size: int, chunk_range,
+                 rank: int = 0, world: int = 1, device=None):
+        self.plan, self.loader = None, None
+        self.source, self.seed, self.steps, self.batch_size = source, seed, steps, batch_size
+        self.chunk_range, self.rank, self.world = chunk_range, rank, world
+        self.num_workers = source.num_workers
+        self.device = device if device is not None else torch.device("cpu")
+
+    def epoch(self, epoch: int):
+        self.loader = self.source.epoch_loader(self.seed, epoch, self.steps, self.batch_size,
+                                               self.chunk_range, self.rank, self.world,
+                                               self.device.type == "cuda")
+        return _Epoch(self)
+
+    def __len__(self) -> int:
+        return self.steps

@@ -78,7 +78,7 @@ def build_sources(config: dict, data_dir: str):
     if data_format == "shard":   # streamed from tar shards (pyutils.training.shard_source)
         from pyutils.training.shard_source import build_shard_sources
         return build_shard_sources(config, data_dir, utt2spk, train_utts, valid_utts,
-                                   augmenter, speeds)
+                                   augmenter, speeds, speed_prob)
     if kind != "waveform" and not on_the_fly:
         if augmenter is not None or len(speeds) > 1:
             raise ValueError("augmentation needs features.on_the_fly: true (or a waveform model)")
@@ -257,20 +257,14 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
     last_epoch = epochs if max_epochs is None else min(epochs, max_epochs)
     chunk_loader = None     # raw data: built once, its worker processes serve every epoch
     for epoch in range(start_epoch + 1, last_epoch + 1):
-        if hasattr(source, "epoch_loader"):   # data.format: shard (streamed)
-            from pyutils.training.shard_source import run_shard_epoch
-            loader = source.epoch_loader(seed, epoch, steps_per_epoch, batch_size, chunk_range,
-                                         rank.rank, rank.world, device.type == "cuda")
-            stats = run_shard_epoch(train_net, optimizer, scheduler, loader,
-                                    float(train_cfg.get("grad_clip", 0.0)), epoch, epochs, rank,
-                                    device, scaler, micro)
-        else:
-            if chunk_loader is None:
-                chunk_loader = build_loader(source, data_cfg, chunk_range, batch_size, seed,
-                                            rank, device)
-            stats = run_epoch(train_net, optimizer, scheduler, source, chunk_loader,
-                              float(train_cfg.get("grad_clip", 0.0)), seed, epoch, epochs, rank,
-                              device, scaler, micro)
+        if chunk_loader is None:   # a shard source (data.format: shard) builds its own
+            own = getattr(source, "build_loader", None)
+            chunk_loader = (own(data_cfg, chunk_range, batch_size, seed, rank, device) if own else
+                            build_loader(source, data_cfg, chunk_range, batch_size, seed, rank,
+                                         device))
+        stats = run_epoch(train_net, optimizer, scheduler, source, chunk_loader,
+                          float(train_cfg.get("grad_clip", 0.0)), seed, epoch, epochs, rank,
+                          device, scaler, micro)
         if valid is not None:
             stats.update(validate(net, valid, chunk_range, batch_size, seed, device))
         logger.info("epoch %d/%d: loss %.4f accuracy %.3f%s lr %.5f%s %.1f chunks/s", epoch, epochs,
