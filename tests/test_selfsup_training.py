@@ -194,6 +194,9 @@ def test_views_are_voiced_segments_reproducible_per_generator(tmp_path):
     assert plan == epoch_plan(source.lengths, 4, 8, seed=1, epoch=2) and len(plan) == 2
     with pytest.raises(ValueError, match="on_the_fly"):
         ViewSource([str(data)], {"type": "mfcc"}, None)
+    waves = ViewSource([str(data)], {"type": "waveform"}, None)       # waveform models
+    assert waves.input_type == "waveform" and waves.lengths[0] == 32000
+    assert waves.view(1, 50, np.random.default_rng(0)).shape == (8000,)
 
 
 def test_config_errors_name_the_problem(tmp_path):

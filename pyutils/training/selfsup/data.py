@@ -115,7 +115,8 @@ class ViewSource:
         # lengths: voiced frames (features) or samples (waveform) of the clean audio
         self.lengths = np.array([len(v) for v in self.voiced[0]]) if self.computer else \
             np.array([len(a) for a in self.audio[0]])
-        short = int(np.sum(self.lengths < min_frames))
+        unit = 1 if self.computer else SAMPLES_PER_FRAME
+        short = int(np.sum(self.lengths < min_frames * unit))
         if short:
             logger.warning("%d of %d utterances are shorter than %d frames: their views "
                            "repeat them", short, len(self.utts), min_frames)
