@@ -226,3 +226,22 @@ def test_shard_format_errors_name_what_to_change(tmp_path):
 def write_yaml(path, config):
     path.write_text(yaml.safe_dump(config))
     return str(path)
+
+
+@pytest.mark.slow
+def test_two_processes_train_from_shards_under_torchrun(tmp_path):
+    """DDP (gloo, 2 CPU processes): each rank streams its own shards, both make the
+    same number of steps (no hang), the global batch is split between them."""
+    data = speech_dir(tmp_path / "data", num_spk=2, utts=4, seconds=1.5)
+    write_shards(str(data), str(tmp_path / "shards"), utts_per_shard=2)     # 4 shards
+    config = write_config(tmp_path / "c.yaml", epochs=1, chunks_per_epoch=32)
+    env = {k: v for k, v in os.environ.items() if k != "SV_ROOT"}
+    proc = subprocess.run(["steps/train.sh", "--nproc-per-node", "2", config,
+                           str(tmp_path / "shards"), str(tmp_path / "exp")],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
+    log = (tmp_path / "exp" / "log" / "train.log")
+    assert proc.returncode == 0, proc.stderr + (log.read_text() if log.exists() else "")
+    summary = json.loads((tmp_path / "exp" / "train_summary.json").read_text())
+    assert summary["processes"] == 2 and summary["chunks"] == 32
+    stats = torch.load(tmp_path / "exp" / "models" / "epoch_1.pt", weights_only=False)["stats"]
+    assert len(stats["step_losses"]) == 4
