@@ -57,8 +57,9 @@ def _key_of(relative: str) -> str:
     return re.sub(r"\s+", "_", stem.replace(os.sep, "-"))
 
 
-def list_inputs(paths: Sequence[str]) -> List[Tuple[str, str]]:
-    """(key, wav.scp value) for audio files, folders of audio (recursive) and ``*.scp`` lists."""
+def list_inputs(paths: Sequence[str], unique: bool = True) -> List[Tuple[str, str]]:
+    """(key, wav.scp value) for audio files, folders of audio (recursive) and ``*.scp`` lists;
+    ``unique``: two inputs with one id are an error (they would overwrite each other)."""
     from pyutils.data.datadir import read_scp
     items: List[Tuple[str, str]] = []
     for path in paths:
@@ -77,7 +78,7 @@ def list_inputs(paths: Sequence[str]) -> List[Tuple[str, str]]:
         else:
             items.append((_key_of(os.path.basename(path)), path))
     seen = {}
-    for key, source in items:
+    for key, source in items if unique else ():
         if key in seen:
             raise SvError(f"'{seen[key]}' and '{source}' get the same id '{key}'; rename one "
                           f"or list them in a wav.scp")

@@ -65,7 +65,7 @@ def run(args) -> int:
     package = open_package(args.package)
     kind = resolve_backend(package, args.backend)
     backend = _backend(package, kind)
-    items = list_inputs(args.files)
+    items = list_inputs(args.files, unique=False)   # ids only seed the dither
     keys, vectors, _ = embed_items(package, items, args, desc="verify")
     enrol, test = mean_embedding(vectors[:-1]), vectors[-1]
     prepared = backend.prepare(np.stack([enrol, test]).astype(np.float64))
