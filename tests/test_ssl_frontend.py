@@ -8,6 +8,7 @@ optimiser's front-end learning rate, input normalisation, the x-vector parity
 with transformers (in Python and through steps/extract_embeddings.sh), the
 dilation-aware TDNN lengths, and the offline errors.
 """
+import json
 import os
 import socket
 import subprocess
@@ -115,6 +116,25 @@ def test_loading_gives_the_encoders_hidden_states(tiny, kind):
                         head={"name": "xvector", "embed_dim": 24,
                               "frame_dims": [16, 16, 16, 16, 32]})
     assert built.speaker_net.frame_layers[0].affine.in_channels == 32   # hidden size
+
+
+@pytest.mark.parametrize("head", [
+    {"name": "ecapa", "channels": 64, "mfa_channels": 96, "embed_dim": 24,
+     "se_bottleneck": 16, "attention_bottleneck": 16},
+    {"name": "resnet18", "m_channels": 4, "embed_dim": 24},
+    {"name": "xvector", "embed_dim": 24, "frame_dims": [16, 16, 16, 16, 32]}])
+def test_any_toolkit_head_and_margin_loss_train_on_the_weighted_features(tiny, head):
+    from pyutils.losses import build_loss
+    torch.manual_seed(0)
+    model = ssl_model(tiny("wavlm"), head=head, freeze="cnn").train()
+    loss_fn = build_loss("aam", model.head_dim, 3, scale=30.0, margin=0.2)
+    loss, _ = loss_fn(model.head(model(waveforms(batch=4))), torch.tensor([0, 1, 2, 0]))
+    loss.backward()
+    assert torch.isfinite(loss) and model.frontend.layer_weights.grad.abs().sum() > 0
+    assert model.frontend.model.encoder.layers[0].feed_forward.output_dense.weight.grad is not None
+    assert model.embed_dim == 24
+    with pytest.raises(ValueError, match="unknown model.head.name 'wav2spk'"):
+        ssl_model(tiny("wavlm"), head={"name": "wav2spk"})     # a waveform network is no head
 
 
 def test_layer_weights_are_a_softmax_from_uniform_and_learn(tiny):
@@ -241,9 +261,16 @@ def test_xvector_embeddings_equal_transformers(tiny, kind):
         got = ours(x)
     assert expected.abs().max() > 0.05                        # not a vanishing output
     assert (got - expected).abs().max().item() < 1e-5
-    # the classifier layer too (the loss's input)
+    # the classifier layer too (the loss's input), and AM-softmax s=30 m=0.4 is
+    # transformers' AMSoftmaxLoss once given its class weights (stored transposed there)
+    from pyutils.losses import build_loss
+    labels = torch.tensor([0, 3, 1])
+    am = build_loss("am", 40, 5, scale=30.0, margin=0.4)
     with torch.no_grad():
-        assert (ours.head(got) - hf(hf_inputs(x)).logits).abs().max() < 1e-5
+        out = hf(hf_inputs(x), labels=labels)
+        assert (ours.head(got) - out.logits).abs().max() < 1e-5
+        am.weight.copy_(hf.objective.weight.T)
+        assert abs(am(ours.head(got), labels)[0].item() - out.loss.item()) < 1e-5
 
 
 def test_tdnn_lengths_count_the_dilation_and_only_padding_differs(tiny):
@@ -347,3 +374,62 @@ def test_extraction_step_gives_transformers_embeddings(tiny, tmp_path):
         with torch.no_grad():
             expected = hf(hf_inputs(wave[None])).embeddings[0].numpy()
         assert np.abs(got[f"spk{i // 2}-u{i}"] - expected).max() < 1e-5, i
+
+
+def results_rows(path):
+    """{backend: (EER %, minDCF p=0.01)} from stage 7's results.json."""
+    with open(path) as handle:
+        return {r["backend"]: (100 * r["eer"], r["min_dcf_0.01"]) for r in json.load(handle)}
+
+
+def run_recipe(tmp_path, asc_root, model, config, *extra):
+    cmd = ["./run.sh", "--corpus-root", asc_root, "--data", str(tmp_path / "data"),
+           "--exp", str(tmp_path / "exp"), "--train-speakers", "1-3", "--eval-speakers", "19-21",
+           "--reps", "01,02", "--nj", "1", "--model", model, "--train-config", str(config),
+           *extra]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+
+
+@pytest.mark.slow      # ~5 min on the shared 2-core CPU (each job imports transformers)
+def test_recipe_trains_a_tiny_ssl_model_and_scores_a_converted_xvector(tiny, tmp_path, asc_root):
+    """run.sh stages 0-7 on an ASC slice (3 + 3 speakers, 2 repetitions, 276 trials) with
+    a tiny WavLM front-end, one epoch; then a converted WavLMForXVector through 4-7."""
+    import yaml
+    config = yaml.safe_load(open(os.path.join(ROOT, "conf", "wavlm_xvector.yaml")))
+    config["model"]["frontend"]["path"] = str(tmp_path / "not-downloaded")
+    config["model"]["head"].update(TDNN, embed_dim=40)
+    config["data"].update(min_chunk_frames=100, max_chunk_frames=100, batch_size=8,
+                          chunks_per_epoch=32)
+    config["scheduler"].update(warmup_steps=2)
+    config["training"].update(epochs=1, device="cpu")
+    path = tmp_path / "tiny_wavlm.yaml"
+    path.write_text(yaml.safe_dump(config))
+    # the checkpoint is missing: stage 3 says how to get it, no network is tried
+    failed = run_recipe(tmp_path, asc_root, "tiny_wavlm", path, "--stop-stage", "3")
+    assert failed.returncode != 0
+    assert "huggingface-cli download microsoft/wavlm-base-plus" in failed.stdout + failed.stderr
+
+    config["model"]["frontend"]["path"] = tiny("wavlm")
+    path.write_text(yaml.safe_dump(config))
+    result = run_recipe(tmp_path, asc_root, "tiny_wavlm", path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    exp = tmp_path / "exp" / "tiny_wavlm"
+    summary = json.load(open(exp / "train_summary.json"))
+    assert summary["epochs"] == 1 and summary["chunks"] == 32 and summary["model"] == "ssl"
+    assert len(open(exp / "embeddings_eval" / "xvector.scp").readlines()) == 24
+    rows = results_rows(exp / "results.json")
+    assert {"cosine", "plda"} <= set(rows)
+    for backend, (eer, min_dcf) in rows.items():   # (one tiny epoch: near chance is fine)
+        assert 0.0 <= eer <= 100.0 and 0.0 <= min_dcf <= 1.0 + 1e-9, (backend, eer, min_dcf)
+    # the separate front-end learning rate reached the optimiser (2 param groups)
+    state = torch.load(exp / "models" / "epoch_1.pt", map_location="cpu", weights_only=False)
+    assert len(state["optimizer"]["param_groups"]) == 2
+
+    # a WavLMForXVector checkpoint, converted, scored by stages 4-7
+    sv = tmp_path / "exp" / "tiny_wavlm_sv"
+    write_model_dir(tiny("wavlm", xvector=True), str(sv))
+    scored = run_recipe(tmp_path, asc_root, "tiny_wavlm_sv", sv / "config.yaml", "--stage", "4")
+    assert scored.returncode == 0, scored.stdout[-3000:] + scored.stderr[-3000:]
+    assert {"cosine", "plda"} <= set(results_rows(sv / "results.json"))
+    table = open(tmp_path / "exp" / "results.md").read()
+    assert "tiny_wavlm_sv" in table and "tiny_wavlm " in table.replace("|", " ")
