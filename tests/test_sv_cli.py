@@ -1,10 +1,11 @@
 """The sv command (embed, verify, score, eval) against a tiny packaged model."""
+import contextlib
+import io
 import json
 import math
 import os
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,8 +16,16 @@ from deploy_helpers import asc_clip, build_tiny_package
 
 
 def sv(*args):
-    return subprocess.run([sys.executable, "-m", "pyutils.cli", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True)
+    """Run ``sv ARGS`` in this process (what ``python -m pyutils.cli`` runs; no interpreter
+    and torch start-up per call); returncode, stdout and stderr as subprocess gives them."""
+    from pyutils.cli.sv import main
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exit_:
+            code = exit_.code
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def cosine(a, b):
