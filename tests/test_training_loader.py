@@ -287,3 +287,24 @@ def test_speed_versions_use_the_one_resampler(tmp_path):
         expected = speed_perturb(clean, factor).astype(np.float32)
         np.testing.assert_array_equal(store.audio[k], expected)
         assert abs(len(expected) - len(clean) / factor) <= 1
+
+
+class _NiceSource:
+    """Each chunk holds the CPU priority of the process that loaded it."""
+    lengths, labels = np.array([10, 10]), np.array([0, 1])
+
+    def __len__(self):
+        return 2
+
+    def chunk(self, index, offset, length, rng=None):
+        return np.full((length, 1), os.nice(0), dtype=np.float32)
+
+
+def test_worker_nice_lowers_only_the_workers_priority():
+    base = os.nice(0)
+    plan = BatchPlan(_NiceSource.lengths, 4, 4, 2, 4, seed=0)
+    loaded = [x for x, _ in ChunkLoader(_NiceSource(), plan, 1, worker_nice=5).epoch(1)]
+    assert loaded and all(float(x.min()) == min(base + 5, 19) for x in loaded)
+    assert os.nice(0) == base
+    in_process = [x for x, _ in ChunkLoader(_NiceSource(), plan, 0, worker_nice=5).epoch(1)]
+    assert all(float(x.max()) == base for x in in_process)

@@ -22,7 +22,7 @@ import yaml
 DATA_FILES = ("utt2spk", "feats.scp", "wav.scp", "segments", ".done", ".mfcc_vad.done")
 # Keys that change how fast a run goes, never what it computes.
 RUNTIME_KEYS = {"training.num_threads", "data.in_memory", "data.num_workers",
-                "data.prefetch_factor", "training.device"}
+                "data.prefetch_factor", "data.worker_nice", "training.device"}
 
 
 def training_inputs(config_path: str, data_dir: str) -> List[str]:

@@ -41,6 +41,7 @@ pinning and device copy.  It must split its stream by rank and by worker
 """
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, List, NamedTuple, Optional, Sequence
 
@@ -145,9 +146,23 @@ def to_device(inputs, labels, device):
 _LIMITS = []
 
 
-def _worker_init(_worker_id: int) -> None:
+class _WorkerInit:
     """One thread per worker (torch and numpy's BLAS): the training process keeps the
-    cores it asked for, and a small BLAS call is not slowed by thread spin-up."""
+    cores it asked for, and a small BLAS call is not slowed by thread spin-up.
+    ``nice`` > 0 lowers the workers' CPU priority (``data.worker_nice``): on a
+    machine with few cores the training threads then run undisturbed and the
+    workers fill the prefetch queue in the gaps."""
+
+    def __init__(self, nice: int = 0):
+        self.nice = int(nice)
+
+    def __call__(self, worker_id: int) -> None:
+        if self.nice > 0:
+            os.nice(self.nice)
+        _worker_init(worker_id)
+
+
+def _worker_init(_worker_id: int) -> None:
     torch.set_num_threads(1)
     try:
         from threadpoolctl import threadpool_limits
@@ -160,22 +175,23 @@ class ChunkLoader:
     """Batches of a plan (or of a stream), loaded by ``num_workers`` processes, on ``device``."""
 
     def __init__(self, source, plan: BatchPlan, num_workers: int = 0, device=None,
-                 prefetch_factor: int = 2, augment: bool = True):
+                 prefetch_factor: int = 2, augment: bool = True, worker_nice: int = 0):
         self.plan, self.num_workers = plan, int(num_workers)
         self.device = device if device is not None else torch.device("cpu")
         self.loader = _data_loader(ChunkDataset(source, augment), self.num_workers, self.device,
-                                   prefetch_factor, batch_sampler=plan)
+                                   prefetch_factor, worker_nice, batch_sampler=plan)
 
     @classmethod
     def from_iterable(cls, dataset, batch_size: int, num_workers: int = 0, device=None,
-                      prefetch_factor: int = 2, num_batches: Optional[int] = None):
+                      prefetch_factor: int = 2, num_batches: Optional[int] = None,
+                      worker_nice: int = 0):
         """Batch an IterableDataset of ``(chunk, label)`` pairs (shards)."""
         self = cls.__new__(cls)
         self.plan, self.num_workers = None, int(num_workers)
         self.device = device if device is not None else torch.device("cpu")
         self.num_batches = num_batches
         self.loader = _data_loader(dataset, self.num_workers, self.device, prefetch_factor,
-                                   batch_size=int(batch_size))
+                                   worker_nice, batch_size=int(batch_size))
         return self
 
     def epoch(self, epoch: int):
@@ -203,13 +219,14 @@ class _Epoch:
         return _ahead(batches) if owner.num_workers == 0 else batches
 
 
-def _data_loader(dataset, num_workers, device, prefetch_factor, **batching) -> DataLoader:
+def _data_loader(dataset, num_workers, device, prefetch_factor, worker_nice=0,
+                 **batching) -> DataLoader:
     if num_workers < 0:
         raise ValueError(f"data.num_workers must be >= 0, got {num_workers}")
     workers = {}
     if num_workers > 0:
         workers = {"persistent_workers": True, "prefetch_factor": int(prefetch_factor),
-                   "worker_init_fn": _worker_init}
+                   "worker_init_fn": _WorkerInit(worker_nice)}
     return DataLoader(dataset, num_workers=num_workers, collate_fn=collate_chunks,
                       pin_memory=device.type == "cuda", **batching, **workers)
 
@@ -231,9 +248,10 @@ def _ahead(iterable):
 def build_loader(source, data_cfg: dict, chunk_range, batch_size: int, seed: int, rank,
                  device) -> ChunkLoader:
     """The trainer's loader from the config's ``data`` section (``num_workers``,
-    ``prefetch_factor``) for this rank (``rank.rank`` of ``rank.world``)."""
+    ``prefetch_factor``, ``worker_nice``) for this rank (``rank.rank`` of ``rank.world``)."""
     plan = BatchPlan(source.lengths, chunk_range[0], chunk_range[1], batch_size,
                      int(data_cfg["chunks_per_epoch"]), seed, rank.rank, rank.world,
                      prior=getattr(source, "version_prior", None))
     return ChunkLoader(source, plan, int(data_cfg.get("num_workers", 0) or 0), device,
-                       int(data_cfg.get("prefetch_factor", 2) or 2))
+                       int(data_cfg.get("prefetch_factor", 2) or 2),
+                       worker_nice=int(data_cfg.get("worker_nice", 0) or 0))
