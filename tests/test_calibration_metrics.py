@@ -197,7 +197,7 @@ def test_compute_metrics_cli_cllr_and_actual_dcf_of_llrs(tmp_path, capsys):
     assert "cllr" not in rows[1] and rows[1]["min_cllr"] == pytest.approx(rows[0]["min_cllr"])
     assert rows[0]["scores_path"] == str(tmp_path / "scores")
     text = md.read_text()
-    assert f"| cosine | - | - | {rows[0]['min_cllr']:.3f} | {rows[0]['cllr']:.3f} | " in text
-    assert f"| plda | - | - | {rows[1]['min_cllr']:.3f} | - | - |" in text
+    assert f"| x | cosine | - | - | {rows[0]['min_cllr']:.3f} | {rows[0]['cllr']:.3f} | " in text
+    assert f"| x | plda | - | - | {rows[1]['min_cllr']:.3f} | - | - |" in text
     assert compute_metrics.main(args + ["--llr", f"lsa={tmp_path / 'llr'}"]) == 1
     assert "--llr name 'lsa' is not a --scores name" in capsys.readouterr().err

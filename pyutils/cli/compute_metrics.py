@@ -96,15 +96,15 @@ def _cell(row: dict, key: str, fmt: str) -> str:
 
 def format_error_bars(rows: List[dict]) -> str:
     """Markdown table of the CIs, minCllr, Cllr and actual DCF."""
-    lines = [f"| {r['backend']} | {_cell(r, 'eer_ci', '.2f')} | "
+    lines = [f"| {r['system']} | {r['backend']} | {_cell(r, 'eer_ci', '.2f')} | "
              f"{_cell(r, 'min_dcf_0.01_ci', '.3f')} | {_cell(r, 'min_cllr', '.3f')} | "
              f"{_cell(r, 'cllr', '.3f')} | {_cell(r, 'act_dcf_0.01', '.4f')} |\n" for r in rows]
     return ("\nSpeaker-bootstrap 95% intervals (seed fixed); differences inside them "
             "are not gains. Cllr and the actual DCF (Bayes threshold) are of the LLRs of "
             "the calibration trained on training-utterance trials; minCllr is the "
-            "best any calibration could do.\n\n| backend | EER (%) 95% CI | "
+            "best any calibration could do.\n\n| system | backend | EER (%) 95% CI | "
             "minDCF (p=0.01) 95% CI | minCllr (bits) | Cllr (bits) | actual DCF (p=0.01) |"
-            "\n|---|---|---|---|---|---|\n" + "".join(lines))
+            "\n|---|---|---|---|---|---|---|\n" + "".join(lines))
 
 
 def main(argv=None) -> int:
