@@ -11,7 +11,7 @@
 set -euo pipefail
 
 stage=0
-stop_stage=7
+stop_stage=8
 nj=2                        # parallel jobs for features / extraction
 model=xvector               # network name: names $exp/$model and the default config
 train_config=               # training YAML (default conf/$model.yaml)
@@ -33,7 +33,8 @@ help_message="Usage: $0 [--stage N] [--stop-stage N] [--nj N] [--model NAME] [--
   [--corpus asc|voxceleb|cnceleb|librispeech|folder] [--corpus-root DIR] [--data DIR] [--exp DIR] [--reps LIST]
   [--train-speakers RANGES] [--eval-speakers RANGES] [--force true|false] [--aug true|false]
   [--nproc-per-node N] [--nnodes M --node-rank R --rdzv-endpoint HOST:PORT]
-  [--unlabelled-data DIR[,DIR]]"
+  [--unlabelled-data DIR[,DIR]]
+Stages 0-7 prepare, train, score and evaluate; stage 8 packages the model for the sv command."
 
 cd "$(dirname "$0")"
 . ./path.sh
@@ -45,7 +46,7 @@ cd "$(dirname "$0")"
 for opt in stage stop_stage nj; do
   [[ ${!opt} =~ ^[0-9]+$ ]] || { echo "$0: --${opt//_/-} takes a number, got '${!opt}'" 1>&2; exit 1; }
 done
-[ "$stage" -le 7 ] || { echo "$0: --stage $stage: the stages are 0-7" 1>&2; exit 1; }
+[ "$stage" -le 8 ] || { echo "$0: --stage $stage: the stages are 0-8" 1>&2; exit 1; }
 [ "$stop_stage" -ge "$stage" ] || {
   echo "$0: --stop-stage $stop_stage is before --stage $stage: nothing would run" 1>&2; exit 1; }
 [ "$nj" -ge 1 ] || { echo "$0: --nj must be at least 1" 1>&2; exit 1; }
@@ -201,4 +202,11 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   else
     echo "$0: warning: the comparison table failed; see $dir/log/compare_systems.log" 1>&2
   fi
+fi
+
+# Stage 8: package the model for use outside the recipe (sv embed/verify/score/eval):
+# weights, feature configs, back-end, calibration and thresholds, ONNX + TorchScript.
+if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
+  steps/package_model.sh --cmd "$cpu_cmd" --fbank-config "$feat_conf" --cosine-mean "$cosine_mean" \
+    "$dir" "$dir/package"
 fi

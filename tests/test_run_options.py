@@ -17,7 +17,7 @@ def run(tmp_path, *args):
 @pytest.mark.parametrize("args, message", [
     (["--stage", "abc"], "--stage takes a number, got 'abc'"),
     (["--stop-stage", "2x"], "--stop-stage takes a number, got '2x'"),
-    (["--stage", "9"], "--stage 9: the stages are 0-7"),
+    (["--stage", "9"], "--stage 9: the stages are 0-8"),
     (["--stage", "5", "--stop-stage", "2"], "--stop-stage 2 is before --stage 5"),
     (["--nj", "0"], "--nj must be at least 1"),
     (["--force", "maybe"], "option --force takes true or false, got 'maybe'"),
