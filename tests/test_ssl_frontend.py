@@ -133,6 +133,8 @@ def test_any_toolkit_head_and_margin_loss_train_on_the_weighted_features(tiny, h
     assert torch.isfinite(loss) and model.frontend.layer_weights.grad.abs().sum() > 0
     assert model.frontend.model.encoder.layers[0].feed_forward.output_dense.weight.grad is not None
     assert model.embed_dim == 24
+    with pytest.raises(ValueError, match="takes no padding lengths"):
+        model(waveforms(), torch.tensor([8000, 6000]))     # only xvector_hf masks padding
     with pytest.raises(ValueError, match="unknown model.head.name 'wav2spk'"):
         ssl_model(tiny("wavlm"), head={"name": "wav2spk"})     # a waveform network is no head
 
@@ -242,9 +244,27 @@ def test_input_normalisation_follows_the_saved_feature_extractor(tiny, do_normal
     assert torch.allclose(front.normalise(padded, lengths), expected, atol=1e-5)
 
 
-def test_padding_mask_only_for_layer_norm_models(tiny):
-    assert not SSLFrontend("wavlm", tiny("wavlm")).use_padding_mask           # group norm
-    assert SSLFrontend("wavlm", tiny("wavlm", norm="layer")).use_padding_mask
+@pytest.mark.parametrize("norm", ["group", "layer"])
+def test_padding_mask_only_for_layer_norm_models(tiny, norm):
+    front = SSLFrontend("wavlm", tiny("wavlm", norm=norm)).eval()
+    seen = []
+    encoder_forward = front.model.forward
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("attention_mask"))
+        return encoder_forward(*args, **kwargs)
+    front.model.forward = spy
+    x = waveforms(samples=6000)
+    x[1, 4000:] = 0.0
+    with torch.no_grad():
+        _, frames = front(x, torch.tensor([6000, 4000]))
+        front(x)
+    assert front.use_padding_mask == (norm == "layer")
+    if norm == "group":     # zero-padded input, no mask (as transformers documents)
+        assert seen == [None, None]
+    else:
+        assert seen[0].tolist() == [[1] * 6000, [1] * 4000 + [0] * 2000] and seen[1] is None
+    assert frames.tolist() == [(6000 - 400) // 320 + 1, (4000 - 400) // 320 + 1]
 
 
 @pytest.mark.parametrize("kind", ["wavlm", "wav2vec2"])

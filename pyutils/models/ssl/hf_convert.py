@@ -52,7 +52,7 @@ def _kind(path: str) -> str:
 
 def model_config(path: str) -> dict:
     """The toolkit's ``model:`` section for the XVector checkpoint in ``path``."""
-    path = check_checkpoint_dir(path, "wavlm")
+    path = os.path.abspath(check_checkpoint_dir(path, "wavlm"))   # extraction runs anywhere
     kind = _kind(path)
     saved = read_json(os.path.join(path, "config.json"))
     return {"name": "ssl",
@@ -114,7 +114,7 @@ def write_model_dir(path: str, exp_dir: str) -> str:
     model, model_cfg = load_xvector_checkpoint(path)
     config = {"features": {"type": "waveform"}, "model": model_cfg,
               "loss": {"name": "am", "scale": 30.0, "margin": 0.4},   # transformers' AMSoftmaxLoss
-              "pretrained": {"from": os.path.abspath(model_cfg["frontend"]["path"]),
+              "pretrained": {"from": model_cfg["frontend"]["path"],
                              "converted_by": "pyutils.models.ssl.hf_convert"}}
     os.makedirs(exp_dir, exist_ok=True)
     final = os.path.join(exp_dir, "final.pt")
