@@ -8,8 +8,10 @@ Three sources share one interface (``lengths``, ``labels``, ``num_classes``,
 * :class:`OnTheFlyFeatures` keeps the audio and computes features in the
   loader: (augmented) audio -> MFCC/fbank -> sliding CMN -> the voiced frames
   of the *clean* audio (Kaldi's recipe also reuses the clean VAD for augmented
-  copies).  With dither 0 and no augmentation it gives exactly the numbers of
-  the precomputed path;
+  copies; it is computed once per utterance version).  A chunk is computed on
+  its own span: the frames its rows' CMN windows cover, and their audio.
+  With dither 0 and no augmentation it gives the numbers of the precomputed
+  path;
 * :class:`WaveformStore` gives raw waveform chunks (int16 scale) for
   waveform models, augmented per chunk.
 
