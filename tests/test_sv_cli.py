@@ -161,6 +161,9 @@ def test_eval_scores_a_folder_data_dir_in_one_command(package, asc_root, tmp_pat
     assert len(open(out / "trials").readlines()) == 6    # pairs of the 4 readable files
     results = open(out / "results.md").read()
     assert "| xvector | cosine |" in results and "| xvector | plda |" in results
-    assert "| cosine |" in open(out / "calibrated.md").read()
+    assert "| cosine | 0.5: " in open(out / "decisions.md").read()    # the saved eer threshold
+    assert len(open(out / "scores" / "cosine" / "llr").readlines()) == 6
+    calibrated = [line for line in results.splitlines() if "| cosine |" in line][-1]
+    assert calibrated.split("|")[-3].strip() != "-"                   # Cllr from the LLRs
     assert os.path.getsize(out / "det.png") > 0
     assert "results in" in result.stdout

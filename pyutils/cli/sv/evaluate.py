@@ -8,8 +8,8 @@ computes the recipe's features and embeddings (OUT/embeddings/xvector.{ark,scp})
 scores ``trials`` with each back-end (OUT/scores/<backend>/scores) and writes
 the recipe's metrics (``pyutils.cli.compute_metrics``: EER, minDCF, DET plot,
 speaker-bootstrap intervals when utt2spk is there) to OUT/results.md; with a
-calibrated package also Cllr, the actual DCF and the error rates at the saved
-thresholds (OUT/calibrated.md).  Unusable audio is skipped and counted, as
+calibrated package the LLRs (OUT/scores/<backend>/llr) add Cllr and the actual
+DCF there, and OUT/decisions.md gives the error rates at the saved thresholds.  Unusable audio is skipped and counted, as
 in the recipe, and trials naming it are left out (OUT/skipped).
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 
 from pyutils.cli.sv.common import SvError, add_package_options, embed_items, open_package
 from pyutils.cli.sv.embed import write_embeddings
-from pyutils.cli.sv.score import score_with_package
+from pyutils.cli.sv.score import score_with_package, write_llrs
 from pyutils.utils.fileio import TableError, atomic_output, read_table, write_lines
 
 
@@ -32,7 +32,7 @@ def add_parser(parser) -> None:
     parser.add_argument("--backends", nargs="+", help="back-ends to score with (default: all "
                         "in the package)")
     parser.add_argument("--p-target", type=float, default=0.01,
-                        help="target prior of the actual DCF and the bayes threshold")
+                        help="target prior of the bayes threshold")
 
 
 def _audio_items(data_dir: str):
@@ -58,8 +58,8 @@ class _DataDirFrontend:
         return self.frontend.network_input(samples, rate, key, source=f"utterance {utt}")
 
 
-def _calibrated_table(package, kinds, trials_path, out_dir, p_target) -> str:
-    from pyutils.metrics.cllr import actual_dcf, cllr
+def _decisions_table(package, kinds, trials_path, out_dir, p_target) -> str:
+    """Miss / false-alarm rates at each threshold saved with the calibration."""
     from pyutils.metrics.results import TrialList
     trials = TrialList(trials_path)
     lines = []
@@ -68,9 +68,8 @@ def _calibrated_table(package, kinds, trials_path, out_dir, p_target) -> str:
         if calibration is None:
             continue
         scores, labels = trials.join(os.path.join(out_dir, "scores", kind, "scores"))
-        llrs = calibration.llr(scores)
         labels = np.asarray(labels, dtype=bool)
-        cells = [kind, f"{cllr(llrs, labels):.3f}", f"{actual_dcf(llrs, labels, p_target):.4f}"]
+        cells = [kind]
         for name in ("eer", "min_dcf", "bayes"):
             try:
                 threshold = calibration.threshold(name, p_target)
@@ -78,15 +77,14 @@ def _calibrated_table(package, kinds, trials_path, out_dir, p_target) -> str:
                 cells.append("-")
                 continue
             accept = scores >= threshold
-            cells.append(f"{100 * np.mean(~accept[labels]):.2f} / "
+            cells.append(f"{threshold:.4g}: {100 * np.mean(~accept[labels]):.2f} / "
                          f"{100 * np.mean(accept[~labels]):.2f}")
         lines.append("| " + " | ".join(cells) + " |\n")
     if not lines:
         return ""
-    return (f"\nCalibrated scores (the package's calibration; p_target={p_target:g}); "
-            f"miss / false-alarm rates (%) at each saved threshold:\n\n| backend | Cllr (bits) | "
-            f"actual DCF | eer threshold | min_dcf threshold | bayes threshold |\n"
-            f"|---|---|---|---|---|---|\n" + "".join(lines))
+    return (f"\nDecisions at the thresholds saved with the calibration (bayes: "
+            f"p_target={p_target:g}): threshold: miss / false-alarm rate (%)\n\n| backend | eer | "
+            f"min_dcf | bayes |\n|---|---|---|---|\n" + "".join(lines))
 
 
 def run(args) -> int:
@@ -119,12 +117,15 @@ def run(args) -> int:
     write_lines(used_trials, (" ".join(t) for t in kept))
     print(f"sv eval: {len(keys)} of {len(utts)} utterances embedded ({len(failed)} skipped: "
           f"{os.path.join(args.out_dir, 'skipped')}); {len(kept)} of {len(trials)} trials kept")
-    specs = []
+    specs, llrs = [], []
     for kind in kinds:
         out = os.path.join(args.out_dir, "scores", kind, "scores")
         os.makedirs(os.path.dirname(out), exist_ok=True)
         score_with_package(package, kind, used_trials, emb_scp, None, out)
         specs.append(f"{kind}={out}")
+        if package.calibration(kind) is not None:
+            write_llrs(out, os.path.join(os.path.dirname(out), "llr"), package.calibration(kind))
+            llrs.append(f"{kind}={os.path.join(os.path.dirname(out), 'llr')}")
     utt2spk = os.path.join(args.data_dir, "utt2spk")
     metrics_args = ["--trials", used_trials, "--scores", *specs,
                     "--det-png", os.path.join(args.out_dir, "det.png"),
@@ -132,13 +133,15 @@ def run(args) -> int:
                     "--system", package.name]
     if os.path.isfile(utt2spk):
         metrics_args += ["--utt2spk", utt2spk]
+    if llrs:
+        metrics_args += ["--llr", *llrs]
     sys.stdout.flush()
     if compute_metrics.main(metrics_args) != 0:
         raise SvError("computing the metrics failed (the error is above)")
-    calibrated = _calibrated_table(package, kinds, used_trials, args.out_dir, args.p_target)
-    if calibrated:
-        with atomic_output(os.path.join(args.out_dir, "calibrated.md")) as out:
-            out.write(calibrated)
-        print(calibrated, end="")
+    decisions = _decisions_table(package, kinds, used_trials, args.out_dir, args.p_target)
+    if decisions:
+        with atomic_output(os.path.join(args.out_dir, "decisions.md")) as out:
+            out.write(decisions)
+        print(decisions, end="")
     print(f"sv eval: results in {os.path.join(args.out_dir, 'results.md')}")
     return 0

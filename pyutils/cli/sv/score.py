@@ -40,17 +40,18 @@ def score_with_package(package, kind: str, trials: str, enroll_scp: str, test_sc
         test = enroll if test_scp in (None, enroll_scp) else load_embeddings(test_scp)
         count = score_trials(trials, enroll, test, backend, out)
         if calibration is not None:
-            _to_llr(out, calibration)
+            write_llrs(out, out, calibration)
     except (TableError, ValueError, OSError) as err:
         raise SvError(str(err)) from None
     return count
 
 
-def _to_llr(path: str, calibration) -> None:
-    with open(path) as src:
+def write_llrs(scores_path: str, out_path: str, calibration) -> None:
+    """``utt1 utt2 llr`` lines of a score file through the calibration (atomically)."""
+    with open(scores_path) as src:
         rows = [line.split() for line in src]
     llrs = calibration.llr(np.array([float(r[2]) for r in rows]))
-    with atomic_output(path) as out:
+    with atomic_output(out_path) as out:
         out.writelines(f"{r[0]} {r[1]} {v:.8g}\n" for r, v in zip(rows, llrs))
 
 
