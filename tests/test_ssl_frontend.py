@@ -350,6 +350,9 @@ def test_missing_or_incomplete_checkpoint_is_a_clear_offline_error(tiny, tmp_pat
         SSLFrontend("wavlm", str(incomplete))
     with pytest.raises(ValueError, match="model_type 'wavlm' is not a hubert model"):
         SSLFrontend("hubert", tiny("wavlm"))
+    with pytest.raises(PretrainedModelMissing, match="no such directory .an XVector checkpoint.*"
+                       "huggingface-cli download microsoft/wavlm-base-sv --local-dir"):
+        load_xvector_checkpoint(str(missing))
     # a complete directory loads with the network refused
     assert SSLFrontend("wavlm", tiny("wavlm")).num_layers == 3
 

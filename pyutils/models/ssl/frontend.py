@@ -62,33 +62,37 @@ class PretrainedModelMissing(FileNotFoundError):
     """The local checkpoint directory of a pretrained model is missing or incomplete."""
 
 
-def how_to_get(path: str, repo: str) -> str:
+def how_to_get(path: str, repo: str, then: str = "set frontend.path to it in the model config"
+               ) -> str:
     return (f"download it on a machine with internet access: "
             f"`huggingface-cli download {repo} --local-dir {path}` (or "
             f"`save_pretrained` of the model and its feature extractor), copy the directory "
-            f"here and set frontend.path to it in the model config; models are never "
-            f"downloaded by the toolkit")
+            f"here and {then}; models are never downloaded by the toolkit")
 
 
-def check_checkpoint_dir(path: Optional[str], kind: str = "wavlm") -> str:
+def check_checkpoint_dir(path: Optional[str], kind: str = "wavlm", repo: Optional[str] = None,
+                         then: str = "set frontend.path to it in the model config") -> str:
     """The expanded ``path`` if it holds config.json, weights and
-    preprocessor_config.json; a :class:`PretrainedModelMissing` naming what lacks."""
-    repo = REFERENCE_CHECKPOINT.get(kind, "microsoft/wavlm-base-plus")
+    preprocessor_config.json; a :class:`PretrainedModelMissing` naming what lacks
+    and how to get it (``repo``: the checkpoint to suggest, ``then``: what to do next)."""
+    repo = repo or REFERENCE_CHECKPOINT.get(kind, "microsoft/wavlm-base-plus")
     if not path:
         raise PretrainedModelMissing(f"model.frontend.path is not set: the {kind} front-end "
                                      f"needs a local checkpoint directory; "
-                                     f"{how_to_get('<dir>', repo)}")
+                                     f"{how_to_get('<dir>', repo, then)}")
     path = os.path.expanduser(os.path.expandvars(str(path)))
     if not os.path.isdir(path):
-        raise PretrainedModelMissing(f"{path}: no such directory (model.frontend.path of the "
-                                     f"{kind} front-end); {how_to_get(path, repo)}")
+        what = ("an XVector checkpoint" if "hf_convert" in then
+                else f"model.frontend.path of the {kind} front-end")
+        raise PretrainedModelMissing(f"{path}: no such directory ({what}); "
+                                     f"{how_to_get(path, repo, then)}")
     missing = [name for name in ("config.json", "preprocessor_config.json")
                if not os.path.isfile(os.path.join(path, name))]
     if not any(os.path.isfile(os.path.join(path, name)) for name in WEIGHT_FILES):
         missing.append("model.safetensors (or pytorch_model.bin)")
     if missing:
         raise PretrainedModelMissing(f"{path}: incomplete checkpoint directory, missing "
-                                     f"{', '.join(missing)}; {how_to_get(path, repo)}")
+                                     f"{', '.join(missing)}; {how_to_get(path, repo, then)}")
     return path
 
 

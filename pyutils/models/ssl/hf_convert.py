@@ -30,7 +30,6 @@ import logging
 import os
 import sys
 
-import torch
 import yaml
 
 from pyutils.models.ssl.frontend import check_checkpoint_dir, read_json
@@ -52,7 +51,9 @@ def _kind(path: str) -> str:
 
 def model_config(path: str) -> dict:
     """The toolkit's ``model:`` section for the XVector checkpoint in ``path``."""
-    path = os.path.abspath(check_checkpoint_dir(path, "wavlm"))   # extraction runs anywhere
+    path = os.path.abspath(check_checkpoint_dir(   # absolute: extraction runs anywhere
+        path, "wavlm", repo="microsoft/wavlm-base-sv", then="convert it with "
+        "`python -m pyutils.models.ssl.hf_convert DIR EXP/MODEL`"))
     kind = _kind(path)
     saved = read_json(os.path.join(path, "config.json"))
     return {"name": "ssl",
