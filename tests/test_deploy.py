@@ -203,3 +203,16 @@ def test_batched_embedding_equals_one_at_a_time():
     assert calls == 1 + 1 + 2   # three 40-row inputs at once, the 7 padded, 12000 in 2 chunks
     for a, b in zip(batched, single):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_onnx_cuda_provider_missing_is_a_clear_error(package, asc_root, tmp_path):
+    import onnxruntime
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA")
+    result = subprocess.run([sys.executable, "-m", "pyutils.cli", "embed", "-p", package,
+                             "--runtime", "onnx", "--device", "cuda", asc_clip(asc_root, 21),
+                             "-o", str(tmp_path / "c.npy")], cwd=ROOT, capture_output=True,
+                            text=True)
+    assert result.returncode == 1
+    assert "--device cuda: this onnxruntime has no CUDA provider" in result.stderr
+    assert "install onnxruntime-gpu or use --device cpu" in result.stderr

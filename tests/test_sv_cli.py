@@ -167,3 +167,16 @@ def test_eval_scores_a_folder_data_dir_in_one_command(package, asc_root, tmp_pat
     assert calibrated.split("|")[-3].strip() != "-"                   # Cllr from the LLRs
     assert os.path.getsize(out / "det.png") > 0
     assert "results in" in result.stdout
+
+
+def test_cuda_device_fails_cleanly_without_a_gpu(package, asc_root, tmp_path):
+    """The CUDA path exists (the model moved to the GPU) and, on a machine without one,
+    stops with one line saying what is missing (ONNX Runtime's: tests/test_deploy.py)."""
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the CUDA path runs instead of failing")
+    result = sv("embed", "-p", package, "--device", "cuda", asc_clip(asc_root, 21),
+                "-o", tmp_path / "c.npy")
+    assert result.returncode == 1 and "no CUDA device is available" in result.stderr
+    assert result.stderr.count("\n") == 1 and "--device cuda" in result.stderr
+    assert not os.path.exists(tmp_path / "c.npy")

@@ -128,7 +128,10 @@ def make_embedder(package, args):
     try:
         return package.embedder(args.runtime, args.num_threads, args.device)
     except (RuntimeError, ValueError) as err:
-        raise SvError(str(err)) from None
+        message = str(err)
+        if "--device" not in message:
+            message = f"--device {args.device}: {message}"
+        raise SvError(message) from None
 
 
 def mean_embedding(vectors: Iterable[np.ndarray]) -> np.ndarray:
