@@ -216,3 +216,26 @@ def test_onnx_cuda_provider_missing_is_a_clear_error(package, asc_root, tmp_path
     assert result.returncode == 1
     assert "--device cuda: this onnxruntime has no CUDA provider" in result.stderr
     assert "install onnxruntime-gpu or use --device cpu" in result.stderr
+
+
+def test_failed_export_leaves_a_torch_only_package(tmp_path, monkeypatch):
+    """A network torch.export cannot take still packages (PyTorch runtime), the failure
+    recorded in the manifest; asking it for ONNX says the package has no ONNX export."""
+    import pyutils.deploy.export as export
+    from pyutils.deploy.package import Package, PackageError, build_package
+
+    def fail(*_args, **_kwargs):
+        raise RuntimeError("unsupported operator aten::something\nlong trace")
+
+    monkeypatch.setattr(export, "export_all", fail)
+    model_dir = tiny_model_dir(str(tmp_path / "m"))
+    out = str(tmp_path / "pkg")
+    manifest = build_package(os.path.join(model_dir, "final.pt"), out,
+                             os.path.join(CONF, "mfcc.conf"), os.path.join(CONF, "vad.conf"),
+                             os.path.join(CONF, "cmvn.conf"),
+                             backend_dir=os.path.join(model_dir, "backend"))
+    assert manifest["exports"] == {}
+    assert manifest["export_error"] == "RuntimeError: unsupported operator aten::something"
+    with pytest.raises(PackageError, match="has no ONNX export"):
+        Package(out).embedder("onnx")
+    assert Package(out).embedder("torch").embed(np.zeros((30, 30), np.float32)).shape == (16,)

@@ -149,8 +149,18 @@ def build_package(model_path: str, out_dir: str, mfcc_conf: str, vad_conf: str,
                     os.path.join(calibration_dir, name))
                 calibration[backend] = f"calibration/{name}"
     exports: Dict[str, dict] = {}
+    export_error = None
     if export:
-        paths, worst = export_all(model, state["feat_dim"], tmp, min_chunk_size)
+        try:
+            paths, worst = export_all(model, state["feat_dim"], tmp, min_chunk_size)
+        except Exception as err:   # noqa: BLE001  (torch.export raises many kinds)
+            export_error = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            logger.warning("%s: the ONNX/TorchScript export failed (%s); the package has no "
+                           "exports (sv --runtime torch still works)", model_path, export_error)
+            paths, worst = {}, {}
+            for leftover in ("embedding.onnx", "embedding.ts"):
+                if os.path.exists(os.path.join(tmp, leftover)):
+                    os.unlink(os.path.join(tmp, leftover))
         for kind, path in paths.items():
             rel = os.path.basename(path)
             add(rel, f"the network as {'ONNX' if kind == 'onnx' else 'TorchScript'} "
@@ -174,7 +184,8 @@ def build_package(model_path: str, out_dir: str, mfcc_conf: str, vad_conf: str,
         "extraction": {"chunk_size": chunk_size, "min_chunk_size": min_chunk_size,
                        "unit": "10 ms frames (waveform models: frames x frame_shift samples)"},
         "backends": backends, "scoring": {"cosine_mean": cosine_mean},
-        "calibration": calibration, "exports": exports, "files": files,
+        "calibration": calibration, "exports": exports, "export_error": export_error,
+        "files": files,
     }
     with atomic_output(os.path.join(tmp, MANIFEST)) as out:
         json.dump(manifest, out, indent=1)

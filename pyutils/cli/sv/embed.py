@@ -33,6 +33,7 @@ def write_embeddings(path: str, keys, vectors) -> None:
     """ark/scp or npy + keys, atomically."""
     from pyutils.utils.arkio import ArkScpWriter
     base, ext = os.path.splitext(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     if ext == ".ark":
         with ArkScpWriter(path, base + ".scp") as writer:
             for key, vector in zip(keys, vectors):

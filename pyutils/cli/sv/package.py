@@ -47,6 +47,8 @@ def run(args) -> int:
         raise SvError(str(err)) from None
     exports = ", ".join(f"{k} (cosine to PyTorch >= {v['min_cosine_to_pytorch']:.6f})"
                         for k, v in manifest["exports"].items()) or "none"
+    if manifest.get("export_error"):
+        exports += f" (the export failed: {manifest['export_error']})"
     print(f"sv package: {args.out_dir}: {manifest['model']['name']} "
           f"({manifest['model']['input_type']}, {manifest['features']['type']}), back-ends: "
           f"{', '.join(manifest['backends']) or 'none'}, calibrated: "
