@@ -26,15 +26,14 @@ _MULTIPLIERS = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E377
                          0xD6E8FEB86659FD93], dtype=np.uint64)
 
 
-def _word_keys(tokens: np.ndarray) -> np.ndarray:
-    """One uint64 per row of zero-padded id bytes (``n x 8k`` uint8): the bytes
-    themselves for ids of at most 8 bytes, else a multiply-xor mix of the words."""
-    words = tokens.view(np.uint64)
-    key = words[:, 0].copy()
-    for j in range(1, words.shape[1]):
+def _word_keys(words: Sequence[np.ndarray]) -> np.ndarray:
+    """One uint64 per id from its zero-padded bytes as uint64 word columns: the
+    bytes themselves for ids of at most 8 bytes, else a multiply-xor mix."""
+    key = words[0].copy()
+    for j in range(1, len(words)):
         key ^= key >> np.uint64(29)
         key *= _MULTIPLIERS[j % 4]
-        key += words[:, j]
+        key += words[j]
     return key
 
 
@@ -58,7 +57,12 @@ class TrialIds:
         for i, k in enumerate(encoded):
             self.bytes[i, :len(k)] = np.frombuffer(k, dtype=np.uint8)
         self.lengths = np.array([len(k) for k in encoded])
-        key = _word_keys(self.bytes)
+        self.words = [np.ascontiguousarray(c) for c in self.bytes.view(np.uint64).T]
+        masks = np.zeros((self.width + 2, self.width), dtype=np.uint8)   # by token length
+        for length in range(self.width + 2):
+            masks[length, :length] = 255
+        self.masks = [np.ascontiguousarray(c) for c in masks.view(np.uint64).T]
+        key = _word_keys(self.words).view(np.int64)     # (int64 searches faster)
         self.order = np.argsort(key, kind="stable")
         self.sorted = key[self.order]
         self.searchable = bool(np.all(np.diff(self.sorted) != 0))
@@ -76,14 +80,16 @@ class TrialIds:
         if not self.searchable:
             return np.full(starts.size, -1, dtype=np.int64)
         lengths = np.minimum(lengths, self.width + 1)     # too long: matches nothing
-        starts = np.minimum(starts, padded.size - self.width)
-        windows = np.lib.stride_tricks.as_strided(
-            padded, shape=(padded.size - self.width + 1, self.width), strides=(1, 1))
-        tokens = windows[starts]                          # a copy: n x width bytes
-        tokens[np.arange(self.width)[None, :] >= lengths[:, None]] = 0
-        pos = np.searchsorted(self.sorted, _word_keys(tokens))
+        # the token's bytes as uint64 words (unaligned loads), zeroed past its end
+        unaligned = np.ndarray(shape=(padded.size - 7,), dtype=np.uint64, buffer=padded,
+                               strides=(1,))
+        words = [unaligned[starts + 8 * j] & mask[lengths]
+                 for j, mask in enumerate(self.masks)]
+        pos = np.searchsorted(self.sorted, _word_keys(words).view(np.int64))
         rows = self.order[np.minimum(pos, len(self.order) - 1)]
-        ok = (self.lengths[rows] == lengths) & np.all(self.bytes[rows] == tokens, axis=1)
+        ok = self.lengths[rows] == lengths
+        for mine, theirs in zip(self.words, words):
+            ok &= mine[rows] == theirs
         return np.where(ok, rows, -1)
 
 
