@@ -53,9 +53,13 @@ def test_bf16_on_cpu_trains_with_fp32_loss_and_loads_on_cpu(tmp_path):
     stats = [checkpoint.load(str(tmp_path / run / "models" / "epoch_2.pt"))["stats"]
              for run in ("a", "b")]
     assert all(torch.isfinite(torch.tensor(s["loss"])) for s in stats)
-    # bf16 rounds activations (~3 significant digits): close to fp32, not equal
+    # bf16 rounds activations (~3 significant digits): the first step (same weights, same
+    # batch) is close to fp32, not equal; later steps drift apart as SGD trajectories do
+    first = [checkpoint.load(str(tmp_path / run / "models" / "epoch_1.pt"))["stats"]
+             ["step_losses"][0] for run in ("a", "b")]
+    assert first[0] != first[1] and abs(first[0] - first[1]) < 1e-2 * first[0]
     assert stats[0]["loss"] != stats[1]["loss"]
-    assert abs(stats[0]["loss"] - stats[1]["loss"]) < 0.1 * stats[0]["loss"]
+    assert abs(stats[0]["loss"] - stats[1]["loss"]) < 0.25 * stats[0]["loss"]
     final = torch.load(tmp_path / "b" / "final.pt", map_location="cpu", weights_only=False)
     assert all(v.device.type == "cpu" and v.dtype != torch.bfloat16
                for v in final["model"].values())
