@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from pyutils.backends import scoring, trials
+from pyutils.backends import trials
 from pyutils.backends.cosine import CosineBackend
 from pyutils.backends.plda import Plda, PldaBackend, write_matrix, write_vector
 from pyutils.backends.scoring import bilinear_form, load_embeddings, score_trials

@@ -45,6 +45,11 @@ from pyutils.utils.fileio import atomic_output
 
 log = logging.getLogger(__name__)
 
+# Re-exported: other modules import these names from here.
+__all__ = ["BACKENDS", "DEFAULT_BLOCK_SIZE", "LDA_FILE", "MEAN_FILE", "NORMS", "PLDA_FILE",
+           "Backend", "bilinear_form", "cohort_statistics", "load_backend", "load_embeddings",
+           "score_trials", "stack_embeddings"]
+
 BACKENDS = backend_names()
 
 DEFAULT_BLOCK_SIZE = 250_000   # trials per block: ~10 MB of text, ~60 MB of work arrays
