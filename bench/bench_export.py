@@ -4,8 +4,10 @@ Each network of conf/<model>.yaml (random weights; speed does not depend on them
 exported as the package does (pyutils.deploy.export: torch.export -> ONNX, dynamic
 axes), then one 10 s input (1,000 frames; wav2spk: 160,000 samples) is embedded by
 pyutils.deploy's TorchEmbedder and OnnxEmbedder, both with one intra-op thread and
-the recipe's chunking; the best of ``--repeats`` runs is the RTF (compute seconds per
-second of audio; features not included, they are numpy code shared by both).
+the recipe's chunking; the best of ``--repeats`` runs is the RTF: CPU seconds of the
+process per second of audio (with one thread, the compute alone, so the number holds on a
+shared machine; the wall-clock RTF is printed beside it).  Features are not included: they
+are numpy code shared by both runtimes.
 Also printed: WeSpeaker's published ONNX Runtime RTFs at 1 thread (their
 runtime/onnxruntime README, other hardware) for the networks they list.
 
@@ -32,14 +34,19 @@ SECONDS = 10.0
 WESPEAKER_ORT_RTF = {"ecapa_c512": 0.0184, "resnet34": 0.0607, "campplus": 0.0230}
 
 
-def best_time(fn, repeats: int) -> float:
+def best_time(fn, repeats: int):
+    """(best wall seconds, best CPU seconds of this process) over ``repeats`` runs.
+
+    With one thread the CPU time is the compute alone; on a shared machine the wall time
+    also holds the time other processes had the core."""
     fn()                                    # warm-up (allocations, ORT graph optimisation)
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        tick = time.perf_counter()
+        tick, tock = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - tick)
-    return min(times)
+        wall.append(time.perf_counter() - tick)
+        cpu.append(time.process_time() - tock)
+    return min(wall), min(cpu)
 
 
 def bench_model(name: str, repeats: int, workdir: str) -> dict:
@@ -61,11 +68,13 @@ def bench_model(name: str, repeats: int, workdir: str) -> dict:
     chunk, min_chunk = 10000 * unit, 25 * unit
     torch_embedder = TorchEmbedder(model, chunk, min_chunk, num_threads=1)
     onnx_embedder = OnnxEmbedder(path, chunk, min_chunk, num_threads=1)
-    rtf_torch = best_time(lambda: torch_embedder.embed(x), repeats) / SECONDS
-    rtf_onnx = best_time(lambda: onnx_embedder.embed(x), repeats) / SECONDS
+    wall_torch, cpu_torch = best_time(lambda: torch_embedder.embed(x), repeats)
+    wall_onnx, cpu_onnx = best_time(lambda: onnx_embedder.embed(x), repeats)
     shape = f"{x.shape[0]} samples" if unit > 1 else f"{x.shape[0]} x {feat_dim}"
-    return {"model": name, "input": shape, "torch": rtf_torch, "onnx": rtf_onnx,
-            "export_s": export_seconds, "onnx_mb": os.path.getsize(path) / 1e6}
+    return {"model": name, "input": shape, "torch": cpu_torch / SECONDS,
+            "onnx": cpu_onnx / SECONDS, "torch_wall": wall_torch / SECONDS,
+            "onnx_wall": wall_onnx / SECONDS, "export_s": export_seconds,
+            "onnx_mb": os.path.getsize(path) / 1e6}
 
 
 def main() -> int:
@@ -80,15 +89,16 @@ def main() -> int:
           f"Python {platform.python_version()}, torch {torch.__version__}, onnxruntime "
           f"{onnxruntime.__version__}, numpy {numpy.__version__}\n")
     print("| network | input (10 s) | PyTorch RTF | ONNX Runtime RTF | ONNX / PyTorch | "
-          "WeSpeaker ONNX Runtime RTF (published, other hardware) | ONNX export (s) | "
-          "ONNX size (MB) |\n|---|---|---:|---:|---:|---:|---:|---:|")
+          "WeSpeaker ONNX Runtime RTF (published, other hardware) | wall-clock RTF PyTorch / "
+          "ONNX | ONNX export (s) | ONNX size (MB) |\n|---|---|---:|---:|---:|---:|---|---:|---:|")
     with tempfile.TemporaryDirectory() as workdir:
         for name in args.models:
             row = bench_model(name, args.repeats, workdir)
             published = WESPEAKER_ORT_RTF.get(name)
             print(f"| {name} | {row['input']} | {row['torch']:.4f} | {row['onnx']:.4f} | "
                   f"{row['onnx'] / row['torch']:.2f} | "
-                  f"{f'{published:.4f}' if published else '-'} | {row['export_s']:.0f} | "
+                  f"{f'{published:.4f}' if published else '-'} | "
+                  f"{row['torch_wall']:.4f} / {row['onnx_wall']:.4f} | {row['export_s']:.0f} | "
                   f"{row['onnx_mb']:.1f} |", flush=True)
     return 0
 
