@@ -239,3 +239,32 @@ def test_failed_export_leaves_a_torch_only_package(tmp_path, monkeypatch):
     with pytest.raises(PackageError, match="has no ONNX export"):
         Package(out).embedder("onnx")
     assert Package(out).embedder("torch").embed(np.zeros((30, 30), np.float32)).shape == (16,)
+
+
+def test_package_stage_reruns_after_its_inputs_change(tmp_path):
+    """steps/package_model.sh (stage 8) skips when nothing changed and repackages when an
+    upstream marker (training, back-end, a calibration) or a config changes."""
+    model_dir = tiny_model_dir(str(tmp_path / "m"))
+    for marker in (".done", "backend/.stamp", "calibration/cosine.done"):
+        with open(os.path.join(model_dir, marker), "w") as out:
+            out.write("stamp\nrun-1\n")
+
+    def package():
+        result = subprocess.run(["steps/package_model.sh", "--export", "false", model_dir,
+                                 os.path.join(model_dir, "package")], cwd=ROOT,
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    assert "packaging" in package()
+    assert "is up to date" in package()
+    for marker in (".done", "backend/.stamp", "calibration/cosine.done"):
+        with open(os.path.join(model_dir, marker), "w") as out:
+            out.write(f"stamp\nrun-2 {marker}\n")
+        assert "packaging" in package(), marker
+    manifest = json.load(open(os.path.join(model_dir, "package", "manifest.json")))
+    assert manifest["calibration"] == {"cosine": "calibration/cosine.json"}
+    assert manifest["exports"] == {} and manifest["export_error"] is None
+    missing = subprocess.run(["steps/package_model.sh", str(tmp_path / "nothing"),
+                              str(tmp_path / "p")], cwd=ROOT, capture_output=True, text=True)
+    assert missing.returncode == 1 and "train the model and its back-end first" in missing.stderr
