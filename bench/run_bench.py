@@ -10,6 +10,13 @@ Rows (each group runs in its own subprocess, so its peak RSS is its own):
                    (18 classes, the ASC training speakers; random inputs);
 * ``extract-<model>`` embedding real-time factor, 1 thread, one 10 s input through
                    pyutils.extraction.extract.embed (compute seconds / audio seconds);
+* ``loader-<model>`` paired rows measured in one process, interleaved and repeated
+                   (median of the repeats): training chunks/s with random inputs in memory
+                   (compute only) beside the real loader (pyutils.training.loader) on ASC
+                   audio: precomputed features, and on-the-fly features with the
+                   augmentation of conf/ecapa_c512_aug.yaml (speed, noise, simulated
+                   reverb) in ``BENCH_LOADER_WORKERS`` (default 1) worker processes;
+                   the ratios loader / compute-only are rows too;
 * ``cosine``, ``plda`` trials/s of pyutils.backends.scoring.score_trials on 1M random trials
                    over 2,000 synthetic 512-dim embeddings, parsing and writing included.
 
@@ -43,8 +50,9 @@ ROOT = os.path.dirname(BENCH_DIR)
 sys.path.insert(0, ROOT)
 
 MODELS = ("xvector", "resnet34", "ecapa_c512", "wav2spk")
-GROUPS = (["features"] + [f"train-{m}" for m in MODELS] + [f"extract-{m}" for m in MODELS]
-          + ["cosine", "plda"])
+LOADER_MODELS = ("xvector", "ecapa_c512")
+GROUPS = (["features"] + [f"train-{m}" for m in MODELS] + [f"loader-{m}" for m in LOADER_MODELS]
+          + [f"extract-{m}" for m in MODELS] + ["cosine", "plda"])
 NUM_CLASSES = 18          # ASC training speakers (protocol asc-v1)
 EXTRACT_SECONDS = 10.0
 CORPUS = os.path.join(os.environ.get("SV_CORPUS_ROOT", os.path.join(ROOT, "..", "shared", "corpora")),
@@ -153,6 +161,176 @@ def bench_train(name: str, quick: bool) -> list:
                             f"{what}, 2 threads)", "value": rate, "unit": "chunks/s"}]
 
 
+def asc_data_dir(out: str, speakers: int, reps: int) -> str:
+    """A data dir of ASC utterances (protocol asc-v1: one speaker's clips of one
+    repetition over 10 keywords, ~10 s), written as wav files under ``out``."""
+    import soundfile
+    from pyutils.utils.fileio import write_lines
+    keywords = sorted(os.listdir(os.path.join(CORPUS, "dataset")))[:10]
+    wav, utt2spk = [], []
+    os.makedirs(os.path.join(out, "wav"), exist_ok=True)
+    for s in range(1, speakers + 1):
+        spk = f"{s:08d}"
+        for r in range(1, reps + 1):
+            clips = [soundfile.read(os.path.join(CORPUS, "dataset", k, f"{spk}_NO_{r:02d}.flac"),
+                                    dtype="int16")[0] for k in keywords]
+            utt = f"{spk}-r{r:02d}-g0"
+            path = os.path.join(out, "wav", f"{utt}.wav")
+            soundfile.write(path, np.concatenate(clips), 16000)
+            wav.append(f"{utt} {path}")
+            utt2spk.append(f"{utt} {spk}")
+    write_lines(os.path.join(out, "wav.scp"), wav)
+    write_lines(os.path.join(out, "utt2spk"), utt2spk)
+    return out
+
+
+def bench_loader(name: str, quick: bool) -> list:
+    """Paired rows: compute-only vs the real loader (precomputed; on-the-fly + augmentation)."""
+    import torch
+    from pyutils.augment import Augmenter
+    from pyutils.losses import build_loss
+    from pyutils.training.data import (OnTheFlyFeatures, PrecomputedFeatures, read_utt2spk,
+                                       speed_versions)
+    from pyutils.training.loader import BatchPlan, ChunkLoader
+    from pyutils.training.loop import train_step
+    from pyutils.training.scheduler import build_optimizer, build_scheduler
+    from pyutils.training.trainer import TrainingNet, load_config
+    from pyutils.utils.arkio import write_scp_dict
+    os.environ.setdefault("SV_CORPUS_ROOT", os.path.dirname(CORPUS))
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    config, model, feat_dim, _ = model_setup(name)
+    aug_cfg = load_config(os.path.join(ROOT, "conf", "ecapa_c512_aug.yaml"))["augmentation"]
+    data_cfg, train_cfg = config["data"], config["training"]
+    batch = 4 if quick else int(data_cfg["batch_size"])
+    lo, hi = int(data_cfg["min_chunk_frames"]), int(data_cfg["max_chunk_frames"])
+    steps, repeats = (2, 1) if quick else (int(os.environ.get("BENCH_LOADER_STEPS", "12")),
+                                           int(os.environ.get("BENCH_LOADER_REPEATS", "3")))
+    workers = int(os.environ.get("BENCH_LOADER_WORKERS", "1"))
+    nice = int(os.environ.get("BENCH_LOADER_NICE", "10"))     # data.worker_nice
+    kind = config.get("features", {}).get("type", "mfcc")
+    conf = lambda n: os.path.join(ROOT, "conf", n)  # noqa: E731
+    feat_conf = conf("fbank.conf") if kind == "fbank" else conf("mfcc.conf")
+    tmp = tempfile.mkdtemp(prefix="bench_loader_")
+    data = asc_data_dir(tmp, 3 if quick else 18, 1 if quick else 2)
+    utt2spk = read_utt2spk(data)
+    clean = OnTheFlyFeatures(data, kind, feat_conf, conf("vad.conf"), conf("cmvn.conf"),
+                             conf("mfcc.conf"))
+    write_scp_dict(os.path.join(tmp, "feats.ark"), os.path.join(tmp, "feats.scp"),
+                   {clean.utts[i]: clean.features(i) for i in range(len(clean))})
+    precomputed = PrecomputedFeatures(os.path.join(tmp, "feats.scp"), utt2spk)
+    speeds, prob = speed_versions(aug_cfg.get("speed"))
+    augmenter = Augmenter({k: v for k, v in aug_cfg.items() if k != "speed"}, 16000)
+    augmented = OnTheFlyFeatures(data, kind, feat_conf, conf("vad.conf"), conf("cmvn.conf"),
+                                 conf("mfcc.conf"), augmenter=augmenter, speeds=speeds,
+                                 speed_prob=prob)
+    num_classes = augmented.num_classes
+    loss_fn = build_loss(config["loss"]["name"], model.head_dim, num_classes,
+                         **{k: v for k, v in config["loss"].items() if k != "name"})
+    net = TrainingNet(model, loss_fn).train()
+    optimizer = build_optimizer(net.parameters(), **config["optimizer"])
+    total_steps = 4 * repeats * (steps + 2) + 10
+    scheduler = build_scheduler(optimizer, total_steps, **config.get("scheduler", {}))
+    grad_clip = float(train_cfg.get("grad_clip", 0.0))
+    seed = int(train_cfg.get("seed", 0))
+    chunks = (steps + 2) * batch
+    plans = {key: BatchPlan(src.lengths, lo, hi, batch, chunks, seed, prior=src.version_prior)
+             for key, src in (("pre", precomputed), ("fly", augmented))}
+    loaders = {"pre": ChunkLoader(precomputed, plans["pre"], 0),
+               "fly": ChunkLoader(augmented, plans["fly"], workers, worker_nice=nice),
+               "fly0": ChunkLoader(augmented, plans["fly"], workers)}
+    gen = torch.Generator().manual_seed(0)
+
+    def compute_batches(epoch):                # the chunk lengths the loaders' plans draw
+        plans["pre"].set_epoch(epoch)
+        for chunk_list in plans["pre"].global_batches():
+            frames = chunk_list[0][2]
+            yield (random_input(batch, frames, feat_dim, 1, gen),
+                   torch.randint(0, num_classes, (batch,), generator=gen))
+
+    cpu = []                                   # training process CPU s per chunk
+
+    def timed(batches) -> float:
+        count, start = 0, None
+        for step, (inputs, labels) in enumerate(batches):
+            if step == 2:                      # after the first batches (workers warm)
+                start, cpu_start = time.perf_counter(), time.process_time()
+            train_step(net, loss_fn, optimizer, scheduler, inputs, labels, grad_clip)
+            count += len(labels) if step >= 2 else 0
+        cpu.append((time.process_time() - cpu_start) / count)
+        return count / (time.perf_counter() - start)
+
+    rates = {"compute": [], "pre": [], "fly": [], "fly0": []}
+    cpu_compute = []
+    for repeat in range(repeats):
+        for key in rates:                      # interleaved: the machine's load hits all alike
+            epoch = repeat + 1
+            batches = (compute_batches(epoch) if key == "compute"
+                       else loaders[key].epoch(epoch))
+            rates[key].append(timed(batches))
+            if key == "compute":
+                cpu_compute.append(cpu[-1])
+            print(f"[loader-{name}] repeat {repeat + 1}: {key} {rates[key][-1]:.1f} chunks/s",
+                  file=sys.stderr, flush=True)
+    median = {k: float(np.median(v)) for k, v in rates.items()}
+    # CPU time per chunk of the featurisation in one thread (what a worker spends; robust
+    # to a shared machine): the whole utterance then cut (before issue 8) vs the chunk span
+    from threadpoolctl import threadpool_limits
+    from pyutils.training.loader import item_rng
+    specs = [spec for chunk_list in list(plans["fly"])[:2] for spec in chunk_list]
+
+    def cpu_ms(cut) -> float:
+        tick = time.thread_time()
+        for spec in specs:
+            cut(spec, item_rng(seed, spec.epoch, spec.batch, spec.item))
+        return (time.thread_time() - tick) / len(specs) * 1e3
+    with threadpool_limits(limits=1):
+        cpu_ms(lambda c, r: augmented.chunk(c.index, c.offset, c.length, r))  # RIR bank built
+        span_ms = cpu_ms(lambda c, r: augmented.chunk(c.index, c.offset, c.length, r))
+        whole_ms = cpu_ms(lambda c, r: augmented.features(c.index, r)
+                          [c.offset:c.offset + c.length])
+    spread = {k: f"{min(v):.3g}-{max(v):.3g}" for k, v in rates.items()}
+    size = f"{lo}-{hi}" if lo != hi else f"{lo}"
+    what = f"batch {batch} x {size} frames x {feat_dim}, 2 threads"
+    fly_text = (f"on-the-fly {kind} + speed {prob:g} + noise {aug_cfg['noise']['prob']:g} + "
+                f"simulated reverb {aug_cfg['reverb']['prob']:g}, {workers} worker(s)")
+    ratio = lambda key: 100.0 * median[key] / median["compute"]  # noqa: E731
+    rows = [
+        {"measurement": f"training {name} compute only ({what}; random inputs; "
+                        f"{repeats} repeats {spread['compute']})",
+         "value": median["compute"], "unit": "chunks/s"},
+        {"measurement": f"training {name} with the loader: precomputed {kind} "
+                        f"(in memory, in-process; {spread['pre']})",
+         "value": median["pre"], "unit": "chunks/s"},
+        {"measurement": f"training {name} with the loader: {fly_text}, worker_nice {nice} "
+                        f"({spread['fly']})",
+         "value": median["fly"], "unit": "chunks/s"},
+        {"measurement": f"training {name} with the loader: the same, worker_nice 0 "
+                        f"({spread['fly0']})",
+         "value": median["fly0"], "unit": "chunks/s"},
+        {"measurement": f"{name}: precomputed loader / compute only",
+         "value": ratio("pre"), "unit": "%"},
+        {"measurement": f"{name}: on-the-fly augmented loader (worker_nice {nice}) / compute only",
+         "value": ratio("fly"), "unit": "%"},
+        {"measurement": f"{name}: on-the-fly augmented loader (worker_nice 0) / compute only",
+         "value": ratio("fly0"), "unit": "%"},
+    ]
+    if name == "ecapa_c512":
+        rows[-2]["target"] = 85
+    rows += [
+        {"measurement": f"{name}: CPU per chunk of the training step, compute only "
+                        f"(2 threads together)", "value": 1e3 * float(np.median(cpu_compute)),
+         "unit": "ms"},
+        {"measurement": f"{name}: CPU per chunk of {fly_text.split(', ')[0]}, 1 thread: "
+                        f"whole utterance then cut", "value": whole_ms, "unit": "ms"},
+        {"measurement": f"{name}: the same, on the chunk's span (this loader)",
+         "value": span_ms, "unit": "ms"},
+    ]
+    import shutil
+    shutil.rmtree(tmp, ignore_errors=True)
+    return rows
+
+
 def bench_extract(name: str, quick: bool) -> list:
     import torch
     from pyutils.extraction.extract import embed, set_threads
@@ -223,12 +401,16 @@ def run_group(group: str, quick: bool) -> list:
     if group in ("cosine", "plda"):
         return bench_scoring(group, quick)
     kind, name = group.split("-", 1)
+    if kind == "loader":
+        return bench_loader(name, quick)
     return bench_train(name, quick) if kind == "train" else bench_extract(name, quick)
 
 
 def run_child(group: str, quick: bool) -> list:
     """Run one group in a fresh interpreter; its rows carry that process's peak RSS."""
     env = {**os.environ, "BENCH_THREADS": "2" if group.startswith("train") else "1"}
+    if group.startswith("loader"):    # 2 training threads; workers limit themselves to 1
+        env["BENCH_THREADS"] = "2"
     cmd = [sys.executable, os.path.abspath(__file__), "--child", group] + (["--quick"] if quick else [])
     proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if proc.returncode != 0:
