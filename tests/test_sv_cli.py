@@ -180,3 +180,27 @@ def test_cuda_device_fails_cleanly_without_a_gpu(package, asc_root, tmp_path):
     assert result.returncode == 1 and "no CUDA device is available" in result.stderr
     assert result.stderr.count("\n") == 1 and "--device cuda" in result.stderr
     assert not os.path.exists(tmp_path / "c.npy")
+
+
+def test_embed_a_folder_names_files_by_relative_path(package, asc_root, tmp_path):
+    """A folder is searched recursively; ids are relative paths without extension, '/' ->
+    '-', whitespace -> '_'; the rows of the .npy follow the .keys; non-audio is ignored."""
+    root = tmp_path / "audio"
+    (root / "spk 21" / "day1").mkdir(parents=True)
+    (root / "spk25").mkdir()
+    shutil.copy(asc_clip(asc_root, 21), root / "spk 21" / "day1" / "a.flac")
+    shutil.copy(asc_clip(asc_root, 25), root / "spk25" / "b.flac")
+    (root / "spk25" / "notes.txt").write_text("not audio, not listed")
+    result = sv("embed", "-p", package, "-q", root, "-o", tmp_path / "out" / "e.npy")
+    assert result.returncode == 0, result.stderr
+    assert open(tmp_path / "out" / "e.keys").read().split() == ["spk_21-day1-a", "spk25-b"]
+    rows = np.load(tmp_path / "out" / "e.npy")
+    assert rows.shape == (2, 16)
+    scp = tmp_path / "one.scp"                   # the same file under the same id, alone
+    scp.write_text(f"spk25-b {root / 'spk25' / 'b.flac'}\n")
+    assert sv("embed", "-p", package, "-q", scp, "-o", tmp_path / "one.npy").returncode == 0
+    np.testing.assert_allclose(np.load(tmp_path / "one.npy")[0], rows[1], rtol=1e-5, atol=1e-6)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    nothing = sv("embed", "-p", package, empty, "-o", tmp_path / "x.npy")
+    assert nothing.returncode == 1 and "no audio files" in nothing.stderr
