@@ -5,6 +5,12 @@ module mapping a batch of chunks to embeddings) with a momentum (EMA) copy of
 it, and return a loss from views of unlabelled audio only; see
 :mod:`pyutils.training.selfsup.moco` and :mod:`pyutils.training.selfsup.dino`.
 ``ssl_options`` reads and checks the ``ssl:`` block of a training config.
+
+The training run (stage 3 for a config with ``ssl:``) is
+:mod:`pyutils.training.selfsup.train`; its views of unlabelled audio
+:mod:`~pyutils.training.selfsup.data`; its stamp (no label files)
+:mod:`~pyutils.training.selfsup.inputs`; ``training.init_from`` of a supervised
+run :mod:`~pyutils.training.selfsup.pretrained`.
 """
 from __future__ import annotations
 
