@@ -22,6 +22,8 @@ exp=                        # outputs: $exp/$model/..., $exp/results.md (default
 reps=                       # asc: e.g. "01,02" to use some repetitions (default: all)
 train_speakers=             # asc: e.g. "1-4" to use a slice (default 1-18, asc-v1)
 eval_speakers=              # asc: e.g. "19-22" (default 19-30, asc-v1)
+calib_speakers=             # asc: held-out speakers whose trials calibrate the scores, e.g. "16-18"
+                            # (with --train-speakers 1-15); default none: training-utterance trials
 force=false                 # true: retrain even if the model is complete
 nproc_per_node=1            # stage 3: training processes per node (torchrun; one per GPU)
 nnodes=1                    # stage 3: nodes (run run.sh --stage 3 on each with its --node-rank)
@@ -31,7 +33,8 @@ aug=false                   # true: the network trains on the training set + aug
 unlabelled_data=            # stage 3, label-free configs (ssl:): more data dirs of audio, DIR[,DIR]
 help_message="Usage: $0 [--stage N] [--stop-stage N] [--nj N] [--model NAME] [--train-config YAML]
   [--corpus asc|voxceleb|cnceleb|librispeech|folder] [--corpus-root DIR] [--data DIR] [--exp DIR] [--reps LIST]
-  [--train-speakers RANGES] [--eval-speakers RANGES] [--force true|false] [--aug true|false]
+  [--train-speakers RANGES] [--eval-speakers RANGES] [--calib-speakers RANGES]
+  [--force true|false] [--aug true|false]
   [--nproc-per-node N] [--nnodes M --node-rank R --rdzv-endpoint HOST:PORT]
   [--unlabelled-data DIR[,DIR]]
 Stages 0-7 prepare, train, score and evaluate; stage 8 packages the model for the sv command."
@@ -62,6 +65,7 @@ exp=${exp:-exp/$corpus}
 
 train=$data/train
 eval=$data/eval
+calib=${calib_speakers:+$data/calib}   # held-out speakers for calibration (stage 6), or none
 dir=$exp/$model
 mfccdir=$exp/mfcc           # feature archives (the scp files in the data dirs point here)
 train_config=${train_config:-conf/$model.yaml}
@@ -76,8 +80,8 @@ utts_per_shard=$(python -m pyutils.cli.config_get "$train_config" data.utts_per_
 # Feature data dirs: MFCC features live in the data dirs themselves, fbank
 # features in copies named <set>_fbank; waveform models read the audio.
 case $feat_type in
-  mfcc|waveform) ftrain=$train; feval=$eval ;;
-  fbank) ftrain=${train}_fbank; feval=${eval}_fbank ;;
+  mfcc|waveform) ftrain=$train; feval=$eval; fcalib=$calib ;;
+  fbank) ftrain=${train}_fbank; feval=${eval}_fbank; fcalib=${calib:+${calib}_fbank} ;;
   *) echo "$0: $train_config: unknown features.type '$feat_type'" 1>&2; exit 1 ;;
 esac
 # What the network trains on: the training set, or with --aug true the set plus
@@ -96,14 +100,14 @@ if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
     "${prepare_opts[@]}")
   if ! python -m pyutils.cli.stamp check "$data/.done" "${stamp[@]}"; then
     python local/prepare_$corpus.py --corpus-root "$corpus_root" "${prepare_opts[@]}" "$data"
-    for x in "$train" "$eval"; do utils/validate_data_dir.sh --no-feats "$x"; done
+    for x in "$train" "$eval" $calib; do utils/validate_data_dir.sh --no-feats "$x"; done
     python -m pyutils.cli.stamp write "$data/.done" "${stamp[@]}"
   fi
 fi
 
 # Stage 1: features and energy VAD (MFCC, or fbank with VAD from MFCC energy), --nj jobs.
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
-  for x in "$train" "$eval"; do
+  for x in "$train" "$eval" $calib; do
     name=$(basename "$x")
     if [ $feat_type = fbank ]; then
       python -m pyutils.data.originals copy-lists "$x" "${x}_fbank"
@@ -144,7 +148,7 @@ fi
 # Stage 4: embeddings of train and eval utterances (+ windowed train ones for the back-end).
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   input=feats; [ $feat_type = waveform ] && input=waveform
-  for x in "$ftrain" "$feval"; do
+  for x in "$ftrain" "$feval" $fcalib; do
     steps/extract_embeddings.sh --nj $nj --cmd "$cpu_cmd" --input $input \
       "$dir/final.pt" "$x" "$dir/embeddings_$(basename "${x%_fbank}")"
   done
@@ -163,16 +167,20 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
 fi
 
 # Stage 6: score the trials with each back-end, raw and after each of $score_norms;
-# calibrate each system on trials over the training utterances (eval LLRs beside).
+# calibrate each system on trials of the held-out calibration speakers (--calib-speakers)
+# or, without them, over the training utterances (eval LLRs beside).
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   cohort=$dir/embeddings_train/xvector.scp
   [ "$score_norm_cohort" = speakers ] && cohort=$dir/embeddings_train/spk_xvector.scp
   cal_trials=${calibration_trials:-$dir/calibration/trials}
-  cal_emb=${calibration_embeddings:-$dir/embeddings_train}
+  cal_data=$train cal_emb=${calibration_embeddings:-$dir/embeddings_train}
+  if [ -n "$calib" ] && [ -z "$calibration_trials" ]; then
+    cal_data=$calib cal_emb=$dir/embeddings_calib
+  fi
   [ -z "$calibration_embeddings" ] || [ -n "$calibration_trials" ] || {
     echo "$0: calibration_embeddings needs calibration_trials (conf/backend.conf)" 1>&2; exit 1; }
   [ -n "$calibration_trials" ] || steps/make_trials.sh --max-trials $calibration_max_trials \
-    "$cal_emb" "$train" "$cal_trials"
+    "$cal_emb" "$cal_data" "$cal_trials"
   for backend in $backends; do
     for norm in none $score_norms; do
       system=$backend opts=(--backend $backend --cosine-mean $cosine_mean)

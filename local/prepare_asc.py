@@ -11,7 +11,8 @@ Protocol asc-v1 (fixed; see README):
 Clips may be .flac (the shared subset, reps 01-05) or .wav (the public
 original, reps 01-10).  An utterance's audio is a wav.scp pipe that
 concatenates its clips (``python3 -m pyutils.cli.concat_audio ... |``), so no
-audio is copied.  Writes <out>/train and <out>/eval.
+audio is copied.  Writes <out>/train and <out>/eval, and with --calib-speakers
+<out>/calib: speakers held out of training, whose trials calibrate the scores.
 """
 from __future__ import annotations
 
@@ -132,16 +133,24 @@ def parse_speakers(spec: str, default):
     return out
 
 
-def split_speakers(train_spec: str, eval_spec: str):
-    """The training and evaluation speakers; an overlap is an error (it would
-    score the evaluation speakers with a network trained on them)."""
-    train = parse_speakers(train_spec, TRAIN_SPEAKERS)
-    evaluation = parse_speakers(eval_spec, EVAL_SPEAKERS)
-    both = sorted(set(train) & set(evaluation))
-    if both:
-        raise ValueError(f"--train-speakers and --eval-speakers overlap: {len(both)} "
-                         f"speaker(s) in both, e.g. {int(both[0])}")
-    return train, evaluation
+def split_speakers(train_spec: str, eval_spec: str, calib_spec: str = ""):
+    """The training, evaluation and calibration speakers (none unless asked).
+
+    An overlap is an error: it would score or calibrate on speakers the
+    network was trained on (calibration needs held-out speakers, or its
+    log-likelihood ratios come out over-confident).
+    """
+    sets = {"train": parse_speakers(train_spec, TRAIN_SPEAKERS),
+            "eval": parse_speakers(eval_spec, EVAL_SPEAKERS),
+            "calib": parse_speakers(calib_spec, [])}
+    names = list(sets)
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            both = sorted(set(sets[first]) & set(sets[second]))
+            if both:
+                raise ValueError(f"--{first}-speakers and --{second}-speakers overlap: "
+                                 f"{len(both)} speaker(s) in both, e.g. {int(both[0])}")
+    return sets["train"], sets["eval"], sets["calib"]
 
 
 def main(argv=None):
@@ -153,14 +162,18 @@ def main(argv=None):
     parser.add_argument("--reps", default="", help="comma list of repetitions (default: all found)")
     parser.add_argument("--train-speakers", default="", help="subset, e.g. 1-4 (default 1-18)")
     parser.add_argument("--eval-speakers", default="", help="subset, e.g. 19-22 (default 19-30)")
+    parser.add_argument("--calib-speakers", default="",
+                        help="held-out speakers for calibration, e.g. 16-18 (default none); "
+                             "writes OUT/calib")
     parser.add_argument("--python", default="python3", help="interpreter used by wav.scp pipes")
-    parser.add_argument("out_dir", help="writes OUT/train and OUT/eval")
+    parser.add_argument("out_dir", help="writes OUT/train and OUT/eval (and OUT/calib)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     corpus_root = args.corpus_root or os.path.join(os.path.dirname(root), "shared", "corpora")
     try:
-        train_speakers, eval_speakers = split_speakers(args.train_speakers, args.eval_speakers)
+        train_speakers, eval_speakers, calib_speakers = split_speakers(
+            args.train_speakers, args.eval_speakers, args.calib_speakers)
         dataset = find_corpus(os.path.abspath(corpus_root), args.url)
         keywords, clips = scan_clips(dataset)
         groups = keyword_groups(keywords)
@@ -168,7 +181,10 @@ def main(argv=None):
         sys.exit(f"prepare_asc.py: {err}")
     reps = args.reps.split(",") if args.reps else sorted({rep for _, rep, _ in clips})
     reps = [f"{int(r):02d}" for r in reps]
-    for name, speakers in (("train", train_speakers), ("eval", eval_speakers)):
+    sets = [("train", train_speakers), ("eval", eval_speakers)]
+    if calib_speakers:
+        sets.append(("calib", calib_speakers))
+    for name, speakers in sets:
         utts = build_utterances(speakers, reps, groups, clips)
         if not utts:
             sys.exit(f"prepare_asc.py: no clips found for the {name} speakers in {dataset}")

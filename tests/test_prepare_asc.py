@@ -89,3 +89,21 @@ def test_download_from_local_mirror(tmp_path):
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "corpora" / "asc" / "dataset" / "k0").is_dir()
     assert len(read_lines(tmp_path / "data" / "train" / "utt2spk")) == 4
+
+
+def test_calibration_speakers_are_held_out_of_training(tmp_path):
+    keywords = [f"kw{i:02d}" for i in range(8)]
+    make_fake_corpus(tmp_path / "corpus", keywords, [1, 2, 3, 19], range(1, 3), "wav")
+    out = tmp_path / "data"
+    common = ("--corpus-root", str(tmp_path / "corpus"), "--eval-speakers", "19")
+    clash = run_prepare(*common, "--train-speakers", "1-3", "--calib-speakers", "3", str(out))
+    assert clash.returncode != 0
+    assert "--train-speakers and --calib-speakers overlap: 1 speaker(s) in both, e.g. 3" \
+        in clash.stderr
+    result = run_prepare(*common, "--train-speakers", "1-2", "--calib-speakers", "3", str(out))
+    assert result.returncode == 0, result.stderr
+    calib = {s for _, s in read_lines(out / "calib" / "utt2spk")}
+    train = {s for _, s in read_lines(out / "train" / "utt2spk")}
+    assert calib == {"00000003"} and train == {"00000001", "00000002"}
+    assert len(read_lines(out / "calib" / "utt2spk")) == 2 * 4
+    assert not (out / "calib" / "trials").exists()   # stage 6 makes the calibration trials

@@ -101,7 +101,8 @@ def format_error_bars(rows: List[dict]) -> str:
              f"{_cell(r, 'cllr', '.3f')} | {_cell(r, 'act_dcf_0.01', '.4f')} |\n" for r in rows]
     return ("\nSpeaker-bootstrap 95% intervals (seed fixed); differences inside them "
             "are not gains. Cllr and the actual DCF (Bayes threshold) are of the LLRs of "
-            "the calibration trained on training-utterance trials; minCllr is the "
+            "stage 6's calibration (calibration/<system>.json names its trials: held-out "
+            "speakers', or training utterances, which give over-confident LLRs); minCllr is the "
             "best any calibration could do.\n\n| system | backend | EER (%) 95% CI | "
             "minDCF (p=0.01) 95% CI | minCllr (bits) | Cllr (bits) | actual DCF (p=0.01) |"
             "\n|---|---|---|---|---|---|---|\n" + "".join(lines))
