@@ -15,8 +15,11 @@ Rows (each group runs in its own subprocess, so its peak RSS is its own):
                    (compute only) beside the real loader (pyutils.training.loader) on ASC
                    audio: precomputed features, and on-the-fly features with the
                    augmentation of conf/ecapa_c512_aug.yaml (speed, noise, simulated
-                   reverb) in ``BENCH_LOADER_WORKERS`` (default 1) worker processes;
-                   the ratios loader / compute-only are rows too;
+                   reverb) in ``BENCH_LOADER_WORKERS`` (default 1) worker processes,
+                   with ``data.worker_nice`` ``BENCH_LOADER_NICE`` (default 10) and 0; the
+                   ratios loader / compute-only, and CPU ms per chunk of the training step
+                   and of the featurisation (whole utterance vs chunk span) are rows too;
+                   ``BENCH_LOADER_STEPS`` (12) timed steps per row, ``BENCH_LOADER_REPEATS`` (3);
 * ``cosine``, ``plda`` trials/s of pyutils.backends.scoring.score_trials on 1M random trials
                    over 2,000 synthetic 512-dim embeddings, parsing and writing included.
 
