@@ -19,7 +19,7 @@ Rows (each group runs in its own subprocess, so its peak RSS is its own):
                    with ``data.worker_nice`` ``BENCH_LOADER_NICE`` (default 10) and 0; the
                    ratios loader / compute-only, and CPU ms per chunk of the training step
                    and of the featurisation (whole utterance vs chunk span) are rows too;
-                   ``BENCH_LOADER_STEPS`` (12) timed steps per row, ``BENCH_LOADER_REPEATS`` (3);
+                   ``BENCH_LOADER_STEPS`` (8) timed steps per row, ``BENCH_LOADER_REPEATS`` (3);
 * ``cosine``, ``plda`` trials/s of pyutils.backends.scoring.score_trials on 1M random trials
                    over 2,000 synthetic 512-dim embeddings, parsing and writing included.
 
@@ -207,7 +207,7 @@ def bench_loader(name: str, quick: bool) -> list:
     data_cfg, train_cfg = config["data"], config["training"]
     batch = 4 if quick else int(data_cfg["batch_size"])
     lo, hi = int(data_cfg["min_chunk_frames"]), int(data_cfg["max_chunk_frames"])
-    steps, repeats = (2, 1) if quick else (int(os.environ.get("BENCH_LOADER_STEPS", "12")),
+    steps, repeats = (2, 1) if quick else (int(os.environ.get("BENCH_LOADER_STEPS", "8")),
                                            int(os.environ.get("BENCH_LOADER_REPEATS", "3")))
     workers = int(os.environ.get("BENCH_LOADER_WORKERS", "1"))
     nice = int(os.environ.get("BENCH_LOADER_NICE", "10"))     # data.worker_nice
