@@ -119,3 +119,20 @@ def test_changed_keys_ignores_runtime_only_keys():
     old = {"training": {"num_threads": 1, "epochs": 3}, "model": {"embed_dim": 8}}
     new = {"training": {"num_threads": 4, "epochs": 3}, "model": {"embed_dim": 8, "x": 1}}
     assert changed_keys(old, new) == ["model.x"]
+
+
+def test_replaced_pretrained_front_end_changes_the_training_stamp(tmp_path):
+    from pyutils.training.inputs import training_inputs
+    from pyutils.utils.fileio import fingerprint
+    front = tmp_path / "wavlm"
+    front.mkdir()
+    (front / "config.json").write_text('{"hidden_size": 32}')
+    (front / "model.safetensors").write_bytes(b"weights-1")
+    config = tmp_path / "ssl.yaml"
+    config.write_text(yaml.safe_dump({"model": {"name": "ssl", "frontend": {
+        "type": "wavlm", "path": str(front)}}}))
+    items = training_inputs(str(config), str(tmp_path / "data"))
+    assert str(front / "model.safetensors") in items and str(front / "config.json") in items
+    before = fingerprint(*items)
+    (front / "model.safetensors").write_bytes(b"weights-2")
+    assert fingerprint(*items) != before

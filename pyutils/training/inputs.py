@@ -3,7 +3,7 @@
 ``exp/<model>/.done`` records the fingerprint (``pyutils.cli.stamp``) of the
 items below: the training config, the data dir's tables, the markers of the
 stages that wrote the data dir (they change whenever those stages reran) and
-the feature configs an on-the-fly config names.  ``steps/train.sh`` checks the
+the feature configs an on-the-fly config names, a pre-trained front-end's files.  ``steps/train.sh`` checks the
 marker with the same items, so shell and Python agree on "trained".
 
 :func:`changed_keys` compares two configs key by key, so a refusal can say
@@ -20,6 +20,10 @@ import yaml
 # Data-dir files whose bytes determine the training data (a missing one
 # hashes its name, so it appearing later also changes the stamp).
 DATA_FILES = ("utt2spk", "feats.scp", "wav.scp", "segments", ".done", ".mfcc_vad.done")
+# Files of a pre-trained front-end's directory (model.frontend.path) that decide
+# its weights and input normalisation (a missing one hashes its name).
+FRONTEND_FILES = ("config.json", "preprocessor_config.json", "model.safetensors",
+                  "pytorch_model.bin")
 # Keys that change how fast a run goes, never what it computes.
 RUNTIME_KEYS = {"training.num_threads", "data.in_memory", "data.num_workers",
                 "data.prefetch_factor", "data.worker_nice", "training.device"}
@@ -34,6 +38,9 @@ def training_inputs(config_path: str, data_dir: str) -> List[str]:
     for key in ("conf", "vad_conf", "cmvn_conf", "vad_feat_conf"):
         if feats.get(key):
             items.append(str(feats[key]))
+    frontend = (config.get("model") or {}).get("frontend") or {}
+    if frontend.get("path"):   # a replaced checkpoint retrains
+        items += [os.path.join(str(frontend["path"]), name) for name in FRONTEND_FILES]
     init_from = (config.get("training") or {}).get("init_from")
     if init_from:   # the pre-trained model and its run's marker (new after every rerun)
         items += [str(init_from), f"{os.path.dirname(str(init_from)) or '.'}/.done"]
