@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from typing import Optional
 
 import torch
@@ -37,15 +36,15 @@ from pyutils.training import checkpoint
 from pyutils.training.loader import build_loader
 from pyutils.training.data import (OnTheFlyFeatures, PrecomputedFeatures, WaveformStore,
                                    read_utt2spk, speed_versions, split_validation)
+from pyutils.training.ranks import SUMMARY_FILE, join_run
 from pyutils.training.scheduler import build_optimizer, build_scheduler
-from pyutils.training.device import autocast, grad_scaler, process_group_backend, resolve_device
+from pyutils.training.device import autocast, grad_scaler, resolve_device
 from pyutils.training.loop import run_epoch, validate
 from pyutils.training.inputs import changed_keys, data_inputs, describe_changes, training_inputs
 from pyutils.utils.fileio import atomic_output, done_marker, fingerprint, job_done, write_marker
 
 logger = logging.getLogger(__name__)
 
-SUMMARY_FILE = "train_summary.json"
 SAMPLES_PER_FRAME = 160  # chunk sizes are in 10 ms frames; waveform sources use 16 kHz samples
 
 
@@ -102,20 +101,6 @@ def build_sources(config: dict, data_dir: str):
     return train, valid
 
 
-class _Rank:
-    """Who we are under torchrun (rank 0 of 1 otherwise)."""
-
-    def __init__(self, backend: str = "gloo"):
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group(backend)
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
 class TrainingNet(torch.nn.Module):
     """Embedding network + loss as one module, so DDP synchronises both.
 
@@ -169,17 +154,7 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
         force = True
     device = resolve_device(config["training"].get("device", "auto"))
     precision = str(config["training"].get("precision", "fp32"))
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    rank = _Rank(process_group_backend(device))
-    if not rank.main:   # rank 0 alone logs progress (the others only warnings and errors)
-        logging.getLogger("pyutils").setLevel(logging.WARNING)
-    if force and rank.main:                # once, before the other ranks go on
-        for stale in ("models", ".done", "final.pt", SUMMARY_FILE, "config.yaml"):
-            path = os.path.join(exp_dir, stale)
-            shutil.rmtree(path) if os.path.isdir(path) else (os.path.exists(path) and os.remove(path))
-    if rank.world > 1:
-        dist.barrier()
+    rank = join_run(device, exp_dir, force)
     train_cfg, data_cfg = config["training"], config["data"]
     seed = int(train_cfg.get("seed", 0))
     torch.set_num_threads(int(train_cfg.get("num_threads", 1)))

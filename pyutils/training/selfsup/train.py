@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional, Sequence
@@ -41,8 +40,9 @@ import yaml
 
 from pyutils.models import build_model
 from pyutils.training import checkpoint
-from pyutils.training.device import autocast, process_group_backend, resolve_device
+from pyutils.training.device import autocast, resolve_device
 from pyutils.training.inputs import changed_keys, describe_changes
+from pyutils.training.ranks import SUMMARY_FILE, join_run
 from pyutils.training.scheduler import build_optimizer, build_scheduler
 from pyutils.training.selfsup import ssl_options
 from pyutils.training.selfsup.data import ViewSource, epoch_plan
@@ -54,7 +54,6 @@ from pyutils.utils.progress import progress as show_progress
 
 logger = logging.getLogger(__name__)
 
-SUMMARY_FILE = "train_summary.json"
 
 
 def load_config(path: str) -> dict:
@@ -67,20 +66,6 @@ def load_config(path: str) -> dict:
         raise ValueError(f"{path}: a label-free config (ssl:) has no loss: section; the "
                          f"loss is the method's (InfoNCE or DINO's)")
     return config
-
-
-class _Rank:
-    """Who we are under torchrun (rank 0 of 1 otherwise)."""
-
-    def __init__(self, backend: str):
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group(backend)
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
 
 
 def build_wrapper(config: dict, encoder: torch.nn.Module, options: dict) -> torch.nn.Module:
@@ -130,17 +115,7 @@ def train_label_free(config_path: str, data_dir: str, exp_dir: str, force: bool 
     train_cfg, data_cfg = config["training"], config["data"]
     device = resolve_device(train_cfg.get("device", "auto"))
     precision = str(train_cfg.get("precision", "fp32"))
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    rank = _Rank(process_group_backend(device))
-    if not rank.main:
-        logging.getLogger("pyutils").setLevel(logging.WARNING)
-    if force and rank.main:
-        for stale in ("models", ".done", "final.pt", SUMMARY_FILE, "config.yaml"):
-            path = os.path.join(exp_dir, stale)
-            shutil.rmtree(path) if os.path.isdir(path) else (os.path.exists(path) and os.remove(path))
-    if rank.world > 1:
-        dist.barrier()
+    rank = join_run(device, exp_dir, force)
     seed, batch_size = int(train_cfg.get("seed", 0)), int(data_cfg["batch_size"])
     options = ssl_options(config, batch_size)
     if batch_size % rank.world:
