@@ -27,6 +27,7 @@ from pyutils.backends.calibration import LinearCalibration, operating_thresholds
 from pyutils.metrics.cllr import cllr, min_cllr
 from pyutils.metrics.results import Pair, read_score_lines, read_trials
 from pyutils.utils.fileio import TableError, atomic_output
+from pyutils.utils.log import setup_logging
 
 log = logging.getLogger("calibrate")
 
@@ -119,8 +120,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging()
     args = parse_args(argv)
     try:
         if bool(args.scores) != bool(args.out_llr):

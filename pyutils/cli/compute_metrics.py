@@ -27,6 +27,7 @@ from pyutils.metrics.results import (TrialList, format_results_table, summarize,
                                      write_results_json)
 from pyutils.metrics.results import read_score_lines
 from pyutils.utils.fileio import TableError, atomic_output, read_table
+from pyutils.utils.log import setup_logging
 
 log = logging.getLogger("compute_metrics")
 
@@ -109,8 +110,7 @@ def format_error_bars(rows: List[dict]) -> str:
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging()
     args = parse_args(argv)
     try:
         rows: List[dict] = []

@@ -21,7 +21,6 @@ an error naming the file and line).  Outputs are written atomically.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import List, Optional
 
@@ -29,6 +28,7 @@ import numpy as np
 
 from pyutils.cli.calibrate import aligned_scores, calibrate, write_llrs
 from pyutils.utils.fileio import TableError, atomic_output
+from pyutils.utils.log import setup_logging
 
 
 def fuse(score_paths: List[str], weights: Optional[List[float]] = None):
@@ -42,8 +42,7 @@ def fuse(score_paths: List[str], weights: Optional[List[float]] = None):
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging()
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="fused scores (utt1 utt2 score)")

@@ -19,6 +19,7 @@ from pyutils.backends.norm import NORMS
 from pyutils.backends.scoring import (BACKENDS, DEFAULT_BLOCK_SIZE, load_backend,
                                       load_embeddings, score_trials)
 from pyutils.utils.fileio import TableError
+from pyutils.utils.log import setup_logging
 
 log = logging.getLogger("score_trials")
 
@@ -55,8 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging()
     args = parse_args(argv)
     try:
         backend = load_backend(args.backend, args.backend_dir, args.plda_smoothing,
