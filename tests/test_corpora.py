@@ -288,8 +288,9 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
             self.send_response(200)
         self.send_header("Content-Length", str(len(data) - start))
         self.end_headers()
-        self.wfile.write(data[start:])
+        # counted before sending: the client may assert as soon as its last byte arrives
         RangeHandler.sent.append(len(data) - start)
+        self.wfile.write(data[start:])
 
     def log_message(self, *args):
         pass

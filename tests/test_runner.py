@@ -131,6 +131,32 @@ def test_ctrl_c_kills_the_jobs_and_exits_130_without_traceback(tmp_path):
         assert state in ("gone", "Z"), (pid, state)
 
 
+def test_killing_the_runner_with_sigkill_also_stops_its_jobs(tmp_path):
+    """A step killed with its whole process group (kill -9 of run.sh, a node's OOM
+    killer) leaves no job running on: a late job would write into the rerun's files."""
+    import signal
+    import time
+    pid_file = tmp_path / "pid"
+    proc = subprocess.Popen([sys.executable, RUN, str(tmp_path / "s.log"), "sh", "-c",
+                             f"sleep 60 & echo $! > {pid_file}; wait"], start_new_session=True)
+    deadline = time.time() + 20
+    while not (pid_file.exists() and pid_file.read_text().strip()):
+        assert time.time() < deadline
+        time.sleep(0.05)
+    grandchild = int(pid_file.read_text())
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 10
+    state = "running"
+    while state not in ("gone", "Z") and time.time() < deadline:
+        time.sleep(0.05)
+        try:
+            state = open(f"/proc/{grandchild}/stat").read().split(")")[-1].split()[0]
+        except FileNotFoundError:
+            state = "gone"
+    assert state in ("gone", "Z"), (grandchild, state)
+
+
 def fake_sbatch(tmp_path, body):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)

@@ -91,6 +91,38 @@ def report_failure(prog, failed_ids, total, first_log):
 
 RUNNING = set()          # Popen objects of the jobs still running (killed on Ctrl-C)
 RUNNING_LOCK = threading.Lock()
+WATCHDOG = None          # the process that stops the jobs if this runner dies
+
+
+def watchdog():
+    """Read "+PGID"/"-PGID" lines from stdin; at end of file (the runner has
+    exited, even by SIGKILL), SIGTERM every process group still registered.
+
+    Jobs run in their own sessions (so Ctrl-C can stop a job's children), which
+    also puts them beyond a kill of the runner's group; this closes that gap."""
+    groups = set()
+    for line in sys.stdin:
+        sign, pgid = line[0], int(line[1:])
+        (groups.add if sign == "+" else groups.discard)(pgid)
+    for pgid in groups:
+        try:
+            os.killpg(pgid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
+def start_watchdog():
+    """Start the watchdog in its own session, so a kill of ours does not reach it."""
+    global WATCHDOG
+    WATCHDOG = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--watchdog"],
+                                stdin=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def tell_watchdog(line):
+    with RUNNING_LOCK:
+        if WATCHDOG is not None:
+            WATCHDOG.stdin.write(line + "\n")
+            WATCHDOG.stdin.flush()
 
 
 def kill_running():
@@ -116,11 +148,13 @@ def run_one(command, log_path):
                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         with RUNNING_LOCK:
             RUNNING.add(child)
+        tell_watchdog(f"+{child.pid}")
         try:
             _, status, usage = os.wait4(child.pid, 0)
         finally:
             with RUNNING_LOCK:
                 RUNNING.discard(child)
+            tell_watchdog(f"-{child.pid}")
         code = child.returncode = os.waitstatus_to_exitcode(status)
         # peak RSS: the largest process of the job (Linux reports KiB)
         log.write(f"# Accounting: time={int(time.time() - start)} threads=1 "
@@ -131,7 +165,10 @@ def run_one(command, log_path):
 
 
 def main():
+    if sys.argv[1:] == ["--watchdog"]:
+        return watchdog()
     max_jobs, job_range, log, words = parse_args(sys.argv[1:])
+    start_watchdog()
     if job_range is None:
         jobs = [(None, to_shell(words), log)]
     else:
@@ -148,6 +185,8 @@ def main():
               f"{os.path.dirname(os.path.abspath(log))})", file=sys.stderr)
         os._exit(130)   # the pool's threads are still waiting on their (killed) jobs
     pool.shutdown()
+    WATCHDOG.stdin.close()
+    WATCHDOG.wait()
     failed = [(job or 1, where) for (job, _, where), code in zip(jobs, codes) if code != 0]
     if failed:
         report_failure(sys.argv[0], [j for j, _ in failed], len(jobs), failed[0][1])
