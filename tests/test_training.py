@@ -7,6 +7,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 import torch
 import yaml
 
@@ -28,6 +29,42 @@ def test_epoch_batches_are_reproducible_and_valid():
         assert len({n for _, _, n in batch}) == 1          # one length per batch
         for utt, offset, frames in batch:
             assert 200 <= frames <= 400 and 0 <= offset <= lengths[utt] - frames
+
+
+def test_utterance_sampling_gives_every_utterance_one_chunk_per_pass():
+    """data.sampling: utterance (WeSpeaker, tar shards): passes over the utterances in a
+    new order each; short ones are given whole (offset 0) for the loader to repeat."""
+    lengths = [300, 450, 500, 1000, 150]
+    batches = epoch_batches(lengths, 200, 400, 5, 20, seed=1, epoch=3, sampling="utterance")
+    assert batches == epoch_batches(lengths, 200, 400, 5, 20, 1, 3, sampling="utterance")
+    picks = [u for batch in batches for u, _, _ in batch]
+    passes = [picks[i:i + 5] for i in range(0, 20, 5)]
+    assert all(sorted(p) == [0, 1, 2, 3, 4] for p in passes)      # each utterance once a pass
+    assert len({tuple(p) for p in passes}) > 1                     # in a new order
+    for batch in batches:
+        assert len({n for _, _, n in batch}) == 1
+        for u, offset, frames in batch:
+            assert (0 <= offset <= lengths[u] - frames) if lengths[u] >= frames else offset == 0
+    # speed copies (items 5-9 at speed 1, 10-14 at speed 2, shares 0.5/0.25/0.25): each
+    # original once a pass, as one of its versions, about half of them perturbed
+    groups = [0] * 5 + [1] * 5 + [2] * 5
+    many = epoch_batches(lengths * 3, 100, 100, 5, 4000, 2, 1, prior=(groups, [0.5, 0.25, 0.25]),
+                         sampling="utterance")
+    items = [u for batch in many for u, _, _ in batch]
+    assert all(sorted(i % 5 for i in items[k:k + 5]) == [0, 1, 2, 3, 4] for k in range(0, 4000, 5))
+    assert abs(np.mean([i >= 5 for i in items]) - 0.5) < 0.03
+    with pytest.raises(ValueError, match="data.sampling must be one of length, utterance"):
+        epoch_batches(lengths, 200, 400, 5, 20, 1, 3, sampling="random")
+
+
+def test_loader_repeats_an_utterance_shorter_than_its_chunk(tmp_path):
+    from pyutils.training.data import PrecomputedFeatures, read_utt2spk
+    from pyutils.training.loader import ChunkDataset, ChunkSpec
+    feats = make_training_data(tmp_path, num_spk=1, utts=1, frames=30)
+    source = PrecomputedFeatures(str(tmp_path / "feats.scp"), read_utt2spk(str(tmp_path)))
+    chunk, _ = ChunkDataset(source)[ChunkSpec(0, 0, 70, 1, 1, 0, 0)]
+    whole = feats["spk0-u0"]
+    np.testing.assert_array_equal(chunk, np.concatenate([whole, whole, whole[:10]]))
 
 
 def make_training_data(directory, num_spk=3, utts=4, frames=260, dim=10):

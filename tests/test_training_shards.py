@@ -221,6 +221,10 @@ def test_shard_format_errors_name_what_to_change(tmp_path):
     with pytest.raises(ValueError, match="data.format must be raw or shard, got 'lmdb'"):
         train(write_yaml(tmp_path / "c2.yaml", config), str(tmp_path / "shards"),
               str(tmp_path / "e3"))
+    config["data"].update(format="shard", sampling="length")
+    with pytest.raises(ValueError, match="data.sampling must be utterance"):
+        train(write_yaml(tmp_path / "d.yaml", config), str(tmp_path / "shards"),
+              str(tmp_path / "e4"))
 
 
 def write_yaml(path, config):

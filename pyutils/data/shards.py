@@ -185,6 +185,11 @@ def random_chunk(samples: np.ndarray, length: int, rng) -> np.ndarray:
         span = len(samples) - length + 1
         start = int(rng.integers(span)) if hasattr(rng, "integers") else rng.randrange(span)
         return samples[start:start + length]
+    return repeat_to(samples, length)
+
+
+def repeat_to(samples: np.ndarray, length: int) -> np.ndarray:
+    """``samples`` (rows) repeated end to end and cut to ``length`` rows."""
     reps = -(-length // len(samples))
     return np.tile(samples, (reps,) + (1,) * (samples.ndim - 1))[:length]
 

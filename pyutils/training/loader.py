@@ -49,6 +49,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from pyutils.data.shards import repeat_to
 from pyutils.training.chunks import epoch_batches
 
 AUGMENT_STREAM = 7          # keeps the chunk generators apart from the plan's own stream
@@ -75,8 +76,9 @@ class BatchPlan(Sampler):
 
     def __init__(self, lengths: Sequence[int], min_frames: int, max_frames: int,
                  batch_size: int, num_chunks: int, seed: int, rank: int = 0, world: int = 1,
-                 prior=None, epoch: int = 1):
+                 prior=None, epoch: int = 1, sampling: str = "length"):
         self.lengths = np.asarray(lengths)
+        self.sampling = sampling
         self.min_frames, self.max_frames = int(min_frames), int(max_frames)
         self.batch_size, self.num_chunks = int(batch_size), int(num_chunks)
         self.seed, self.rank, self.world = int(seed), int(rank), int(world)
@@ -99,7 +101,8 @@ class BatchPlan(Sampler):
         if self._fixed is not None:
             return self._fixed
         return epoch_batches(self.lengths, self.min_frames, self.max_frames, self.batch_size,
-                             self.num_chunks, self.seed, self.epoch, prior=self.prior)
+                             self.num_chunks, self.seed, self.epoch, prior=self.prior,
+                             sampling=self.sampling)
 
     def __iter__(self) -> Iterator[List[ChunkSpec]]:
         for number, batch in enumerate(self.global_batches()):
@@ -123,6 +126,11 @@ class ChunkDataset(Dataset):
 
     def __getitem__(self, spec: ChunkSpec):
         rng = item_rng(spec.seed, spec.epoch, spec.batch, spec.item) if self.augment else None
+        available = int(self.source.lengths[spec.index])
+        if spec.length > available:       # sampling: utterance: repeat a short one to fill
+            whole = self.source.chunk(spec.index, 0, available, rng)
+            return (np.asarray(repeat_to(whole, spec.length), dtype=np.float32),
+                    int(self.source.labels[spec.index]))
         chunk = self.source.chunk(spec.index, spec.offset, spec.length, rng)
         return np.asarray(chunk, dtype=np.float32), int(self.source.labels[spec.index])
 
@@ -251,7 +259,8 @@ def build_loader(source, data_cfg: dict, chunk_range, batch_size: int, seed: int
     ``prefetch_factor``, ``worker_nice``) for this rank (``rank.rank`` of ``rank.world``)."""
     plan = BatchPlan(source.lengths, chunk_range[0], chunk_range[1], batch_size,
                      int(data_cfg["chunks_per_epoch"]), seed, rank.rank, rank.world,
-                     prior=getattr(source, "version_prior", None))
+                     prior=getattr(source, "version_prior", None),
+                     sampling=str(data_cfg.get("sampling", "length")))
     return ChunkLoader(source, plan, int(data_cfg.get("num_workers", 0) or 0), device,
                        int(data_cfg.get("prefetch_factor", 2) or 2),
                        worker_nice=int(data_cfg.get("worker_nice", 0) or 0))

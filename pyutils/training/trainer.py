@@ -75,6 +75,9 @@ def build_sources(config: dict, data_dir: str):
     if data_format not in ("raw", "shard"):
         raise ValueError(f"data.format must be raw or shard, got '{data_format}'")
     if data_format == "shard":   # streamed from tar shards (pyutils.training.shard_source)
+        if config["data"].get("sampling", "utterance") != "utterance":
+            raise ValueError("data.format: shard streams every utterance once per pass: "
+                             "data.sampling must be utterance (or unset)")
         from pyutils.training.shard_source import build_shard_sources
         return build_shard_sources(config, data_dir, utt2spk, train_utts, valid_utts,
                                    augmenter, speeds, speed_prob)
