@@ -62,6 +62,7 @@ def test_verify_scores_calibrates_and_decides(package, asc_root):
     assert verify_json(package, clip, clip, "--threshold", "1.5")["decision"] == "reject"
     text = sv("verify", "-p", package, "-q", clip, clip)
     assert "decision: ACCEPT (same speaker)" in text.stdout and "LLR: 5" in text.stdout
+    assert text.stderr == ""              # --quiet: no progress line either
 
 
 def test_verify_enrols_the_mean_of_several_files(package, asc_root, tmp_path):

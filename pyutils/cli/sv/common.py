@@ -109,7 +109,9 @@ def embed_items(package, items: Sequence[Tuple[str, str]], args, desc: str = "em
         batch.clear()
         batch_keys.clear()
 
-    for key, source in progress(items, total=len(items), desc=desc, unit="utt"):
+    shown = items if getattr(args, "quiet", False) else progress(items, total=len(items),
+                                                                 desc=desc, unit="utt")
+    for key, source in shown:
         try:
             batch.append(frontend(source, key))
             batch_keys.append(key)
