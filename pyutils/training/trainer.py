@@ -40,7 +40,8 @@ from pyutils.training.ranks import SUMMARY_FILE, join_run
 from pyutils.training.scheduler import build_optimizer, build_scheduler
 from pyutils.training.device import autocast, grad_scaler, resolve_device
 from pyutils.training.loop import run_epoch, validate
-from pyutils.training.inputs import changed_keys, data_inputs, describe_changes, training_inputs
+from pyutils.training.inputs import data_inputs, training_inputs
+from pyutils.training.restart import check_resumable, must_start_over
 from pyutils.utils.fileio import atomic_output, done_marker, fingerprint, job_done, write_marker
 
 logger = logging.getLogger(__name__)
@@ -142,19 +143,7 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
     config = load_config(config_path)
     recorded_path = os.path.join(exp_dir, "config.yaml")
     model_dir = os.path.join(exp_dir, "models")
-    if os.path.exists(marker) and not force:
-        why = _what_changed(recorded_path, config, config_path)
-        if not why.startswith("the training data"):
-            raise ValueError(f"{exp_dir} is trained, but not with these inputs: {why}; "
-                             f"rerun with --force true to retrain from scratch")
-        # same config, but an upstream stage reran: its outputs are new, so is the model
-        logger.warning("%s: %s since it was trained; training again from scratch", exp_dir, why)
-        force = True
-    newest = checkpoint.latest(model_dir) if not force else None
-    if newest and checkpoint.load(newest).get("data_stamp") not in (None, data_stamp):
-        logger.warning("%s was written from other data (an upstream stage reran); "
-                       "starting over", newest)
-        force = True
+    force = must_start_over(exp_dir, marker, config, config_path, data_stamp, force)
     device = resolve_device(config["training"].get("device", "auto"))
     precision = str(config["training"].get("precision", "fp32"))
     rank = join_run(device, exp_dir, force)
@@ -166,7 +155,7 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
     resume_from = checkpoint.latest(model_dir)
     state = checkpoint.load(resume_from) if resume_from else None
     if state is not None:
-        _check_resumable(state, resume_from, recorded_path, config, config_path, data_stamp)
+        check_resumable(state, resume_from, exp_dir, config, config_path, data_stamp)
 
     source, valid = build_sources(config, data_dir)
     model = build_model(config["model"]["name"], feat_dim=source.feat_dim,
@@ -271,37 +260,6 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
     if rank.world > 1:
         dist.barrier()
     return final_path
-
-
-def _read_recorded(path: str) -> Optional[dict]:
-    if not os.path.exists(path):
-        return None
-    with open(path, encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
-
-
-def _what_changed(recorded_path: str, config: dict, config_path: str) -> str:
-    recorded = _read_recorded(recorded_path)
-    if recorded is None:
-        return "no config.yaml records the earlier run"
-    keys = changed_keys(recorded, config)
-    if keys:
-        return f"{config_path} changed ({describe_changes(recorded, config, keys)})"
-    return "the training data or an upstream stage changed (its marker or tables)"
-
-
-def _check_resumable(state: dict, path: str, recorded_path: str, config: dict,
-                     config_path: str, data_stamp: str) -> None:
-    """Refuse to continue a checkpoint written under another config or other data."""
-    theirs = state.get("config") or _read_recorded(recorded_path)
-    keys = changed_keys(theirs, config) if theirs is not None else []
-    if keys:
-        raise ValueError(f"cannot resume from {path}: {config_path} changed since it was "
-                         f"written ({describe_changes(theirs, config, keys)}); restore the "
-                         f"config, or rerun with --force true to start over")
-    if state.get("data_stamp") not in (None, data_stamp):
-        raise ValueError(f"cannot resume from {path}: the training data or an upstream stage "
-                         f"changed since it was written; rerun with --force true to start over")
 
 
 def write_summary(path: str, model_dir: str, epochs: int, config: dict, num_parameters: int,

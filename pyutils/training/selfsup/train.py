@@ -41,7 +41,7 @@ import yaml
 from pyutils.models import build_model
 from pyutils.training import checkpoint
 from pyutils.training.device import autocast, resolve_device
-from pyutils.training.inputs import changed_keys, describe_changes
+from pyutils.training.restart import check_resumable, must_start_over
 from pyutils.training.ranks import SUMMARY_FILE, join_run
 from pyutils.training.scheduler import build_optimizer, build_scheduler
 from pyutils.training.selfsup import ssl_options
@@ -98,20 +98,8 @@ def train_label_free(config_path: str, data_dir: str, exp_dir: str, force: bool 
         return final_path
     config = load_config(config_path)
     recorded_path, model_dir = os.path.join(exp_dir, "config.yaml"), os.path.join(exp_dir, "models")
-    if os.path.exists(marker) and not force:
-        keys = changed_keys(_read_yaml(recorded_path) or {}, config)
-        if keys:
-            raise ValueError(f"{exp_dir} is trained, but not with these inputs: {config_path} "
-                             f"changed ({describe_changes(_read_yaml(recorded_path) or {}, config, keys)}); "
-                             f"rerun with --force true to retrain from scratch")
-        logger.warning("%s: the training data or an upstream stage changed since it was "
-                       "trained; training again from scratch", exp_dir)
-        force = True
-    newest = checkpoint.latest(model_dir) if not force else None
-    if newest and checkpoint.load(newest).get("data_stamp") != data_stamp:
-        logger.warning("%s was written from other data (an upstream stage reran or the "
-                       "--unlabelled-data changed); starting over", newest)
-        force = True
+    force = must_start_over(exp_dir, marker, config, config_path, data_stamp, force,
+                            data_name="the training data or --unlabelled-data")
     train_cfg, data_cfg = config["training"], config["data"]
     device = resolve_device(train_cfg.get("device", "auto"))
     precision = str(train_cfg.get("precision", "fp32"))
@@ -127,11 +115,7 @@ def train_label_free(config_path: str, data_dir: str, exp_dir: str, force: bool 
     resume_from = checkpoint.latest(model_dir)
     state = checkpoint.load(resume_from) if resume_from else None
     if state is not None:
-        keys = changed_keys(state.get("config") or {}, config)
-        if keys:
-            raise ValueError(f"cannot resume from {resume_from}: {config_path} changed since it "
-                             f"was written ({describe_changes(state['config'], config, keys)}); "
-                             f"restore the config, or rerun with --force true to start over")
+        check_resumable(state, resume_from, exp_dir, config, config_path, data_stamp)
 
     frames = view_frames(options, data_cfg)
     source = ViewSource(data_dirs, config.get("features"), config.get("augmentation"),
@@ -278,8 +262,3 @@ def write_summary(path, model_dir, epochs, config, num_parameters, world, num_ut
     return summary
 
 
-def _read_yaml(path: str):
-    if not os.path.exists(path):
-        return None
-    with open(path, encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
