@@ -114,8 +114,11 @@ def watchdog():
 def start_watchdog():
     """Start the watchdog in its own session, so a kill of ours does not reach it."""
     global WATCHDOG
+    # its output goes nowhere: it must not hold our stderr open after we exit (a caller
+    # reading our stderr to the end would wait for the watchdog too)
     WATCHDOG = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--watchdog"],
-                                stdin=subprocess.PIPE, text=True, start_new_session=True)
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, text=True, start_new_session=True)
 
 
 def tell_watchdog(line):
