@@ -109,9 +109,12 @@ def test_ctrl_c_kills_the_jobs_and_exits_130_without_traceback(tmp_path):
     import signal
     import time
     pids = tmp_path / "pid"
+    # SIGINT as a terminal delivers it: a runner started from a background shell job
+    # (nohup ... &) inherits SIGINT ignored, as it should, and would never see it
     proc = subprocess.Popen([sys.executable, RUN, "JOB=1:2", str(tmp_path / "s.JOB.log"),
                              "sh", "-c", f"echo $$ > {pids}.JOB; exec sleep 60"],
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while not all(os.path.exists(f"{pids}.{j}") and open(f"{pids}.{j}").read().strip()
                   for j in (1, 2)):
