@@ -160,6 +160,39 @@ def test_killing_the_runner_with_sigkill_also_stops_its_jobs(tmp_path):
     assert state in ("gone", "Z"), (grandchild, state)
 
 
+def test_a_dead_watchdog_costs_only_its_protection(tmp_path):
+    """The watchdog killed on its own: the jobs still run, are logged and succeed."""
+    import signal
+    import time
+    started = tmp_path / "started"
+    proc = subprocess.Popen([sys.executable, RUN, "JOB=1:2", str(tmp_path / "s.JOB.log"),
+                             "sh", "-c", f"touch {started}.JOB; sleep 2; echo done"])
+    deadline = time.time() + 60
+    while not (os.path.exists(f"{started}.1") and os.path.exists(f"{started}.2")):
+        assert time.time() < deadline
+        time.sleep(0.05)
+    watchdogs = [int(p) for p in os.listdir("/proc") if p.isdigit()
+                 and _cmdline(p)[-1:] == ["--watchdog"] and _parent(p) == proc.pid]
+    assert len(watchdogs) == 1
+    os.kill(watchdogs[0], signal.SIGKILL)
+    assert proc.wait(timeout=60) == 0
+    assert all("done" in (tmp_path / f"s.{j}.log").read_text() for j in (1, 2))
+
+
+def _cmdline(pid):
+    try:
+        return open(f"/proc/{pid}/cmdline", "rb").read().decode().split("\0")[:-1]
+    except OSError:
+        return []
+
+
+def _parent(pid):
+    try:
+        return int(open(f"/proc/{pid}/stat").read().split(")")[-1].split()[1])
+    except OSError:
+        return -1
+
+
 def fake_sbatch(tmp_path, body):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)

@@ -102,8 +102,11 @@ def watchdog():
     also puts them beyond a kill of the runner's group; this closes that gap."""
     groups = set()
     for line in sys.stdin:
-        sign, pgid = line[0], int(line[1:])
-        (groups.add if sign == "+" else groups.discard)(pgid)
+        pgid = int(line[1:])
+        if line[0] == "+":
+            groups.add(pgid)
+        else:
+            groups.discard(pgid)
     for pgid in groups:
         try:
             os.killpg(pgid, signal.SIGTERM)
@@ -122,10 +125,29 @@ def start_watchdog():
 
 
 def tell_watchdog(line):
+    """Register (+) or release (-) a job's process group; a watchdog that is gone
+    (killed on its own) only costs that protection, never the jobs."""
+    global WATCHDOG
     with RUNNING_LOCK:
-        if WATCHDOG is not None:
+        if WATCHDOG is None:
+            return
+        try:
             WATCHDOG.stdin.write(line + "\n")
             WATCHDOG.stdin.flush()
+        except OSError:           # BrokenPipeError: it died
+            WATCHDOG = None
+
+
+def stop_watchdog():
+    """Close its pipe (it finds no group left to stop) and wait for it."""
+    with RUNNING_LOCK:
+        watchdog = WATCHDOG
+    if watchdog is not None:
+        try:
+            watchdog.stdin.close()
+        except OSError:
+            pass
+        watchdog.wait()
 
 
 def kill_running():
@@ -188,8 +210,7 @@ def main():
               f"{os.path.dirname(os.path.abspath(log))})", file=sys.stderr)
         os._exit(130)   # the pool's threads are still waiting on their (killed) jobs
     pool.shutdown()
-    WATCHDOG.stdin.close()
-    WATCHDOG.wait()
+    stop_watchdog()
     failed = [(job or 1, where) for (job, _, where), code in zip(jobs, codes) if code != 0]
     if failed:
         report_failure(sys.argv[0], [j for j, _ in failed], len(jobs), failed[0][1])

@@ -85,15 +85,16 @@ def _utterance_batches(lengths: np.ndarray, min_frames: int, max_frames: int, ba
         raise ValueError("sampling: utterance has no utterance to draw from")
     probs = shares / shares.sum()
     rng = np.random.default_rng([seed, epoch])
-    order: List[int] = []
+    order, next_in_pass = np.empty(0, np.int64), 0
     batches = []
     for _ in range(max(1, num_chunks // batch_size)):
         frames = int(rng.integers(min_frames, max_frames + 1))
         batch = []
         while len(batch) < batch_size:
-            if not order:                          # a new pass, in a new order
-                order = list(rng.permutation(originals.size))[::-1]
-            position = order.pop()
+            if next_in_pass == order.size:         # a new pass, in a new order
+                order, next_in_pass = rng.permutation(originals.size), 0
+            position = int(order[next_in_pass])
+            next_in_pass += 1
             group = int(rng.choice(len(probs), p=probs)) if len(probs) > 1 else 0
             item = int(members[group][position])
             if lengths[item] == 0:

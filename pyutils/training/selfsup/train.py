@@ -55,7 +55,6 @@ from pyutils.utils.progress import progress as show_progress
 logger = logging.getLogger(__name__)
 
 
-
 def load_config(path: str) -> dict:
     with open(path, encoding="utf-8") as handle:
         config = yaml.safe_load(handle)
@@ -260,5 +259,3 @@ def write_summary(path, model_dir, epochs, config, num_parameters, world, num_ut
         json.dump(summary, out, indent=1)
         out.write("\n")
     return summary
-
-
