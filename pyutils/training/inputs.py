@@ -2,9 +2,10 @@
 
 ``exp/<model>/.done`` records the fingerprint (``pyutils.cli.stamp``) of the
 items below: the training config, the data dir's tables, the markers of the
-stages that wrote the data dir (they change whenever those stages reran) and
-the feature configs an on-the-fly config names, a pre-trained front-end's files.  ``steps/train.sh`` checks the
-marker with the same items, so shell and Python agree on "trained".
+stages that wrote the data dir (they change whenever those stages reran), the
+feature configs an on-the-fly config names, and a pre-trained front-end's or
+encoder's files.  ``steps/train.sh`` checks the marker with the same items, so
+shell and Python agree on "trained".
 
 :func:`changed_keys` compares two configs key by key, so a refusal can say
 what changed (``optimizer.lr``, ``data.chunks_per_epoch``, ...).
