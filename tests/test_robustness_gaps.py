@@ -363,7 +363,7 @@ SHELL_CALLS = re.compile(
     r"shell\s*=\s*True|os\.system\s*\(|os\.popen\s*\(|subprocess\.getoutput|"
     r"subprocess\.getstatusoutput|pty\.spawn|[\[(]\s*['\"](/bin/)?(ba|da|z)?sh['\"]\s*,\s*['\"]-c['\"]"
     r"|(^\s*|[;&|(]\s*)(eval|(ba)?sh\s+-c)(\s|$)")
-# The wav.scp pipe (README "Trust boundary") and utils/run.py, which runs a line of
+# The wav.scp pipe (docs/robustness.md "Trust boundary") and utils/run.py, which runs a line of
 # words it quoted itself with shlex.quote (to_shell).
 ALLOWED = {"pyutils/data/audio.py", "utils/run.py"}
 

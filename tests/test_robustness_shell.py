@@ -80,7 +80,7 @@ def test_hostile_names_run_through_make_mfcc_vad_and_inject_nothing(tmp_path):
 
 
 # Places that hand a string to a shell.  The wav.scp pipe is Kaldi's rxfilename
-# semantics (README: "Trust boundary"); anything else must be reviewed and added here.
+# semantics (docs/robustness.md: "Trust boundary"); anything else must be reviewed and added here.
 ALLOWED_SHELL = {("pyutils/data/audio.py", "proc = subprocess.run(command, shell=True, "
                   "stdout=subprocess.PIPE, stderr=subprocess.PIPE)")}
 PY_SHELL = re.compile(r"shell\s*=\s*True|os\.system\s*\(|os\.popen\s*\(|subprocess\.getoutput|"
