@@ -79,17 +79,22 @@ def stop_by_pidfile(path):
         time.sleep(0.1)
 
 
+def cannot_run(reason):
+    """Skip, or fail where SV_REQUIRE_SLURM is set (CI): there the cluster tests must run."""
+    if os.environ.get("SV_REQUIRE_SLURM"):
+        pytest.fail(f"SV_REQUIRE_SLURM is set (CI) but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     missing = [p for p in DAEMONS if not os.path.exists(p)] + \
         [c for c in ("sbatch", "sinfo", "scancel", "munge") if not shutil.which(c)]
-    if missing and os.environ.get("SV_REQUIRE_SLURM"):
-        pytest.fail(f"SV_REQUIRE_SLURM is set (CI) but Slurm is missing: {', '.join(missing)}")
     if missing:
-        pytest.skip("Slurm is not installed here (apt-get install slurmctld slurmd slurm-client "
-                    f"munge; .ci/run does): missing {', '.join(missing)}")
+        cannot_run("Slurm is not installed here (apt-get install slurmctld slurmd slurm-client "
+                   f"munge; .ci/run does): missing {', '.join(missing)}")
     if os.geteuid() != 0:
-        pytest.skip("the single-node Slurm test cluster needs root (slurmd runs jobs as users)")
+        cannot_run("the single-node Slurm test cluster needs root (slurmd runs jobs as users)")
     d = tmp_path_factory.mktemp("slurm")
     for sub in ("state", "spool", "munge"):
         (d / sub).mkdir()
@@ -120,10 +125,39 @@ def cluster(tmp_path_factory):
                                  text=True).stdout
             return out.strip() in ("idle", "mix")
         wait_for(idle, 60, "node localhost idle")
+    except (OSError, subprocess.CalledProcessError, RuntimeError) as err:
+        for pidfile in reversed(started):
+            stop_by_pidfile(pidfile)
+        cannot_run(f"the single-node Slurm test cluster did not start: {err} (logs in {d})")
+    try:
         yield env
     finally:
         for pidfile in reversed(started):
             stop_by_pidfile(pidfile)
+
+
+def test_required_cluster_fails_a_run_that_cannot_start_it(tmp_path):
+    """SV_REQUIRE_SLURM=1 (CI): a non-root run fails, it does not skip (without it: skips).
+    Slurm is made to look installed, so the root check is the one that answers."""
+    runner = ("import os, shutil, sys, pytest\n"
+              "os.geteuid = lambda: 1000\n"
+              "shutil.which = lambda *a, **k: '/bin/true'\n"
+              "class Installed:\n"
+              "    def pytest_collection_modifyitems(self, items):\n"
+              "        for item in items:\n"
+              "            item.module.DAEMONS = []\n"
+              "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', '-rs',\n"
+              "                      'tests/test_slurm_cluster.py::test_cluster_up'],\n"
+              "                     plugins=[Installed()]))\n")
+    answers = {}
+    for required in ("1", ""):
+        env = {**os.environ, "SV_REQUIRE_SLURM": required}
+        answers[required] = subprocess.run([sys.executable, "-c", runner], cwd=ROOT, env=env,
+                                           capture_output=True, text=True, timeout=120)
+    out = answers["1"].stdout
+    assert answers["1"].returncode == 1 and "1 error" in out, out
+    assert "SV_REQUIRE_SLURM is set (CI) but the single-node Slurm test cluster needs root" in out
+    assert answers[""].returncode == 0 and "1 skipped" in answers[""].stdout, answers[""].stdout
 
 
 def test_cluster_up(cluster):
@@ -237,3 +271,88 @@ def test_recipe_stage_through_slurm_is_byte_identical_to_local(cluster, tmp_path
     assert any(k.startswith("emb/") and k.endswith(".ark") for k in outputs["run"])
     for key in outputs["run"]:
         assert outputs["run"][key] == outputs["slurm"][key], key
+
+
+# --- stage 3 (training) through Slurm: the GPUs asked for follow the config's device ---
+
+FAKE_SBATCH = """#!/usr/bin/env bash
+# records its arguments and refuses (the test reads what would have been asked for)
+echo "$*" >> "$FAKE_SBATCH_LOG"; echo "sbatch: fake: not submitted" >&2; exit 1
+"""
+
+
+def tiny_config(path, device=None):
+    """A training config of seconds (an x-vector of a few thousand weights, 1 epoch)."""
+    import yaml
+    training = {"epochs": 1, "seed": 3, "num_threads": 1}
+    if device:
+        training["device"] = device
+    path.write_text(yaml.safe_dump({
+        "model": {"name": "xvector", "embed_dim": 16, "frame_dims": [32, 32, 32, 32, 64]},
+        "loss": {"name": "softmax"},
+        "data": {"min_chunk_frames": 50, "max_chunk_frames": 80, "batch_size": 8,
+                 "chunks_per_epoch": 16},
+        "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
+        "scheduler": {"name": "exponential", "warmup_steps": 1, "final_lr_ratio": 0.1},
+        "training": training}))
+    return path
+
+
+@pytest.mark.parametrize("device, nproc, sinfo_gres, override, gres", [
+    ("cpu", 1, "gpu:4", None, None),          # a CPU config asks for no GPU
+    ("cuda", 2, "(null)", None, "gpu:2"),     # one GPU per process
+    (None, 1, "gpu:4(S:0)", None, "gpu:1"),   # auto on a cluster with GPUs
+    (None, 1, "(null)", None, None),          # auto on a cluster without
+    ("cuda", 1, "gpu:4", "0", None),          # SV_SLURM_GPUS overrides the config
+    ("cpu", 1, "(null)", "3", "gpu:3"),
+])
+def test_training_job_asks_for_the_gpus_of_the_config_device(tmp_path, device, nproc,
+                                                              sinfo_gres, override, gres):
+    """cmd.sh's $cuda_cmd + steps/train.sh, with a fake sbatch (and sinfo) recording the request."""
+    from tests.test_training import make_training_data
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "sbatch").write_text(FAKE_SBATCH)
+    (fake / "sinfo").write_text(f"#!/bin/sh\necho '{sinfo_gres}'\n")
+    for tool in ("sbatch", "sinfo"):
+        (fake / tool).chmod(0o755)
+    make_training_data(tmp_path)
+    config = tiny_config(tmp_path / "c.yaml", device)
+    env = {k: v for k, v in os.environ.items() if k not in ("SV_ROOT", "SV_SLURM_GPUS")}
+    env.update(PATH=f"{fake}:{env['PATH']}", FAKE_SBATCH_LOG=str(tmp_path / "sbatch.args"),
+               SV_LAUNCHER="slurm", **({"SV_SLURM_GPUS": override} if override else {}))
+    script = (f'. ./cmd.sh && steps/train.sh --cmd "$cuda_cmd" --nproc-per-node {nproc} '
+              f'{config} {tmp_path} {tmp_path / "exp"}')
+    result = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode != 0 and "sbatch: fake: not submitted" in result.stderr
+    asked = (tmp_path / "sbatch.args").read_text()
+    assert asked.startswith("--export=ALL ") and "--mem-per-cpu 8G" in asked, asked
+    found = re.findall(r"--gres=(\S+)", asked)
+    assert found == ([gres] if gres else []), asked
+
+
+@pytest.mark.parametrize("device", ["cpu", None])
+def test_stage_3_trains_through_the_cluster(cluster, tmp_path, device):
+    """./run.sh --stage 3 with SV_LAUNCHER=slurm on a cluster without GPUs: a CPU config
+    (and one with the default device, auto) trains; the old cmd.sh asked for --gres=gpu:1,
+    which this cluster refuses (Invalid generic resource specification)."""
+    from tests.test_training import make_training_data
+    data = tmp_path / "data"
+    (data / "train_no_sil").mkdir(parents=True)
+    make_training_data(data / "train_no_sil")
+    config = tiny_config(tmp_path / "tiny.yaml", device)
+    env = {k: v for k, v in cluster.items() if k not in ("SV_ROOT", "SV_SLURM_GPUS")}
+    env["SV_LAUNCHER"] = "slurm"
+    result = subprocess.run(["./run.sh", "--stage", "3", "--stop-stage", "3", "--data", data,
+                             "--exp", tmp_path / "exp", "--model", "tiny", "--train-config",
+                             config], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=300)
+    exp = tmp_path / "exp" / "tiny"
+    log = exp / "log" / "train.log"
+    assert result.returncode == 0, result.stdout + result.stderr + (
+        log.read_text() if log.exists() else "")
+    assert (exp / ".done").exists() and (exp / "final.pt").exists()
+    assert (exp / "log" / "q" / "done.train.log.1").read_text().strip() == "0"  # ran as a job
+    text = log.read_text()
+    assert text.startswith("# ") and "# Ended (code 0)" in text and "epoch 1/1" in text

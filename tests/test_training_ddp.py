@@ -71,3 +71,35 @@ def test_batch_that_does_not_split_over_the_micro_batches_is_refused(tmp_path):
     config.write_text(yaml.safe_dump(cfg))
     with pytest.raises(ValueError, match="must split into training.micro_batches"):
         train(str(config), str(tmp_path), str(tmp_path / "exp"))
+
+
+@pytest.mark.slow
+def test_torchrun_with_one_process_trains_under_ddp_as_one_plain_process(tmp_path):
+    """--launcher torchrun --nproc-per-node 1 (the one-GPU path of bench/gpu_check.sh): the
+    process group is joined (gloo here, NCCL on a GPU) and the network wrapped in DDP, and
+    the run computes what the plain one-process run computes."""
+    import json
+    make_training_data(tmp_path)
+    config = write_config(tmp_path / "c.yaml", epochs=1)
+    run_train(config, tmp_path, tmp_path / "plain", 1)
+    run_train(config, tmp_path, tmp_path / "ddp", 1, "--launcher", "torchrun")
+    plain = json.loads((tmp_path / "plain" / "train_summary.json").read_text())
+    ddp = json.loads((tmp_path / "ddp" / "train_summary.json").read_text())
+    assert plain["distributed"] is None and plain["processes"] == 1
+    assert ddp["distributed"] == "gloo" and ddp["processes"] == 1
+    assert "torchrun --standalone --nproc-per-node 1" in (
+        tmp_path / "ddp" / "log" / "train.log").read_text().splitlines()[0]
+    a, b = step_losses(tmp_path / "plain", 1), step_losses(tmp_path / "ddp", 1)
+    assert len(a) == 4
+    np.testing.assert_allclose(b, a, rtol=1e-5)
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--launcher", "mpirun"], "--launcher mpirun: expected auto, torchrun or python"),
+    (["--launcher", "python", "--nproc-per-node", "2"], "--launcher python runs one process"),
+])
+def test_launcher_option_is_checked(tmp_path, options, message):
+    env = {k: v for k, v in os.environ.items() if k != "SV_ROOT"}
+    proc = subprocess.run(["steps/train.sh", *options, "c.yaml", str(tmp_path), str(tmp_path)],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode == 1 and message in proc.stderr, proc.stderr

@@ -76,3 +76,39 @@ def test_extraction_device_option(tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA device"):
             load_embedding_model(str(tmp_path / "exp" / "final.pt"), "cuda")
+
+
+def test_grad_scaler_step_matches_the_unscaled_step_and_skips_non_finite_ones():
+    """The fp16 path's GradScaler code in train_step (scale, unscale for clipping, step,
+    update), run on CPU: a power-of-two scale changes nothing; a step with non-finite
+    gradients is skipped and the scale halves (as torch.amp documents)."""
+    from pyutils.training.loop import train_step
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 3)
+
+        def forward(self, x, y):
+            logits = self.lin(x)
+            return torch.nn.functional.cross_entropy(logits, y), logits
+
+    torch.manual_seed(0)
+    nets = [Net(), Net()]
+    nets[1].load_state_dict(nets[0].state_dict())
+    opts = [torch.optim.SGD(n.parameters(), lr=0.1) for n in nets]
+    scheds = [torch.optim.lr_scheduler.LambdaLR(o, lambda step: 1.0) for o in opts]
+    scaler = torch.amp.GradScaler("cpu")
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    for _ in range(3):
+        train_step(nets[0], None, opts[0], scheds[0], x, y, grad_clip=0.5)
+        train_step(nets[1], None, opts[1], scheds[1], x, y, grad_clip=0.5, scaler=scaler)
+    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)
+    assert scaler.get_scale() == 2.0 ** 16
+    before = [p.detach().clone() for p in nets[1].parameters()]
+    bad = x.clone()
+    bad[0, 0] = float("inf")
+    train_step(nets[1], None, opts[1], scheds[1], bad, y, grad_clip=0.5, scaler=scaler)
+    assert all(torch.equal(p, q) for p, q in zip(nets[1].parameters(), before))
+    assert scaler.get_scale() == 2.0 ** 15

@@ -23,13 +23,21 @@ RUN_OUTPUTS = ("models", ".done", "final.pt", SUMMARY_FILE, "config.yaml")
 
 
 class Rank:
-    """Who we are under torchrun (rank 0 of 1 otherwise)."""
+    """Who we are under torchrun (rank 0 of 1 otherwise).
+
+    Under torchrun the process group is joined even with one process
+    (``steps/train.sh --launcher torchrun --nproc-per-node 1``), so a one-GPU
+    machine runs NCCL and DistributedDataParallel as a multi-GPU run does;
+    ``distributed`` says whether it did (the network is then wrapped in DDP)."""
 
     def __init__(self, backend: str = "gloo"):
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
-        if self.world > 1 and not dist.is_initialized():
+        under_torchrun = "TORCHELASTIC_RUN_ID" in os.environ   # set by torchrun's agent
+        self.distributed = self.world > 1 or under_torchrun
+        if self.distributed and not dist.is_initialized():
             dist.init_process_group(backend)
+        self.backend = str(dist.get_backend()) if self.distributed else None
 
     @property
     def main(self) -> bool:
@@ -50,6 +58,6 @@ def join_run(device: torch.device, exp_dir: str, force: bool) -> Rank:
                 shutil.rmtree(path)
             elif os.path.exists(path):
                 os.remove(path)
-    if rank.world > 1:
+    if rank.distributed:
         dist.barrier()
     return rank

@@ -211,16 +211,17 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
         with atomic_output(recorded_path) as out:
             yaml.safe_dump(config, out, sort_keys=False)
 
-    if train_cfg.get("sync_bn") and rank.world > 1:
+    if train_cfg.get("sync_bn") and rank.distributed:
         if device.type == "cuda":
             net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
         else:
             logger.warning("training.sync_bn: SyncBatchNorm needs GPUs (NCCL); on CPU each "
                            "process keeps its own batch-norm statistics")
     train_net = net
-    if rank.world > 1:
+    if rank.distributed:   # under torchrun, one process included
         train_net = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None)
+        logger.info("DistributedDataParallel: %d process(es), %s", rank.world, rank.backend)
     last_epoch = epochs if max_epochs is None else min(epochs, max_epochs)
     chunk_loader = None     # raw data: built once, its worker processes serve every epoch
     for epoch in range(start_epoch + 1, last_epoch + 1):
@@ -232,6 +233,8 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
         stats = run_epoch(train_net, optimizer, scheduler, source, chunk_loader,
                           float(train_cfg.get("grad_clip", 0.0)), seed, epoch, epochs, rank,
                           device, scaler, micro)
+        if scaler is not None:   # fp16: the GradScaler's scale after the epoch (the GPU check reads it)
+            stats["grad_scale"] = float(scaler.get_scale())
         if valid is not None:
             stats.update(validate(net, valid, chunk_range, batch_size, seed, device))
         logger.info("epoch %d/%d: loss %.4f accuracy %.3f%s lr %.5f%s %.1f chunks/s", epoch, epochs,
@@ -255,17 +258,19 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
         checkpoint.save(final_path, {"model": weights, "config": config,
                                      "feat_dim": source.feat_dim, "speakers": source.speakers})
         write_summary(os.path.join(exp_dir, SUMMARY_FILE), model_dir, epochs, config,
-                      model.num_parameters(), rank.world)
+                      model.num_parameters(), rank.world, rank.backend)
         write_marker(marker, stamp, info=f"epochs={epochs}")
-    if rank.world > 1:
+    if rank.distributed:
         dist.barrier()
     return final_path
 
 
 def write_summary(path: str, model_dir: str, epochs: int, config: dict, num_parameters: int,
-                  world: int) -> dict:
+                  world: int, distributed: Optional[str] = None) -> dict:
     """``train_summary.json``: parameters, chunks seen, training time and throughput,
-    summed over the epoch checkpoints (so a resumed run counts each epoch once)."""
+    summed over the epoch checkpoints (so a resumed run counts each epoch once);
+    ``distributed``: the process group's backend (nccl | gloo) when the network
+    trained under DistributedDataParallel, else None."""
     stats = [checkpoint.load(checkpoint.epoch_path(model_dir, e)).get("stats", {})
              for e in range(1, epochs + 1)]
     complete = all("seconds" in s and "chunks" in s for s in stats)  # (older checkpoints lack them)
@@ -276,7 +281,7 @@ def write_summary(path: str, model_dir: str, epochs: int, config: dict, num_para
                "parameters": int(num_parameters), "epochs": epochs, "chunks": chunks,
                "train_seconds": round(seconds, 3) if complete else None,
                "chunks_per_s": round(chunks / seconds, 2) if complete and seconds > 0 else None,
-               "processes": world, "final_train_accuracy": last.get("accuracy"),
+               "processes": world, "distributed": distributed, "final_train_accuracy": last.get("accuracy"),
                "final_valid_accuracy": last.get("valid_accuracy")}
     with atomic_output(path) as out:
         json.dump(summary, out, indent=1)
