@@ -152,35 +152,6 @@ def test_streams_shards_over_http(tmp_path):
         httpd.shutdown()
 
 
-PEAK_RSS = """
-import resource, sys
-from pyutils.data.shards import ShardDataset
-n = 0
-for sample in ShardDataset.from_list(sys.argv[1], shuffle_buffer=50, rank=0, world_size=1):
-    n += len(sample["samples"])
-print(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-"""
-
-
-@pytest.mark.slow
-def test_memory_stays_flat_in_the_corpus_size(tmp_path):
-    """Peak RSS reading 100 vs 2,000 one-second utterances (3.2 MB vs 64 MB of
-    audio, 128 MB as float32): a loader holding the corpus would grow by > 100 MB."""
-    peaks = {}
-    for n in (100, 2000):
-        make_data(tmp_path / f"d{n}", n, seconds=1.0, spks=20)
-        write_shards(str(tmp_path / f"d{n}"), str(tmp_path / f"s{n}"), utts_per_shard=100)
-        out = subprocess.run([sys.executable, "-c", PEAK_RSS, str(tmp_path / f"s{n}" / "shard.list")],
-                             capture_output=True, text=True, cwd=ROOT,
-                             env={**os.environ, "PYTHONPATH": ROOT})
-        assert out.returncode == 0, out.stderr
-        total, peak_kb = map(int, out.stdout.split())
-        assert total == n * 16000
-        peaks[n] = peak_kb / 1024
-    print(f"peak RSS: 100 utts {peaks[100]:.1f} MB, 2000 utts {peaks[2000]:.1f} MB")
-    assert peaks[2000] - peaks[100] < 20, peaks
-
-
 def test_make_shards_step_is_skipped_when_complete(tmp_path):
     make_data(tmp_path / "data", 5, seconds=0.01)
     run = lambda: subprocess.run(  # noqa: E731

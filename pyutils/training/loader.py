@@ -143,9 +143,13 @@ def collate_chunks(items):
 
 
 def to_device(inputs, labels, device):
-    """Host-to-device copy of a batch; from pinned memory without blocking on CUDA."""
+    """Host-to-device copy of a batch; from pinned memory without blocking on CUDA.
+    ``inputs`` may be a list of tensors (the views of label-free batches)."""
     if device.type != "cuda":
         return inputs, labels
+    if isinstance(inputs, (list, tuple)):
+        return [to_device(x, labels, device)[0] for x in inputs], to_device(labels, labels,
+                                                                             device)[0]
     if not inputs.is_pinned():
         inputs, labels = inputs.pin_memory(), labels.pin_memory()
     return inputs.to(device, non_blocking=True), labels.to(device, non_blocking=True)
