@@ -9,12 +9,13 @@ are; pipes and segments are decoded and stored as 16-bit wav).
 :mod:`tarfile` module, shards are interchangeable with those of WeSpeaker's
 ``tools/make_shard_list.py``.
 
-:class:`ShardDataset` streams them: the shard order is shuffled per epoch
-(``set_epoch``), shards are split across ranks and then across the
-DataLoader workers of each rank (``torch.utils.data.get_worker_info``),
-each shard is read sequentially (local path, or ``http(s)://`` opened as a
-stream) and samples pass through a shuffle buffer.  Memory is the buffer
-and one member, never the corpus.
+Training streams them (:mod:`pyutils.training.shard_source`, supervised and
+label-free) with the pieces here: :func:`shard_order` shuffles the shards per
+epoch, :func:`split_shards` splits them across ranks and then across the
+DataLoader workers of each rank, :func:`iterate_shard` reads each one
+sequentially (local path, or ``http(s)://`` opened as a stream) and
+:func:`shuffle_buffer` mixes the samples.  Memory is the buffer and one
+member, never the corpus.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import os
 import random
 import tarfile
 import urllib.request
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -224,69 +225,3 @@ def shuffle_buffer(samples: Iterable, size: int, rng) -> Iterator:
         index = pick(len(buffer))
         buffer[index], buffer[-1] = buffer[-1], buffer[index]
         yield buffer.pop()
-
-
-def _rank_and_world(rank: Optional[int], world_size: Optional[int]):
-    if rank is not None and world_size is not None:
-        return rank, world_size
-    try:
-        import torch.distributed as dist
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_rank(), dist.get_world_size()
-    except ImportError:
-        pass
-    return 0, 1
-
-
-try:
-    from torch.utils.data import IterableDataset, get_worker_info
-except ImportError:  # the writer works without torch
-    IterableDataset, get_worker_info = object, lambda: None
-
-
-class ShardDataset(IterableDataset):
-    """Stream the samples of a shard list (see the module docstring).
-
-    ``transform`` maps each sample dict (e.g. cut a random chunk, compute
-    features) before the shuffle buffer.  Call :meth:`set_epoch` before each
-    epoch: the shard order and the buffer draws are functions of
-    (``seed``, epoch).  With fewer shards than ranks x workers some workers
-    get none; give at least that many shards.
-    """
-
-    def __init__(self, shards: Sequence[str], shuffle: bool = True, shuffle_buffer: int = 1000,
-                 seed: int = 777, rank: Optional[int] = None, world_size: Optional[int] = None,
-                 transform: Optional[Callable[[Dict], Dict]] = None):
-        self.shards = list(shards)
-        self.shuffle = shuffle
-        self.shuffle_buffer = max(1, shuffle_buffer)
-        self.seed = seed
-        self.rank, self.world_size = _rank_and_world(rank, world_size)
-        self.transform = transform
-        self.epoch = 0
-
-    @classmethod
-    def from_list(cls, shard_list: str, **kwargs) -> "ShardDataset":
-        return cls(read_shard_list(shard_list), **kwargs)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def my_shards(self) -> List[str]:
-        """This rank's and this worker's shards for the current epoch."""
-        shards = shard_order(self.shards, self.seed, self.epoch) if self.shuffle else self.shards
-        worker = get_worker_info()
-        return split_shards(shards, self.rank, self.world_size,
-                            worker.id if worker is not None else 0,
-                            worker.num_workers if worker is not None else 1)
-
-    def __iter__(self) -> Iterator[Dict]:
-        worker = get_worker_info()
-        wid = worker.id if worker is not None else 0
-        rng = random.Random(f"{self.seed}-{self.epoch}-{self.rank}-{wid}")
-        samples = (sample if self.transform is None else self.transform(sample)
-                   for shard in self.my_shards() for sample in iterate_shard(shard))
-        if not self.shuffle:
-            yield from samples
-            return
-        yield from shuffle_buffer(samples, self.shuffle_buffer, rng)
