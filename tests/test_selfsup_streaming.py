@@ -2,7 +2,6 @@
 crops of one utterance computed as supervised chunks are, training from a shard dir
 and from raw data dirs, and memory flat in the corpus size."""
 import json
-import os
 
 import numpy as np
 import pytest
@@ -84,11 +83,8 @@ def test_each_view_is_augmented_on_its_own_and_waveform_views_are_samples(tmp_pa
 
 
 def shard_dir(tmp_path, data, name="shards", per_shard=2):
-    """Pack a data dir (its utt2spk names the utterances; the shards' .spk are not read)."""
-    utts = sorted(line.split()[0] for line in open(data / "wav.scp"))
-    write_lines(str(data / "utt2spk"), [f"{u} {u}" for u in utts])
+    """Pack a data dir of unlabelled audio (wav.scp only: shards without .spk members)."""
     write_shards(str(data), str(tmp_path / name), utts_per_shard=per_shard)
-    os.unlink(data / "utt2spk")
     return str(tmp_path / name)
 
 

@@ -80,6 +80,21 @@ def test_a_missing_member_names_the_shard(tmp_path):
         list(iterate_shard(str(path)))
 
 
+def test_a_data_dir_without_labels_is_packed_without_spk_members(tmp_path):
+    utts = make_data(tmp_path / "data", 3, seconds=0.01)
+    os.unlink(tmp_path / "data" / "utt2spk")                # wav.scp only: unlabelled audio
+    (tmp_path / "shards").mkdir()
+    (tmp_path / "shards" / "utt2spk").write_text("stale labels\n")
+    paths = write_shards(str(tmp_path / "data"), str(tmp_path / "shards"), utts_per_shard=2)
+    with tarfile.open(paths[0]) as tar:
+        assert tar.getnames() == [f"{u}.{'flac' if i == 0 else 'wav'}"
+                                  for i, u in enumerate(sorted(utts)[:2])]
+    samples = [s for p in paths for s in iterate_shard(p)]
+    assert [s["key"] for s in samples] == sorted(utts) and {s["spk"] for s in samples} == {None}
+    assert sorted(os.listdir(tmp_path / "shards")) == sorted(
+        [os.path.basename(p) for p in paths] + ["shard.list"])
+
+
 def test_rank_then_worker_split_is_disjoint_and_complete(tmp_path):
     utts = make_data(tmp_path / "data", 24, seconds=0.01)
     paths = write_shards(str(tmp_path / "data"), str(tmp_path / "shards"), utts_per_shard=2)

@@ -5,7 +5,9 @@ utterances).  A shard ``shards_%09d.tar`` holds about 1,000 utterances,
 each as two adjacent members: ``<key>.spk`` (the speaker id, UTF-8) and
 ``<key>.wav`` or ``<key>.flac`` (the audio file's bytes, copied as they
 are; pipes and segments are decoded and stored as 16-bit wav).
-``shard.list`` names one shard per line.  Written with the standard
+Unlabelled audio (a data dir without ``utt2spk``, for label-free training)
+is packed without ``.spk`` members.  ``shard.list`` names one shard per
+line.  Written with the standard
 :mod:`tarfile` module, shards are interchangeable with those of WeSpeaker's
 ``tools/make_shard_list.py``.
 
@@ -75,13 +77,17 @@ def write_shards(data_dir: str, out_dir: str, utts_per_shard: int = 1000,
     ``data.format: shard``; return the shard paths.
 
     Utterances go in utt2spk order, or shuffled with ``seed`` (WeSpeaker
-    shuffles before packing so each shard mixes speakers).  Each shard is
+    shuffles before packing so each shard mixes speakers).  A data dir without
+    ``utt2spk`` (unlabelled audio, for label-free training) is packed from
+    ``segments`` or ``wav.scp`` without ``.spk`` members, and ``out_dir`` gets
+    no ``utt2spk``/``spk2utt``.  Each shard is
     written to a temp file and renamed, so a killed run leaves whole shards.
     """
     if utts_per_shard < 1:
         raise ValueError(f"utts_per_shard must be >= 1, got {utts_per_shard}")
     data = DataDir(data_dir)
-    utts = data.utts
+    labelled = data.has("utt2spk")
+    utts = data.utts if labelled else sorted(data.segments or data.wav_scp)
     if shuffle:
         random.Random(seed).shuffle(utts)
     segmented = data.segments is not None
@@ -97,7 +103,8 @@ def write_shards(data_dir: str, out_dir: str, utts_per_shard: int = 1000,
                     if member is None:
                         samples, rate = reader.read(utt)
                         member = ("wav", _wav_bytes(samples, rate))
-                    _add(tar, f"{utt}.spk", data.utt2spk[utt].encode("utf-8"))
+                    if labelled:
+                        _add(tar, f"{utt}.spk", data.utt2spk[utt].encode("utf-8"))
                     _add(tar, f"{utt}.{member[0]}", member[1])
         paths.append(path)
         logger.info("%s: %d utterances", path, min(utts_per_shard, len(utts) - start))
@@ -106,10 +113,15 @@ def write_shards(data_dir: str, out_dir: str, utts_per_shard: int = 1000,
                 os.path.join(os.path.abspath(out_dir), name) not in paths:
             os.unlink(os.path.join(out_dir, name))
     # the shard dir is also the training data dir of data.format: shard (speakers, ids)
-    packed = [(u, data.utt2spk[u]) for u in sorted(utts)]
-    write_lines(os.path.join(out_dir, "utt2spk"), [f"{u} {s}" for u, s in packed])
-    write_lines(os.path.join(out_dir, "spk2utt"),
-                [f"{s} {' '.join(us)}" for s, us in sorted(utt2spk_to_spk2utt(packed).items())])
+    if labelled:
+        packed = [(u, data.utt2spk[u]) for u in sorted(utts)]
+        write_lines(os.path.join(out_dir, "utt2spk"), [f"{u} {s}" for u, s in packed])
+        write_lines(os.path.join(out_dir, "spk2utt"), [
+            f"{s} {' '.join(us)}" for s, us in sorted(utt2spk_to_spk2utt(packed).items())])
+    else:                # no labels: none left from an earlier, labelled packing
+        for name in ("utt2spk", "spk2utt"):
+            if os.path.exists(os.path.join(out_dir, name)):
+                os.unlink(os.path.join(out_dir, name))
     write_lines(os.path.join(out_dir, "shard.list"), paths)
     return paths
 
@@ -140,7 +152,8 @@ def iterate_shard(source: str, decode: bool = True) -> Iterator[Dict]:
     """Yield ``{key, spk, samples (int16 scale, float32), rate}`` of one shard, in order.
 
     The tar is read as a stream (mode ``r|``), so memory is one member.  A
-    key whose ``.spk`` or audio member is missing is an error naming the shard.
+    key whose audio member is missing is an error naming the shard; one without
+    ``.spk`` (unlabelled audio) has ``spk`` None.
     With ``decode=False`` the audio stays the member's bytes (``audio``,
     ``suffix``), 2 bytes a sample or fewer instead of 4: what a shuffle buffer
     should hold; :func:`decode_sample` decodes it later.
@@ -162,11 +175,11 @@ def iterate_shard(source: str, decode: bool = True) -> Iterator[Dict]:
 
 def _finish(source: str, key: str, members: Dict[str, bytes], decode: bool = True) -> Dict:
     suffix = next((s for s in AUDIO_SUFFIXES if s in members), None)
-    if "spk" not in members or suffix is None:
-        raise ValueError(f"{source}: utterance '{key}' lacks its "
-                         f"{'.spk' if 'spk' not in members else 'audio'} member")
-    sample = {"key": key, "spk": members["spk"].decode("utf-8").strip(), "audio": members[suffix],
-              "suffix": suffix, "shard": source}
+    if suffix is None:
+        raise ValueError(f"{source}: utterance '{key}' lacks its audio member")
+    spk = members["spk"].decode("utf-8").strip() if "spk" in members else None
+    sample = {"key": key, "spk": spk, "audio": members[suffix], "suffix": suffix,
+              "shard": source}
     return decode_sample(sample) if decode else sample
 
 

@@ -286,6 +286,10 @@ class ShardBatches(StreamBatches):
     def keep(self, sample: Dict) -> bool:
         if sample["key"] in self.source.excluded:
             return False
+        if sample["spk"] is None:
+            raise ValueError(f"{sample['shard']}: utterance '{sample['key']}' has no .spk "
+                             f"member (packed from a data dir without utt2spk): only "
+                             f"label-free training reads such shards")
         if sample["spk"] not in self.index:
             raise ValueError(f"{sample['shard']}: utterance '{sample['key']}' has speaker "
                              f"'{sample['spk']}', which the training data dir's "
