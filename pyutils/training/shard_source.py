@@ -128,6 +128,7 @@ class StreamSource:
     """
 
     batches_class = None     # set below: ShardBatches
+    unit_name = "shards"     # in messages
 
     def __init__(self, units: Sequence, name: str, shuffle_buffer_size: int = 500,
                  num_workers: int = 0):
@@ -241,7 +242,7 @@ class StreamBatches(IterableDataset):
             order = shard_order(src.units, self.seed, (self.epoch, units_pass))
             mine = split_shards(order, self.rank, self.world, worker, workers)
             if not mine:
-                raise ValueError(f"{src.name}: {len(src.units)} shards or utterances for "
+                raise ValueError(f"{src.name}: {len(src.units)} {src.unit_name} for "
                                  f"{self.world} process(es) x {workers} loader worker(s); every "
                                  f"worker needs one: pack with fewer --utts-per-shard or lower "
                                  f"data.num_workers")
@@ -252,7 +253,7 @@ class StreamBatches(IterableDataset):
                         used += 1
                         yield sample
             if used == 0:
-                raise ValueError(f"{src.name}: the shards or utterances of worker {worker} on rank "
+                raise ValueError(f"{src.name}: the {src.unit_name} of worker {worker} on rank "
                                  f"{self.rank} hold no training utterance")
 
     def __iter__(self):

@@ -80,6 +80,8 @@ class LabelFreeSource(StreamSource):
                 self.num_utterances += len(utts)
                 units += [(data_dir, utt) for utt in utts]
         super().__init__(units, ", ".join(data_dirs), shuffle_buffer_size, num_workers)
+        if self.num_utterances:
+            self.unit_name = "shards and utterances" if self.num_shards else "utterances"
         aug = dict(augmentation or {})
         self.speeds, self.speed_prob = speed_versions(aug.pop("speed", None))
         self.augmenter = None
