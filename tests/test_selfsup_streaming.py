@@ -122,6 +122,7 @@ def tiny_corpus(directory, n):
     return directory
 
 
+@pytest.mark.slow     # ~6 s of CPU: 2,100 tiny wav files written and packed
 def test_memory_stays_flat_in_the_corpus_size(tmp_path):
     """Peak traced memory of the label-free source over the same 4 batches, from 100 vs
     2,000 one-second utterances (64 MB of audio as float32 at 2,000), from a raw data

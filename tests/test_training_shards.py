@@ -159,6 +159,7 @@ def traced_peak_mb(make_loader) -> float:
         tracemalloc.stop()
 
 
+@pytest.mark.slow     # ~6 s of CPU: 2,100 tiny wav files written and packed
 def test_shard_source_memory_stays_flat_in_the_corpus_size(tmp_path):
     """What training uses (ShardSource and its DataLoader), over the same 4 batches,
     from 100 vs 2,000 one-second utterances (64 MB as int16 at 2,000).  A shuffle
