@@ -114,7 +114,8 @@ def tiny_corpus(directory, n):
     t = np.arange(16000)
     lines = []
     for i in range(n):
-        x = 6000 * np.sin(t * 0.02 * (1 + i % 7)) * ((t // 4000) % 2 == 0) + rng.normal(0, 30, 16000)
+        x = 6000 * np.sin(t * 0.02 * (1 + i % 7)) * ((t // 4000) % 2 == 0) \
+            + rng.normal(0, 30, 16000)
         path = directory / f"u{i:05d}.wav"
         sf.write(str(path), x.astype(np.int16), 16000)
         lines.append(f"u{i:05d} {path}")

@@ -147,12 +147,13 @@ def to_device(inputs, labels, device):
     ``inputs`` may be a list of tensors (the views of label-free batches)."""
     if device.type != "cuda":
         return inputs, labels
+
+    def move(tensor):
+        return (tensor if tensor.is_pinned() else tensor.pin_memory()).to(device,
+                                                                          non_blocking=True)
     if isinstance(inputs, (list, tuple)):
-        return [to_device(x, labels, device)[0] for x in inputs], to_device(labels, labels,
-                                                                             device)[0]
-    if not inputs.is_pinned():
-        inputs, labels = inputs.pin_memory(), labels.pin_memory()
-    return inputs.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        return [move(x) for x in inputs], move(labels)
+    return move(inputs), move(labels)
 
 
 _LIMITS = []

@@ -118,7 +118,8 @@ class LabelFreeSource(StreamSource):
         return pick if len(self.speeds) > 1 and draw < self.speed_prob else 0
 
     def version(self, sample: Dict, k: int):
-        """(audio, VAD, voiced frame indices) of an utterance at speed ``k`` (VAD: features only)."""
+        """(audio, VAD, voiced frame indices) of an utterance at speed ``k`` (no VAD for
+        waveform models)."""
         samples, rate = sample["samples"], sample["rate"]
         if self.span is None:
             if rate != self.rate:
