@@ -34,8 +34,7 @@ import soundfile as sf
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from pyutils.data.audio import AudioReader  # noqa: E402
-from pyutils.data.shards import (decode_sample, read_shard_list, shuffle_buffer,  # noqa: E402
-                                 write_shards)
+from pyutils.data.shards import read_shard_list, shuffle_buffer, write_shards  # noqa: E402
 from pyutils.training.chunks import epoch_batches  # noqa: E402
 from pyutils.training.data import OnTheFlyFeatures  # noqa: E402
 from pyutils.training.shard_source import ShardSource, StreamSource  # noqa: E402
@@ -138,7 +137,7 @@ def main():
         encoded = (s for unit in source.units for s in source.read(unit))
         stream = shuffle_buffer(encoded, 1000, np.random.default_rng(0))
         rows.append(timed("shard (StreamSource, streamed tar)",
-                          (decode_sample(s)["samples"] for s in stream), args.utts))
+                          (source.decode(s)["samples"] for s in stream), args.utts))
     print("| loader | utterances | utterances/s | x real time |\n|---|---|---|---|")
     print("\n".join(rows))
     if args.train_utts > 0:

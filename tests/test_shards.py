@@ -154,7 +154,9 @@ def test_streams_shards_over_http(tmp_path):
                                             f"{url}/shards_000000001.tar\n")
         # what training reads: a StreamSource's units, each read as a stream
         source = StreamSource(read_shard_list(str(tmp_path / "urls.list")), "urls.list")
-        assert sorted(s["key"] for unit in source.units for s in source.read(unit)) == sorted(utts)
+        samples = [source.decode(s) for unit in source.units for s in source.read(unit)]
+        assert sorted(s["key"] for s in samples) == sorted(utts)
+        assert all(len(s["samples"]) == 160 for s in samples)
     finally:
         httpd.shutdown()
 

@@ -121,9 +121,10 @@ class StreamSource:
     source (:mod:`pyutils.training.selfsup.data`).
 
     ``units`` are what the order shuffles and the ranks and workers split: shard
-    paths (or URLs), read with :func:`iterate_shard`, or ``(data_dir, utt)`` pairs
-    of raw data dirs, read one utterance at a time with
-    :class:`~pyutils.data.audio.AudioReader`.  ``batches_class`` (a
+    paths (or URLs), read with :func:`iterate_shard` (the shuffle buffer holds
+    the encoded audio), or ``(data_dir, utt)`` pairs of raw data dirs (the
+    buffer holds their ids; :meth:`decode` reads the audio with
+    :class:`~pyutils.data.audio.AudioReader` when an utterance leaves it).  ``batches_class`` (a
     :class:`StreamBatches`) turns the stream into one epoch's batches.
     """
 
@@ -140,16 +141,22 @@ class StreamSource:
         self._readers: Dict[str, AudioReader] = {}
 
     def read(self, unit) -> Iterator[Dict]:
-        """The samples of one unit: a shard's (audio still encoded), or one utterance's."""
+        """The samples of one unit, not decoded yet (what the shuffle buffer holds): a
+        shard's (the encoded audio), or one utterance of a raw data dir (its id only)."""
         if isinstance(unit, str):
             yield from iterate_shard(unit, decode=False)
-            return
-        data_dir, utt = unit
-        reader = self._readers.get(data_dir)
+        else:
+            yield {"key": unit[1], "spk": None, "shard": unit[0]}
+
+    def decode(self, sample: Dict) -> Dict:
+        """A sample of :meth:`read` with its ``samples`` (int16 scale) and ``rate``."""
+        if "audio" in sample:
+            return decode_sample(sample)
+        reader = self._readers.get(sample["shard"])
         if reader is None:
-            reader = self._readers[data_dir] = AudioReader(data_dir)
-        samples, rate = reader.read(utt)
-        yield {"key": utt, "spk": None, "samples": samples, "rate": rate, "shard": data_dir}
+            reader = self._readers[sample["shard"]] = AudioReader(sample["shard"])
+        samples, rate = reader.read(sample["key"])
+        return {**sample, "samples": samples, "rate": rate}
 
     def build_loader(self, data_cfg: dict, chunk_range, batch_size: int, seed: int, rank,
                      device) -> "ShardLoader":
@@ -266,9 +273,7 @@ class StreamBatches(IterableDataset):
         for step in range(worker, self.steps, workers):
             items = []
             while len(items) < self.batch:
-                sample = next(stream)
-                item = self.item(sample if "samples" in sample else decode_sample(sample),
-                                 step, rng)
+                item = self.item(self.source.decode(next(stream)), step, rng)
                 if item is not None:
                     items.append(item)
             yield self.collate(items)

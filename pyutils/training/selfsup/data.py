@@ -9,7 +9,8 @@ training dir and every ``--unlabelled-data`` dir) is either
   shards are streamed; their ``.spk`` members are not used, or
 * a raw data dir: its utterances (from ``segments`` or ``wav.scp``, never from
   ``utt2spk`` or ``spk2utt``, which label-free training must not read) are
-  read one at a time.
+  read one at a time (a segmented dir reads a segment's whole recording each
+  time: pack it into shards for speed).
 
 The shards and utterances of all dirs are pooled, shuffled per (seed, epoch,
 pass), split across ranks and ``data.num_workers`` loader processes, and pass a
