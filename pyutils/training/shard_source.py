@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 import os
-import zlib
 from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
@@ -44,12 +43,11 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from pyutils.data.shards import (decode_sample, iterate_shard, random_chunk, read_shard_list,
                                  shard_order, shuffle_buffer, split_shards)
-from pyutils.features.kaldi_conf import read_kaldi_conf
-from pyutils.features.mfcc import FbankComputer, MfccComputer
-from pyutils.features.pipeline import cmn_options, cmn_voiced
-from pyutils.features.vad import compute_vad_energy, vad_options_from_conf
+from pyutils.features.pipeline import cmn_voiced
+from pyutils.features.vad import compute_vad_energy
 from pyutils.augment.speed import speed_perturb
 from pyutils.data.audio import AudioReader
+from pyutils.training.data import SpanFeatures
 from pyutils.training.loader import ChunkLoader, _Epoch
 
 logger = logging.getLogger(__name__)
@@ -82,17 +80,13 @@ class ChunkFrontend:
             self.input_type, self.feat_dim, self.rate = "waveform", 1, 16000
             return
         self.input_type = "feats"
-        computer = {"mfcc": MfccComputer, "fbank": FbankComputer}[self.kind]
-        self.computer = computer(read_kaldi_conf(feats["conf"]))
         vad_feat_conf = feats.get("vad_feat_conf", "conf/mfcc.conf")
+        span = SpanFeatures(self.kind, feats["conf"], feats.get("vad_conf", "conf/vad.conf"),
+                            feats.get("cmvn_conf", "conf/cmvn.conf"), vad_feat_conf)
+        self.computer, self.vad_options, self.cmn = span.computer, span.vad_options, span.cmn
         same = os.path.realpath(vad_feat_conf) == os.path.realpath(feats["conf"])
-        self.vad_mfcc = (self.computer if self.kind == "mfcc" and same
-                         else MfccComputer(read_kaldi_conf(vad_feat_conf)))
-        self.vad_options = vad_options_from_conf(read_kaldi_conf(feats.get("vad_conf",
-                                                                            "conf/vad.conf")))
-        self.cmn = cmn_options(feats.get("cmvn_conf", "conf/cmvn.conf"))
-        self.rate = int(self.computer.options["sample-frequency"])
-        self.feat_dim = self.computer.dim
+        self.vad_mfcc = self.computer if self.kind == "mfcc" and same else span.vad_mfcc
+        self.rate, self.feat_dim = span.rate, span.feat_dim
 
     def __call__(self, key: str, samples: np.ndarray, rate: int, speed: float, augmenter,
                  rng: np.random.Generator) -> np.ndarray:
@@ -104,14 +98,14 @@ class ChunkFrontend:
         # float32 audio, as the raw sources keep it in RAM (the same numbers)
         clean = speed_perturb(self.computer.prepare_waveform(samples, rate),
                               speed).astype(np.float32).astype(np.float64)
-        dither = lambda: np.random.default_rng(zlib.crc32(key.encode()))  # noqa: E731
-        vad_feats = self.vad_mfcc.compute(clean, dither())
+        vad_feats = self.vad_mfcc.compute(clean, SpanFeatures.dither_rng(key))
         vad = compute_vad_energy(vad_feats, **self.vad_options)
         if augmenter is None and self.vad_mfcc is self.computer:
             feats = vad_feats            # the same computation: do it once
         else:
             audio = clean if augmenter is None else augmenter(clean, rng)
-            feats = self.computer.compute(np.asarray(audio, np.float64), dither())
+            feats = self.computer.compute(np.asarray(audio, np.float64),
+                                          SpanFeatures.dither_rng(key))
         return cmn_voiced(feats, vad, self.cmn)
 
 
