@@ -6,7 +6,10 @@ dir) two ways, decoding every sample, 1 process:
 * ``raw``    one file per utterance through pyutils.data.audio.AudioReader
              (the training loader's path for audio: wav.scp, random access);
 * ``shard``  the same utterances packed by pyutils.data.shards.write_shards
-             (1,000 per tar) and streamed by ShardDataset (shuffle buffer 1,000).
+             (1,000 per tar) and streamed as training streams them
+             (pyutils.training.shard_source.StreamSource: each shard read as a
+             tar stream, the encoded samples through a shuffle buffer of 1,000,
+             then decoded).
 
 A second table is what training sees: batches of 64 random 2-4 s chunks of
 30-dim MFCC + sliding CMN + voiced frames computed in the loader, from the raw
@@ -31,10 +34,10 @@ import soundfile as sf
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from pyutils.data.audio import AudioReader  # noqa: E402
-from pyutils.data.shards import ShardDataset, write_shards  # noqa: E402
+from pyutils.data.shards import read_shard_list, shuffle_buffer, write_shards  # noqa: E402
 from pyutils.training.chunks import epoch_batches  # noqa: E402
 from pyutils.training.data import OnTheFlyFeatures  # noqa: E402
-from pyutils.training.shard_source import ShardSource  # noqa: E402
+from pyutils.training.shard_source import ShardSource, StreamSource  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONF = {k: os.path.join(ROOT, "conf", f"{k}.conf") for k in ("mfcc", "vad", "cmvn")}
@@ -130,9 +133,11 @@ def main():
         rows = [timed("raw (AudioReader, file per utterance)",
                       (reader.read(u)[0] for u in reader.data.utts), args.utts)]
         write_shards(data, os.path.join(tmp, "shards"), 1000, shuffle=True)
-        ds = ShardDataset.from_list(os.path.join(tmp, "shards", "shard.list"), rank=0, world_size=1)
-        rows.append(timed("shard (ShardDataset, streamed tar)", (s["samples"] for s in ds),
-                          args.utts))
+        source = StreamSource(read_shard_list(os.path.join(tmp, "shards", "shard.list")), "shards")
+        encoded = (s for unit in source.units for s in source.read(unit))
+        stream = shuffle_buffer(encoded, 1000, np.random.default_rng(0))
+        rows.append(timed("shard (StreamSource, streamed tar)",
+                          (source.decode(s)["samples"] for s in stream), args.utts))
     print("| loader | utterances | utterances/s | x real time |\n|---|---|---|---|")
     print("\n".join(rows))
     if args.train_utts > 0:

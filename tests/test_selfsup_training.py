@@ -16,7 +16,6 @@ from pyutils.extraction.extract import load_embedding_model
 from pyutils.models import build_model
 from pyutils.training import checkpoint
 from pyutils.training.inputs import training_inputs
-from pyutils.training.selfsup.data import ViewSource, epoch_plan
 from pyutils.training.selfsup.pretrained import encoder_keys, init_encoder
 from pyutils.training.selfsup.train import train_label_free
 from pyutils.training.trainer import train
@@ -176,27 +175,6 @@ def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path, method):
     assert head and all(torch.equal(final[k], torch.load(
         str(tmp_path / "straight" / "models" / "epoch_1.pt"), weights_only=False)["model"][k])
         for k in head)
-
-
-def test_views_are_voiced_segments_reproducible_per_generator(tmp_path):
-    data = make_audio_dir(tmp_path / "data", utts=2)
-    features = {"type": "mfcc", "on_the_fly": True, "conf": conf("mfcc.conf"),
-                "vad_conf": conf("vad.conf"), "cmvn_conf": conf("cmvn.conf"),
-                "vad_feat_conf": conf("mfcc.conf")}
-    source = ViewSource([str(data)], features, None)
-    assert len(source) == 2 and source.feat_dim == 30
-    assert 0 < source.lengths[0] < 200          # only the voiced frames count (2 s = 200)
-    a = source.view(0, 50, np.random.default_rng(3))
-    assert a.shape == (50, 30)
-    assert np.array_equal(a, source.view(0, 50, np.random.default_rng(3)))
-    assert not np.array_equal(a, source.view(0, 50, np.random.default_rng(4)))
-    plan = epoch_plan(source.lengths, 4, 8, seed=1, epoch=2)
-    assert plan == epoch_plan(source.lengths, 4, 8, seed=1, epoch=2) and len(plan) == 2
-    with pytest.raises(ValueError, match="on_the_fly"):
-        ViewSource([str(data)], {"type": "mfcc"}, None)
-    waves = ViewSource([str(data)], {"type": "waveform"}, None)       # waveform models
-    assert waves.input_type == "waveform" and waves.lengths[0] == 32000
-    assert waves.view(1, 50, np.random.default_rng(0)).shape == (8000,)
 
 
 def test_config_errors_name_the_problem(tmp_path):

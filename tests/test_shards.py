@@ -1,22 +1,21 @@
 """Tar shards (pyutils.data.shards): WeSpeaker's layout, round trip, the
-rank/worker split, the shuffle buffer, http streaming and flat memory."""
+rank/worker split, the shuffle buffer and http streaming (flat memory: what
+training streams, tests/test_training_shards.py)."""
 import functools
 import http.server
 import os
-import random
 import subprocess
-import sys
 import tarfile
 import threading
 
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 from pyutils.data.audio import read_wav_scp_entry
-from pyutils.data.shards import (ShardDataset, iterate_shard, random_chunk, read_shard_list,
-                                 write_shards)
+from pyutils.data.shards import (iterate_shard, random_chunk, read_shard_list, shard_order,
+                                 shuffle_buffer, split_shards, write_shards)
+from pyutils.training.shard_source import StreamSource
 from tests.conftest import ROOT
 
 
@@ -81,54 +80,61 @@ def test_a_missing_member_names_the_shard(tmp_path):
         list(iterate_shard(str(path)))
 
 
-def keys_of(dataset, workers):
-    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers,
-                                         collate_fn=lambda s: s["key"])
-    return list(loader)
+def test_a_data_dir_without_labels_is_packed_without_spk_members(tmp_path):
+    utts = make_data(tmp_path / "data", 3, seconds=0.01)
+    os.unlink(tmp_path / "data" / "utt2spk")                # wav.scp only: unlabelled audio
+    (tmp_path / "shards").mkdir()
+    (tmp_path / "shards" / "utt2spk").write_text("stale labels\n")
+    paths = write_shards(str(tmp_path / "data"), str(tmp_path / "shards"), utts_per_shard=2)
+    with tarfile.open(paths[0]) as tar:
+        assert tar.getnames() == [f"{u}.{'flac' if i == 0 else 'wav'}"
+                                  for i, u in enumerate(sorted(utts)[:2])]
+    samples = [s for p in paths for s in iterate_shard(p)]
+    assert [s["key"] for s in samples] == sorted(utts) and {s["spk"] for s in samples} == {None}
+    assert sorted(os.listdir(tmp_path / "shards")) == sorted(
+        [os.path.basename(p) for p in paths] + ["shard.list"])
 
 
 def test_rank_then_worker_split_is_disjoint_and_complete(tmp_path):
     utts = make_data(tmp_path / "data", 24, seconds=0.01)
     paths = write_shards(str(tmp_path / "data"), str(tmp_path / "shards"), utts_per_shard=2)
     assert len(paths) == 12
-    per_rank, shards_per_rank = [], []
-    for rank in range(2):
-        ds = ShardDataset(paths, shuffle_buffer=5, seed=1, rank=rank, world_size=2)
-        ds.set_epoch(3)
-        shards_per_rank.append(ds.my_shards())
-        per_rank.append(keys_of(ds, workers=2))
-    assert not set(shards_per_rank[0]) & set(shards_per_rank[1])
-    assert not set(per_rank[0]) & set(per_rank[1])
-    assert sorted(per_rank[0] + per_rank[1]) == sorted(utts)
-    assert len(per_rank[0]) == len(per_rank[1]) == 12
+    order = shard_order(paths, 1, 3)
+    mine = {(rank, worker): split_shards(order, rank, 2, worker, 2)
+            for rank in range(2) for worker in range(2)}
+    assert all(len(shards) == 3 for shards in mine.values())
+    assert sorted(s for shards in mine.values() for s in shards) == sorted(paths)
+    keys = [s["key"] for shards in mine.values() for shard in shards
+            for s in iterate_shard(shard, decode=False)]
+    assert sorted(keys) == sorted(utts)                # disjoint, and together all
     # the shard order is a function of (seed, epoch)
-    ds = ShardDataset(paths, seed=1, rank=0, world_size=1)
-    ds.set_epoch(3)
-    order3 = ds.my_shards()
-    ds.set_epoch(4)
-    assert ds.my_shards() != order3 and sorted(ds.my_shards()) == sorted(paths)
-    ds.set_epoch(3)
-    assert ds.my_shards() == order3
+    assert shard_order(paths, 1, 3) == order and sorted(shard_order(paths, 1, 4)) == paths
+    assert shard_order(paths, 1, 4) != order and shard_order(paths, 2, 3) != order
 
 
 def test_shuffle_buffer_mixes_and_is_reproducible(tmp_path):
     utts = make_data(tmp_path / "data", 30, seconds=0.01)
     paths = write_shards(str(tmp_path / "data"), str(tmp_path / "shards"), utts_per_shard=30,
                          shuffle=False)
-    plain = [s["key"] for s in ShardDataset(paths, shuffle=False, rank=0, world_size=1)]
+    plain = [s["key"] for s in iterate_shard(paths[0], decode=False)]
     assert plain == sorted(utts)
-    shuffled = [s["key"] for s in ShardDataset(paths, shuffle_buffer=10, rank=0, world_size=1)]
-    again = [s["key"] for s in ShardDataset(paths, shuffle_buffer=10, rank=0, world_size=1)]
-    assert shuffled == again and shuffled != plain and sorted(shuffled) == plain
+
+    def shuffled(seed):
+        return [s["key"] for s in shuffle_buffer(iterate_shard(paths[0], decode=False), 10,
+                                                 np.random.default_rng(seed))]
+    assert shuffled(0) == shuffled(0) and shuffled(0) != plain and sorted(shuffled(0)) == plain
+    assert shuffled(1) != shuffled(0)
 
 
-def test_transform_cuts_random_chunks(tmp_path):
+def test_random_chunks_and_repetition(tmp_path):
     make_data(tmp_path / "data", 3, seconds=0.05)
     paths = write_shards(str(tmp_path / "data"), str(tmp_path / "shards"))
-    rng = random.Random(0)
-    cut = lambda s: {**s, "samples": random_chunk(s["samples"], 2000, rng)}  # noqa: E731
-    lengths = [len(s["samples"]) for s in ShardDataset(paths, transform=cut, rank=0, world_size=1)]
-    assert lengths == [2000, 2000, 2000]
+    rng = np.random.default_rng(0)
+    chunks = [random_chunk(s["samples"], 500, rng) for s in iterate_shard(paths[0])]
+    assert [len(c) for c in chunks] == [500, 500, 500]
+    whole = [s["samples"] for s in iterate_shard(paths[0])]
+    assert all(any(np.array_equal(c, w[i:i + 500]) for i in range(len(w) - 499))
+               for c, w in zip(chunks, whole))
     short = np.arange(3.0)
     np.testing.assert_array_equal(random_chunk(short, 7, rng), [0, 1, 2, 0, 1, 2, 0])
 
@@ -146,39 +152,13 @@ def test_streams_shards_over_http(tmp_path):
         url = f"http://127.0.0.1:{httpd.server_address[1]}"
         (tmp_path / "urls.list").write_text(f"{url}/shards_000000000.tar\n"
                                             f"{url}/shards_000000001.tar\n")
-        ds = ShardDataset.from_list(str(tmp_path / "urls.list"), rank=0, world_size=1)
-        assert sorted(s["key"] for s in ds) == sorted(utts)
+        # what training reads: a StreamSource's units, each read as a stream
+        source = StreamSource(read_shard_list(str(tmp_path / "urls.list")), "urls.list")
+        samples = [source.decode(s) for unit in source.units for s in source.read(unit)]
+        assert sorted(s["key"] for s in samples) == sorted(utts)
+        assert all(len(s["samples"]) == 160 for s in samples)
     finally:
         httpd.shutdown()
-
-
-PEAK_RSS = """
-import resource, sys
-from pyutils.data.shards import ShardDataset
-n = 0
-for sample in ShardDataset.from_list(sys.argv[1], shuffle_buffer=50, rank=0, world_size=1):
-    n += len(sample["samples"])
-print(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-"""
-
-
-@pytest.mark.slow
-def test_memory_stays_flat_in_the_corpus_size(tmp_path):
-    """Peak RSS reading 100 vs 2,000 one-second utterances (3.2 MB vs 64 MB of
-    audio, 128 MB as float32): a loader holding the corpus would grow by > 100 MB."""
-    peaks = {}
-    for n in (100, 2000):
-        make_data(tmp_path / f"d{n}", n, seconds=1.0, spks=20)
-        write_shards(str(tmp_path / f"d{n}"), str(tmp_path / f"s{n}"), utts_per_shard=100)
-        out = subprocess.run([sys.executable, "-c", PEAK_RSS, str(tmp_path / f"s{n}" / "shard.list")],
-                             capture_output=True, text=True, cwd=ROOT,
-                             env={**os.environ, "PYTHONPATH": ROOT})
-        assert out.returncode == 0, out.stderr
-        total, peak_kb = map(int, out.stdout.split())
-        assert total == n * 16000
-        peaks[n] = peak_kb / 1024
-    print(f"peak RSS: 100 utts {peaks[100]:.1f} MB, 2000 utts {peaks[2000]:.1f} MB")
-    assert peaks[2000] - peaks[100] < 20, peaks
 
 
 def test_make_shards_step_is_skipped_when_complete(tmp_path):

@@ -4,6 +4,7 @@ worker, reproducible epochs, a tiny run whose loss falls, resume, and clear erro
 import json
 import os
 import subprocess
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -144,6 +145,43 @@ def test_an_epoch_is_a_function_of_seed_epoch_rank_and_workers(tmp_path):
     source = ShardSource(str(tmp_path / "shards" / "shard.list"), utt2spk, sorted(utt2spk),
                          {"type": "waveform"})
     assert [x.shape[1] for x, _ in batches_of(source, 1, 6, 3, (100, 300))] == lengths
+
+
+def traced_peak_mb(make_loader) -> float:
+    """Peak traced memory (MB; numpy arrays and bytes included) while building a
+    loader and reading every batch of it in this process (``num_workers: 0``)."""
+    tracemalloc.start()
+    try:
+        for _ in make_loader():
+            pass
+        return tracemalloc.get_traced_memory()[1] / 2 ** 20
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.slow     # ~6 s of CPU: 2,100 tiny wav files written and packed
+def test_shard_source_memory_stays_flat_in_the_corpus_size(tmp_path):
+    """What training uses (ShardSource and its DataLoader), over the same 4 batches,
+    from 100 vs 2,000 one-second utterances (64 MB as int16 at 2,000).  A shuffle
+    buffer as large as the corpus holds all of it: that the same measurement sees
+    it grow shows the test can fail."""
+    from tests.test_shards import make_data
+    peaks = {}
+    for n in (100, 2000):
+        make_data(tmp_path / f"d{n}", n, seconds=1.0, spks=20)
+        write_shards(str(tmp_path / f"d{n}"), str(tmp_path / f"s{n}"), utts_per_shard=100)
+        utt2spk = read_key_value(str(tmp_path / f"d{n}" / "utt2spk"))
+
+        def loader(buffer):
+            source = ShardSource(str(tmp_path / f"s{n}" / "shard.list"), utt2spk, sorted(utt2spk),
+                                 MFCC, shuffle_buffer_size=buffer)
+            return source.epoch_loader(1, 1, 4, 8, (50, 80))
+        peaks[n] = traced_peak_mb(lambda: loader(20))
+        if n == 2000:
+            peaks["whole corpus buffered"] = traced_peak_mb(lambda: loader(n))
+    print({k: round(v, 1) for k, v in peaks.items()})
+    assert peaks[2000] - peaks[100] < 8, peaks
+    assert peaks["whole corpus buffered"] - peaks[100] > 50, peaks
 
 
 def write_config(path, epochs=3, **data):

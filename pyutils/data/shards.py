@@ -5,16 +5,19 @@ utterances).  A shard ``shards_%09d.tar`` holds about 1,000 utterances,
 each as two adjacent members: ``<key>.spk`` (the speaker id, UTF-8) and
 ``<key>.wav`` or ``<key>.flac`` (the audio file's bytes, copied as they
 are; pipes and segments are decoded and stored as 16-bit wav).
-``shard.list`` names one shard per line.  Written with the standard
+Unlabelled audio (a data dir without ``utt2spk``, for label-free training)
+is packed without ``.spk`` members.  ``shard.list`` names one shard per
+line.  Written with the standard
 :mod:`tarfile` module, shards are interchangeable with those of WeSpeaker's
 ``tools/make_shard_list.py``.
 
-:class:`ShardDataset` streams them: the shard order is shuffled per epoch
-(``set_epoch``), shards are split across ranks and then across the
-DataLoader workers of each rank (``torch.utils.data.get_worker_info``),
-each shard is read sequentially (local path, or ``http(s)://`` opened as a
-stream) and samples pass through a shuffle buffer.  Memory is the buffer
-and one member, never the corpus.
+Training streams them (:mod:`pyutils.training.shard_source`, supervised and
+label-free) with the pieces here: :func:`shard_order` shuffles the shards per
+epoch, :func:`split_shards` splits them across ranks and then across the
+DataLoader workers of each rank, :func:`iterate_shard` reads each one
+sequentially (local path, or ``http(s)://`` opened as a stream) and
+:func:`shuffle_buffer` mixes the samples.  Memory is the buffer and one
+member, never the corpus.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ import os
 import random
 import tarfile
 import urllib.request
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -74,13 +77,17 @@ def write_shards(data_dir: str, out_dir: str, utts_per_shard: int = 1000,
     ``data.format: shard``; return the shard paths.
 
     Utterances go in utt2spk order, or shuffled with ``seed`` (WeSpeaker
-    shuffles before packing so each shard mixes speakers).  Each shard is
+    shuffles before packing so each shard mixes speakers).  A data dir without
+    ``utt2spk`` (unlabelled audio, for label-free training) is packed from
+    ``segments`` or ``wav.scp`` without ``.spk`` members, and ``out_dir`` gets
+    no ``utt2spk``/``spk2utt``.  Each shard is
     written to a temp file and renamed, so a killed run leaves whole shards.
     """
     if utts_per_shard < 1:
         raise ValueError(f"utts_per_shard must be >= 1, got {utts_per_shard}")
     data = DataDir(data_dir)
-    utts = data.utts
+    labelled = data.has("utt2spk")
+    utts = data.utts if labelled else sorted(data.segments or data.wav_scp)
     if shuffle:
         random.Random(seed).shuffle(utts)
     segmented = data.segments is not None
@@ -96,7 +103,8 @@ def write_shards(data_dir: str, out_dir: str, utts_per_shard: int = 1000,
                     if member is None:
                         samples, rate = reader.read(utt)
                         member = ("wav", _wav_bytes(samples, rate))
-                    _add(tar, f"{utt}.spk", data.utt2spk[utt].encode("utf-8"))
+                    if labelled:
+                        _add(tar, f"{utt}.spk", data.utt2spk[utt].encode("utf-8"))
                     _add(tar, f"{utt}.{member[0]}", member[1])
         paths.append(path)
         logger.info("%s: %d utterances", path, min(utts_per_shard, len(utts) - start))
@@ -105,10 +113,15 @@ def write_shards(data_dir: str, out_dir: str, utts_per_shard: int = 1000,
                 os.path.join(os.path.abspath(out_dir), name) not in paths:
             os.unlink(os.path.join(out_dir, name))
     # the shard dir is also the training data dir of data.format: shard (speakers, ids)
-    packed = [(u, data.utt2spk[u]) for u in sorted(utts)]
-    write_lines(os.path.join(out_dir, "utt2spk"), [f"{u} {s}" for u, s in packed])
-    write_lines(os.path.join(out_dir, "spk2utt"),
-                [f"{s} {' '.join(us)}" for s, us in sorted(utt2spk_to_spk2utt(packed).items())])
+    if labelled:
+        packed = [(u, data.utt2spk[u]) for u in sorted(utts)]
+        write_lines(os.path.join(out_dir, "utt2spk"), [f"{u} {s}" for u, s in packed])
+        write_lines(os.path.join(out_dir, "spk2utt"), [
+            f"{s} {' '.join(us)}" for s, us in sorted(utt2spk_to_spk2utt(packed).items())])
+    else:                # no labels: none left from an earlier, labelled packing
+        for name in ("utt2spk", "spk2utt"):
+            if os.path.exists(os.path.join(out_dir, name)):
+                os.unlink(os.path.join(out_dir, name))
     write_lines(os.path.join(out_dir, "shard.list"), paths)
     return paths
 
@@ -139,7 +152,8 @@ def iterate_shard(source: str, decode: bool = True) -> Iterator[Dict]:
     """Yield ``{key, spk, samples (int16 scale, float32), rate}`` of one shard, in order.
 
     The tar is read as a stream (mode ``r|``), so memory is one member.  A
-    key whose ``.spk`` or audio member is missing is an error naming the shard.
+    key whose audio member is missing is an error naming the shard; one without
+    ``.spk`` (unlabelled audio) has ``spk`` None.
     With ``decode=False`` the audio stays the member's bytes (``audio``,
     ``suffix``), 2 bytes a sample or fewer instead of 4: what a shuffle buffer
     should hold; :func:`decode_sample` decodes it later.
@@ -161,11 +175,11 @@ def iterate_shard(source: str, decode: bool = True) -> Iterator[Dict]:
 
 def _finish(source: str, key: str, members: Dict[str, bytes], decode: bool = True) -> Dict:
     suffix = next((s for s in AUDIO_SUFFIXES if s in members), None)
-    if "spk" not in members or suffix is None:
-        raise ValueError(f"{source}: utterance '{key}' lacks its "
-                         f"{'.spk' if 'spk' not in members else 'audio'} member")
-    sample = {"key": key, "spk": members["spk"].decode("utf-8").strip(), "audio": members[suffix],
-              "suffix": suffix, "shard": source}
+    if suffix is None:
+        raise ValueError(f"{source}: utterance '{key}' lacks its audio member")
+    spk = members["spk"].decode("utf-8").strip() if "spk" in members else None
+    sample = {"key": key, "spk": spk, "audio": members[suffix], "suffix": suffix,
+              "shard": source}
     return decode_sample(sample) if decode else sample
 
 
@@ -224,69 +238,3 @@ def shuffle_buffer(samples: Iterable, size: int, rng) -> Iterator:
         index = pick(len(buffer))
         buffer[index], buffer[-1] = buffer[-1], buffer[index]
         yield buffer.pop()
-
-
-def _rank_and_world(rank: Optional[int], world_size: Optional[int]):
-    if rank is not None and world_size is not None:
-        return rank, world_size
-    try:
-        import torch.distributed as dist
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_rank(), dist.get_world_size()
-    except ImportError:
-        pass
-    return 0, 1
-
-
-try:
-    from torch.utils.data import IterableDataset, get_worker_info
-except ImportError:  # the writer works without torch
-    IterableDataset, get_worker_info = object, lambda: None
-
-
-class ShardDataset(IterableDataset):
-    """Stream the samples of a shard list (see the module docstring).
-
-    ``transform`` maps each sample dict (e.g. cut a random chunk, compute
-    features) before the shuffle buffer.  Call :meth:`set_epoch` before each
-    epoch: the shard order and the buffer draws are functions of
-    (``seed``, epoch).  With fewer shards than ranks x workers some workers
-    get none; give at least that many shards.
-    """
-
-    def __init__(self, shards: Sequence[str], shuffle: bool = True, shuffle_buffer: int = 1000,
-                 seed: int = 777, rank: Optional[int] = None, world_size: Optional[int] = None,
-                 transform: Optional[Callable[[Dict], Dict]] = None):
-        self.shards = list(shards)
-        self.shuffle = shuffle
-        self.shuffle_buffer = max(1, shuffle_buffer)
-        self.seed = seed
-        self.rank, self.world_size = _rank_and_world(rank, world_size)
-        self.transform = transform
-        self.epoch = 0
-
-    @classmethod
-    def from_list(cls, shard_list: str, **kwargs) -> "ShardDataset":
-        return cls(read_shard_list(shard_list), **kwargs)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def my_shards(self) -> List[str]:
-        """This rank's and this worker's shards for the current epoch."""
-        shards = shard_order(self.shards, self.seed, self.epoch) if self.shuffle else self.shards
-        worker = get_worker_info()
-        return split_shards(shards, self.rank, self.world_size,
-                            worker.id if worker is not None else 0,
-                            worker.num_workers if worker is not None else 1)
-
-    def __iter__(self) -> Iterator[Dict]:
-        worker = get_worker_info()
-        wid = worker.id if worker is not None else 0
-        rng = random.Random(f"{self.seed}-{self.epoch}-{self.rank}-{wid}")
-        samples = (sample if self.transform is None else self.transform(sample)
-                   for shard in self.my_shards() for sample in iterate_shard(shard))
-        if not self.shuffle:
-            yield from samples
-            return
-        yield from shuffle_buffer(samples, self.shuffle_buffer, rng)

@@ -167,6 +167,64 @@ class _AudioSource(_Source):
         return self.augmenter(samples.astype(np.float64), rng).astype(np.float32)
 
 
+class SpanFeatures:
+    """Features of one utterance version computed on a chunk's span: the reusable core
+    of :class:`OnTheFlyFeatures`, and what the label-free views of streamed audio
+    (:mod:`pyutils.training.selfsup.data`) are cut with.
+
+    ``vad(audio, key)`` is the energy VAD of the (clean) audio from the MFCC
+    config; ``chunk(...)`` computes only the frames the sliding CMN windows of
+    the wanted voiced rows cover (augmenting only their audio), with the dither
+    seeded by (crc32 of the utterance id, the span's first frame).
+    """
+
+    def __init__(self, feat_type: str, feat_conf: str, vad_conf: str, cmvn_conf: str,
+                 vad_feat_conf: str, augmenter=None):
+        computer = {"mfcc": MfccComputer, "fbank": FbankComputer}[feat_type]
+        self.computer = computer(read_kaldi_conf(feat_conf))
+        # VAD energy comes from the MFCC config (column 0), as in stage 1
+        self.vad_mfcc = MfccComputer(read_kaldi_conf(vad_feat_conf))
+        self.vad_options = vad_options_from_conf(read_kaldi_conf(vad_conf))
+        self.cmn = cmn_options(cmvn_conf)
+        self.augmenter = augmenter
+        self.rate = int(self.computer.options["sample-frequency"])
+        self.feat_dim = self.computer.dim
+
+    @staticmethod
+    def dither_rng(key: str) -> np.random.Generator:
+        """The dither seed the precomputed path uses for this utterance (crc32 of its id)."""
+        return np.random.default_rng(zlib.crc32(key.encode()))
+
+    def vad(self, audio: np.ndarray, key: str) -> np.ndarray:
+        return compute_vad_energy(self.vad_mfcc.compute(audio.astype(np.float64),
+                                                        self.dither_rng(key)), **self.vad_options)
+
+    def window_options(self) -> dict:
+        """The CMN window options, with :func:`sliding_cmn`'s defaults (what features uses)."""
+        return {"cmn_window": int(self.cmn.get("cmn_window", 300)),
+                "min_window": int(self.cmn.get("min_window", 100)),
+                "center": bool(self.cmn.get("center", True))}
+
+    def chunk(self, key: str, audio: np.ndarray, vad: np.ndarray, voiced: np.ndarray,
+              offset: int, length: int, rng=None) -> np.ndarray:
+        """Voiced frames ``offset..offset+length-1`` (``voiced``: the indices of the
+        voiced frames of ``vad``) of ``audio``, augmented when ``rng`` is given."""
+        rows = voiced[offset:offset + length]
+        if len(rows) < length:
+            raise ValueError(f"chunk {offset}+{length} is past the {len(voiced)} voiced "
+                             f"frames of {key}")
+        starts, ends = sliding_window_bounds(len(vad), **self.window_options())
+        first, stop = int(starts[rows].min()), int(ends[rows].max())
+        if rng is not None and self.augmenter is not None:
+            lo, hi = self.computer.frontend.sample_span(len(audio), first, stop)
+            audio = audio.astype(np.float64)
+            audio[lo:hi] = self.augmenter(audio[lo:hi], rng).astype(np.float32)
+        dither = np.random.default_rng([zlib.crc32(key.encode()), first])
+        feats = self.computer.compute(np.asarray(audio, dtype=np.float64), dither,
+                                      frames=(first, stop))
+        return _cmn_rows(feats, first, starts[rows], ends[rows], rows, self.cmn)
+
+
 class OnTheFlyFeatures(_AudioSource):
     """MFCC/fbank computed per chunk from (augmented) audio, clean-audio VAD."""
 
@@ -174,79 +232,46 @@ class OnTheFlyFeatures(_AudioSource):
                  cmvn_conf: str, vad_feat_conf: str, augmenter=None, speeds=(1.0,), utts=None,
                  speakers=None, speed_prob: Optional[float] = None):
         self.speed_prob = speed_prob
-        computer = {"mfcc": MfccComputer, "fbank": FbankComputer}[feat_type]
-        self.computer = computer(read_kaldi_conf(feat_conf))
-        # VAD energy comes from the MFCC config (column 0), as in stage 1
-        self.vad_mfcc = MfccComputer(read_kaldi_conf(vad_feat_conf))
-        self.vad_options = vad_options_from_conf(read_kaldi_conf(vad_conf))
-        self.cmn = cmn_options(cmvn_conf)
-        rate = int(self.computer.options["sample-frequency"])
-        super().__init__(data_dir, utts, speeds, augmenter, rate, speakers,
+        self.span = SpanFeatures(feat_type, feat_conf, vad_conf, cmvn_conf, vad_feat_conf,
+                                 augmenter)
+        self.computer, self.cmn = self.span.computer, self.span.cmn
+        super().__init__(data_dir, utts, speeds, augmenter, self.span.rate, speakers,
                          prepare=self.computer.prepare_waveform)
-        self.vad = [compute_vad_energy(self.vad_mfcc.compute(a.astype(np.float64),
-                                                             self._dither_rng(i)),
-                                       **self.vad_options) for i, a in enumerate(self.audio)]
+        self.vad = [self.span.vad(a, self._key(i)) for i, a in enumerate(self.audio)]
         self.lengths = np.array([int(v.sum()) for v in self.vad])
         self.feat_dim = self.computer.dim
         self._voiced_cache: Dict[int, np.ndarray] = {}
 
-    def _dither_rng(self, index: int) -> np.random.Generator:
-        """The dither seed the precomputed path uses for this utterance (crc32 of its id)."""
-        return np.random.default_rng(zlib.crc32(self.utts[self.versions[index][0]].encode()))
+    def _key(self, index: int) -> str:
+        return self.utts[self.versions[index][0]]
 
     def features(self, index: int, rng=None) -> np.ndarray:
         """CMN'd voiced-frame features of a whole (possibly augmented) utterance version
         (the reference :meth:`chunk` agrees with)."""
         audio = self._augmented(self.audio[index], rng) if rng is not None else self.audio[index]
-        feats = self.computer.compute(audio.astype(np.float64), self._dither_rng(index))
+        feats = self.computer.compute(audio.astype(np.float64),
+                                      self.span.dither_rng(self._key(index)))
         self._check_frames(index, feats.shape[0])
         return cmn_voiced(feats, self.vad[index], self.cmn)
 
     def _check_frames(self, index: int, count: int) -> None:
         if count != self.vad[index].shape[0]:
-            raise ValueError(f"{self.utts[self.versions[index][0]]}: {count} feature "
+            raise ValueError(f"{self._key(index)}: {count} feature "
                              f"frames but {self.vad[index].shape[0]} VAD frames; the feature "
                              f"and MFCC configs must frame the audio alike")
 
     def chunk(self, index: int, offset: int, length: int, rng=None) -> np.ndarray:
-        """Voiced frames ``offset..offset+length-1`` of a version, computed on their span.
-
-        Only the frames the sliding CMN windows of those rows cover are
-        featurised (and only their audio augmented), not the whole utterance:
-        the rows equal those of :meth:`features` cut at ``offset`` (to float32
-        rounding) without augmentation or dither.  Dither draws come from the
-        utterance's seed and the span's first frame.
-        """
-        vad = self.vad[index]
-        rows = self._voiced(index)[offset:offset + length]
-        if len(rows) < length:
-            raise ValueError(f"chunk {offset}+{length} is past the {len(self._voiced(index))} "
-                             f"voiced frames of {self.utts[self.versions[index][0]]}")
-        num_frames = len(vad)
-        starts, ends = sliding_window_bounds(num_frames, **self._window_options())
-        first, stop = int(starts[rows].min()), int(ends[rows].max())
-        audio = self.audio[index]
-        if rng is not None and self.augmenter is not None:
-            lo, hi = self.computer.frontend.sample_span(len(audio), first, stop)
-            audio = audio.astype(np.float64)
-            audio[lo:hi] = self._augmented(audio[lo:hi], rng)
-        dither = np.random.default_rng([zlib.crc32(self.utts[self.versions[index][0]].encode()),
-                                        first])
-        feats = self.computer.compute(np.asarray(audio, dtype=np.float64), dither,
-                                      frames=(first, stop))
-        return _cmn_rows(feats, first, starts[rows], ends[rows], rows, self.cmn)
+        """Voiced frames ``offset..offset+length-1`` of a version, computed on their span
+        (:meth:`SpanFeatures.chunk`): the rows equal those of :meth:`features` cut at
+        ``offset`` (to float32 rounding) without augmentation or dither."""
+        return self.span.chunk(self._key(index), self.audio[index], self.vad[index],
+                               self._voiced(index), offset, length, rng)
 
     def _voiced(self, index: int) -> np.ndarray:
         voiced = self._voiced_cache.get(index)
         if voiced is None:
             voiced = self._voiced_cache[index] = np.flatnonzero(self.vad[index])
         return voiced
-
-    def _window_options(self) -> dict:
-        """The CMN window options, with :func:`sliding_cmn`'s defaults (what features uses)."""
-        return {"cmn_window": int(self.cmn.get("cmn_window", 300)),
-                "min_window": int(self.cmn.get("min_window", 100)),
-                "center": bool(self.cmn.get("center", True))}
 
 
 def _cmn_rows(feats: np.ndarray, first: int, starts, ends, rows, options) -> np.ndarray:

@@ -143,12 +143,17 @@ def collate_chunks(items):
 
 
 def to_device(inputs, labels, device):
-    """Host-to-device copy of a batch; from pinned memory without blocking on CUDA."""
+    """Host-to-device copy of a batch; from pinned memory without blocking on CUDA.
+    ``inputs`` may be a list of tensors (the views of label-free batches)."""
     if device.type != "cuda":
         return inputs, labels
-    if not inputs.is_pinned():
-        inputs, labels = inputs.pin_memory(), labels.pin_memory()
-    return inputs.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+
+    def move(tensor):
+        return (tensor if tensor.is_pinned() else tensor.pin_memory()).to(device,
+                                                                          non_blocking=True)
+    if isinstance(inputs, (list, tuple)):
+        return [move(x) for x in inputs], move(labels)
+    return move(inputs), move(labels)
 
 
 _LIMITS = []

@@ -25,12 +25,16 @@ draw chunks by index.  Here the utterances stream from WeSpeaker-layout shards
 Class indices come from the training data dir's speakers (sorted, as the raw
 path), never from the shards, so a model trained either way has the same
 label mapping; a shard naming a speaker outside it is an error.
+
+The streaming itself (:class:`StreamSource`, :class:`StreamBatches`: order,
+rank/worker split, passes, shuffle buffer, steps) is shared with label-free
+training, whose batches are several augmented views of each utterance
+(:mod:`pyutils.training.selfsup.data`), read from shards or raw data dirs.
 """
 from __future__ import annotations
 
 import logging
 import os
-import zlib
 from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
@@ -39,11 +43,11 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from pyutils.data.shards import (decode_sample, iterate_shard, random_chunk, read_shard_list,
                                  shard_order, shuffle_buffer, split_shards)
-from pyutils.features.kaldi_conf import read_kaldi_conf
-from pyutils.features.mfcc import FbankComputer, MfccComputer
-from pyutils.features.pipeline import cmn_options, cmn_voiced
-from pyutils.features.vad import compute_vad_energy, vad_options_from_conf
+from pyutils.features.pipeline import cmn_voiced
+from pyutils.features.vad import compute_vad_energy
 from pyutils.augment.speed import speed_perturb
+from pyutils.data.audio import AudioReader
+from pyutils.training.data import SpanFeatures
 from pyutils.training.loader import ChunkLoader, _Epoch
 
 logger = logging.getLogger(__name__)
@@ -76,17 +80,13 @@ class ChunkFrontend:
             self.input_type, self.feat_dim, self.rate = "waveform", 1, 16000
             return
         self.input_type = "feats"
-        computer = {"mfcc": MfccComputer, "fbank": FbankComputer}[self.kind]
-        self.computer = computer(read_kaldi_conf(feats["conf"]))
         vad_feat_conf = feats.get("vad_feat_conf", "conf/mfcc.conf")
+        span = SpanFeatures(self.kind, feats["conf"], feats.get("vad_conf", "conf/vad.conf"),
+                            feats.get("cmvn_conf", "conf/cmvn.conf"), vad_feat_conf)
+        self.computer, self.vad_options, self.cmn = span.computer, span.vad_options, span.cmn
         same = os.path.realpath(vad_feat_conf) == os.path.realpath(feats["conf"])
-        self.vad_mfcc = (self.computer if self.kind == "mfcc" and same
-                         else MfccComputer(read_kaldi_conf(vad_feat_conf)))
-        self.vad_options = vad_options_from_conf(read_kaldi_conf(feats.get("vad_conf",
-                                                                            "conf/vad.conf")))
-        self.cmn = cmn_options(feats.get("cmvn_conf", "conf/cmvn.conf"))
-        self.rate = int(self.computer.options["sample-frequency"])
-        self.feat_dim = self.computer.dim
+        self.vad_mfcc = self.computer if self.kind == "mfcc" and same else span.vad_mfcc
+        self.rate, self.feat_dim = span.rate, span.feat_dim
 
     def __call__(self, key: str, samples: np.ndarray, rate: int, speed: float, augmenter,
                  rng: np.random.Generator) -> np.ndarray:
@@ -98,43 +98,59 @@ class ChunkFrontend:
         # float32 audio, as the raw sources keep it in RAM (the same numbers)
         clean = speed_perturb(self.computer.prepare_waveform(samples, rate),
                               speed).astype(np.float32).astype(np.float64)
-        dither = lambda: np.random.default_rng(zlib.crc32(key.encode()))  # noqa: E731
-        vad_feats = self.vad_mfcc.compute(clean, dither())
+        vad_feats = self.vad_mfcc.compute(clean, SpanFeatures.dither_rng(key))
         vad = compute_vad_energy(vad_feats, **self.vad_options)
         if augmenter is None and self.vad_mfcc is self.computer:
             feats = vad_feats            # the same computation: do it once
         else:
             audio = clean if augmenter is None else augmenter(clean, rng)
-            feats = self.computer.compute(np.asarray(audio, np.float64), dither())
+            feats = self.computer.compute(np.asarray(audio, np.float64),
+                                          SpanFeatures.dither_rng(key))
         return cmn_voiced(feats, vad, self.cmn)
 
 
-class ShardSource:
-    """The trainer's view of shard training data (``num_classes``, ``feat_dim``,
-    ``input_type``, ``speakers``, ``len``), and the batches of each epoch."""
+class StreamSource:
+    """Audio streamed in a shuffled order per epoch, memory flat in the corpus size:
+    the common part of the supervised :class:`ShardSource` and the label-free
+    source (:mod:`pyutils.training.selfsup.data`).
 
-    def __init__(self, shard_list: str, utt2spk: Dict[str, str], train_utts: Sequence[str],
-                 feats: dict, augmenter=None, speeds: Sequence[float] = (1.0,),
-                 shuffle_buffer_size: int = 500, num_workers: int = 0,
-                 speed_prob: Optional[float] = None):
-        self.shard_list = shard_list
-        self.shards = read_shard_list(shard_list)
-        if not self.shards:
-            raise ValueError(f"{shard_list}: no shards")
-        self.train_utts = set(train_utts)
-        self.excluded = set(utt2spk) - self.train_utts    # held out for validation
-        self.speakers = sorted({utt2spk[u] for u in self.train_utts})
-        self.frontend = ChunkFrontend(feats)
-        self.input_type, self.feat_dim = self.frontend.input_type, self.frontend.feat_dim
-        self.augmenter, self.speeds = augmenter, list(speeds)
-        # share of perturbed utterances, the factors equally likely (None: all speeds alike)
-        self.speed_prob = (1 - 1 / len(self.speeds)) if speed_prob is None else float(speed_prob)
-        self.num_classes = len(self.speakers) * len(self.speeds)
+    ``units`` are what the order shuffles and the ranks and workers split: shard
+    paths (or URLs), read with :func:`iterate_shard` (the shuffle buffer holds
+    the encoded audio), or ``(data_dir, utt)`` pairs of raw data dirs (the
+    buffer holds their ids; :meth:`decode` reads the audio with
+    :class:`~pyutils.data.audio.AudioReader` when an utterance leaves it).  ``batches_class`` (a
+    :class:`StreamBatches`) turns the stream into one epoch's batches.
+    """
+
+    batches_class = None     # set below: ShardBatches
+    unit_name = "shards"     # in messages
+
+    def __init__(self, units: Sequence, name: str, shuffle_buffer_size: int = 500,
+                 num_workers: int = 0):
+        self.units, self.name = list(units), name
+        if not self.units:
+            raise ValueError(f"{name}: no shards or utterances")
         self.shuffle_buffer_size = max(1, int(shuffle_buffer_size))
         self.num_workers = int(num_workers)
+        self._readers: Dict[str, AudioReader] = {}
 
-    def __len__(self) -> int:
-        return len(self.train_utts)
+    def read(self, unit) -> Iterator[Dict]:
+        """The samples of one unit, not decoded yet (what the shuffle buffer holds): a
+        shard's (the encoded audio), or one utterance of a raw data dir (its id only)."""
+        if isinstance(unit, str):
+            yield from iterate_shard(unit, decode=False)
+        else:
+            yield {"key": unit[1], "spk": None, "shard": unit[0]}
+
+    def decode(self, sample: Dict) -> Dict:
+        """A sample of :meth:`read` with its ``samples`` (int16 scale) and ``rate``."""
+        if "audio" in sample:
+            return decode_sample(sample)
+        reader = self._readers.get(sample["shard"])
+        if reader is None:
+            reader = self._readers[sample["shard"]] = AudioReader(sample["shard"])
+        samples, rate = reader.read(sample["key"])
+        return {**sample, "samples": samples, "rate": rate}
 
     def build_loader(self, data_cfg: dict, chunk_range, batch_size: int, seed: int, rank,
                      device) -> "ShardLoader":
@@ -145,13 +161,13 @@ class ShardSource:
                            device)
 
     def epoch_dataset(self, seed: int, epoch: int, steps: int, batch_size: int,
-                      chunk_range, rank: int = 0, world: int = 1) -> "ShardBatches":
-        """This rank's batches (``batch_size // world`` chunks each) of one epoch."""
+                      chunk_range, rank: int = 0, world: int = 1) -> "StreamBatches":
+        """This rank's batches (``batch_size // world`` items each) of one epoch."""
         if batch_size % world:
             raise ValueError(f"data.batch_size {batch_size} must split evenly over {world} "
                              f"processes")
-        return ShardBatches(self, seed, epoch, steps, batch_size // world, chunk_range, rank,
-                            world)
+        return self.batches_class(self, seed, epoch, steps, batch_size // world, chunk_range,
+                                  rank, world)
 
     def epoch_loader(self, seed: int, epoch: int, steps: int, batch_size: int, chunk_range,
                      rank: int = 0, world: int = 1, pin_memory: bool = False) -> DataLoader:
@@ -162,48 +178,83 @@ class ShardSource:
                           pin_memory=pin_memory, **extra)
 
 
+class ShardSource(StreamSource):
+    """The trainer's view of shard training data (``num_classes``, ``feat_dim``,
+    ``input_type``, ``speakers``, ``len``), and the batches of each epoch."""
+
+    def __init__(self, shard_list: str, utt2spk: Dict[str, str], train_utts: Sequence[str],
+                 feats: dict, augmenter=None, speeds: Sequence[float] = (1.0,),
+                 shuffle_buffer_size: int = 500, num_workers: int = 0,
+                 speed_prob: Optional[float] = None):
+        self.shard_list = shard_list
+        self.shards = read_shard_list(shard_list)
+        super().__init__(self.shards, shard_list, shuffle_buffer_size, num_workers)
+        self.train_utts = set(train_utts)
+        self.excluded = set(utt2spk) - self.train_utts    # held out for validation
+        self.speakers = sorted({utt2spk[u] for u in self.train_utts})
+        self.frontend = ChunkFrontend(feats)
+        self.input_type, self.feat_dim = self.frontend.input_type, self.frontend.feat_dim
+        self.augmenter, self.speeds = augmenter, list(speeds)
+        # share of perturbed utterances, the factors equally likely (None: all speeds alike)
+        self.speed_prob = (1 - 1 / len(self.speeds)) if speed_prob is None else float(speed_prob)
+        self.num_classes = len(self.speakers) * len(self.speeds)
+
+    def __len__(self) -> int:
+        return len(self.train_utts)
+
+
 def step_lengths(seed: int, epoch: int, steps: int, chunk_range) -> List[int]:
     """The chunk length of every step of an epoch (a function of seed and epoch)."""
     rng = np.random.default_rng([seed, epoch, 31])
     return [int(n) for n in rng.integers(chunk_range[0], chunk_range[1] + 1, size=steps)]
 
 
-class ShardBatches(IterableDataset):
-    """One epoch of one rank: ``(inputs, labels)`` tensors, step by step."""
+class StreamBatches(IterableDataset):
+    """One epoch of one rank of a :class:`StreamSource`, step by step.
 
-    def __init__(self, source: ShardSource, seed: int, epoch: int, steps: int, batch: int,
+    The units are shuffled per (seed, epoch, pass) and split by rank, then by
+    worker; each worker reads its units pass after pass until its steps
+    (``worker, worker + W, ...``) are made.  A subclass says what a kept
+    sample (:meth:`keep`) becomes (:meth:`item`: None skips it) and how a
+    batch of items is stacked (:meth:`collate`)."""
+
+    def __init__(self, source: StreamSource, seed: int, epoch: int, steps: int, batch: int,
                  chunk_range, rank: int, world: int):
         self.source, self.seed, self.epoch, self.steps = source, seed, epoch, steps
         self.batch, self.rank, self.world = batch, rank, world
-        self.lengths = step_lengths(seed, epoch, steps, chunk_range)
-        self.index = {s: i for i, s in enumerate(source.speakers)}
+        self.chunk_range = chunk_range
 
     def __len__(self) -> int:
         return self.steps
 
-    def _utterances(self, worker: int, workers: int, rng) -> Iterator[Dict]:
-        """Encoded samples of this worker's shards, pass after pass (a new order each)."""
+    def keep(self, sample: Dict) -> bool:
+        return True
+
+    def item(self, sample: Dict, step: int, rng: np.random.Generator):
+        raise NotImplementedError
+
+    def collate(self, items: List):
+        raise NotImplementedError
+
+    def _utterances(self, worker: int, workers: int) -> Iterator[Dict]:
+        """Samples of this worker's units, pass after pass (a new order each)."""
         src = self.source
-        for shards_pass in range(10 ** 9):
-            order = shard_order(src.shards, self.seed, (self.epoch, shards_pass))
+        for units_pass in range(10 ** 9):
+            order = shard_order(src.units, self.seed, (self.epoch, units_pass))
             mine = split_shards(order, self.rank, self.world, worker, workers)
             if not mine:
-                raise ValueError(f"{src.shard_list}: {len(src.shards)} shards for {self.world} "
-                                 f"process(es) x {workers} loader worker(s); every worker needs "
-                                 f"one: pack with fewer --utts-per-shard or lower data.num_workers")
+                raise ValueError(f"{src.name}: {len(src.units)} {src.unit_name} for "
+                                 f"{self.world} process(es) x {workers} loader worker(s); every "
+                                 f"worker needs one: pack with fewer --utts-per-shard or lower "
+                                 f"data.num_workers")
             used = 0
-            for shard in mine:
-                for sample in iterate_shard(shard, decode=False):
-                    if sample["key"] in src.excluded:
-                        continue
-                    if sample["spk"] not in self.index:
-                        raise ValueError(f"{shard}: utterance '{sample['key']}' has speaker "
-                                         f"'{sample['spk']}', which the training data dir's "
-                                         f"utt2spk does not have")
-                    used += 1
-                    yield sample
+            for unit in mine:
+                for sample in src.read(unit):
+                    if self.keep(sample):
+                        used += 1
+                        yield sample
             if used == 0:
-                raise ValueError(f"{src.shard_list}: the shards of worker {worker} on rank "
+                raise ValueError(f"{src.name}: the {src.unit_name} of worker {worker} on rank "
                                  f"{self.rank} hold no training utterance")
 
     def __iter__(self):
@@ -211,30 +262,62 @@ class ShardBatches(IterableDataset):
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         torch.set_num_threads(1) if info is not None else None
         rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker])
-        src = self.source
-        stream = shuffle_buffer(self._utterances(worker, workers, rng), src.shuffle_buffer_size,
+        stream = shuffle_buffer(self._utterances(worker, workers), self.source.shuffle_buffer_size,
                                 rng)
         for step in range(worker, self.steps, workers):
-            length = self.lengths[step]
-            inputs, labels = [], []
-            while len(inputs) < self.batch:
-                sample = decode_sample(next(stream))
-                k = 0
-                if len(src.speeds) > 1 and rng.random() < src.speed_prob:
-                    k = 1 + int(rng.integers(len(src.speeds) - 1))
-                aug = src.augmenter if src.input_type == "feats" else None
-                x = src.frontend(sample["key"], sample["samples"], sample["rate"], src.speeds[k],
-                                 aug, rng)
-                if len(x) == 0:
-                    logger.warning("%s: '%s' has no voiced frame; skipped", sample["shard"],
-                                   sample["key"])
-                    continue
-                x = random_chunk(x, length, rng)
-                if src.input_type == "waveform" and src.augmenter is not None:
-                    x = src.augmenter(x.astype(np.float64), rng)   # per chunk, as WaveformStore
-                inputs.append(np.asarray(x, np.float32))
-                labels.append(self.index[sample["spk"]] + k * len(src.speakers))
-            yield torch.from_numpy(np.stack(inputs)), torch.tensor(labels, dtype=torch.int64)
+            items = []
+            while len(items) < self.batch:
+                item = self.item(self.source.decode(next(stream)), step, rng)
+                if item is not None:
+                    items.append(item)
+            yield self.collate(items)
+
+
+class ShardBatches(StreamBatches):
+    """One epoch of one rank of a :class:`ShardSource`: ``(inputs, labels)`` tensors,
+    one chunk of each utterance, a chunk length per step (:func:`step_lengths`)."""
+
+    def __init__(self, source: ShardSource, seed: int, epoch: int, steps: int, batch: int,
+                 chunk_range, rank: int, world: int):
+        super().__init__(source, seed, epoch, steps, batch, chunk_range, rank, world)
+        self.lengths = step_lengths(seed, epoch, steps, chunk_range)
+        self.index = {s: i for i, s in enumerate(source.speakers)}
+
+    def keep(self, sample: Dict) -> bool:
+        if sample["key"] in self.source.excluded:
+            return False
+        if sample["spk"] is None:
+            raise ValueError(f"{sample['shard']}: utterance '{sample['key']}' has no .spk "
+                             f"member (packed from a data dir without utt2spk): only "
+                             f"label-free training reads such shards")
+        if sample["spk"] not in self.index:
+            raise ValueError(f"{sample['shard']}: utterance '{sample['key']}' has speaker "
+                             f"'{sample['spk']}', which the training data dir's "
+                             f"utt2spk does not have")
+        return True
+
+    def item(self, sample: Dict, step: int, rng: np.random.Generator):
+        src = self.source
+        k = 0
+        if len(src.speeds) > 1 and rng.random() < src.speed_prob:
+            k = 1 + int(rng.integers(len(src.speeds) - 1))
+        aug = src.augmenter if src.input_type == "feats" else None
+        x = src.frontend(sample["key"], sample["samples"], sample["rate"], src.speeds[k], aug, rng)
+        if len(x) == 0:
+            logger.warning("%s: '%s' has no voiced frame; skipped", sample["shard"],
+                           sample["key"])
+            return None
+        x = random_chunk(x, self.lengths[step], rng)
+        if src.input_type == "waveform" and src.augmenter is not None:
+            x = src.augmenter(x.astype(np.float64), rng)   # per chunk, as WaveformStore
+        return np.asarray(x, np.float32), self.index[sample["spk"]] + k * len(src.speakers)
+
+    def collate(self, items: List):
+        return (torch.from_numpy(np.stack([x for x, _ in items])),
+                torch.tensor([label for _, label in items], dtype=torch.int64))
+
+
+StreamSource.batches_class = ShardBatches
 
 
 class ShardValidation:
@@ -291,7 +374,7 @@ class ShardLoader(ChunkLoader):
     :meth:`epoch` builds that epoch's DataLoader over :class:`ShardBatches`
     (workers started per epoch, so they see the epoch), on ``device``."""
 
-    def __init__(self, source: ShardSource, seed: int, steps: int, batch_size: int, chunk_range,
+    def __init__(self, source: StreamSource, seed: int, steps: int, batch_size: int, chunk_range,
                  rank: int = 0, world: int = 1, device=None):
         self.plan, self.loader = None, None
         self.source, self.seed, self.steps, self.batch_size = source, seed, steps, batch_size

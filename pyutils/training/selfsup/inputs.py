@@ -2,7 +2,8 @@
 
 Like :mod:`pyutils.training.inputs`, but over every data dir the run pools
 (the training dir and the ``--unlabelled-data`` dirs), and without
-``utt2spk``/``spk2utt``/``feats.scp``: the run reads the audio tables only.
+``utt2spk``/``spk2utt``/``feats.scp``: the run reads the audio tables (or a shard
+dir's ``shard.list``) only.
 The upstream stages' markers in each dir are included, and the feature
 configs the views are computed with (their defaults when the config names none).
 
@@ -15,7 +16,7 @@ from typing import List, Sequence
 
 import yaml
 
-DATA_FILES = ("wav.scp", "segments", ".done", ".mfcc_vad.done")
+DATA_FILES = ("wav.scp", "segments", "shard.list", ".done", ".mfcc_vad.done")
 FEATURE_CONFS = (("conf", "conf/mfcc.conf"), ("vad_conf", "conf/vad.conf"),
                  ("cmvn_conf", "conf/cmvn.conf"), ("vad_feat_conf", "conf/mfcc.conf"))
 

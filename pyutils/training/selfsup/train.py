@@ -11,18 +11,21 @@ Same layout as the supervised run (:mod:`pyutils.training.trainer`)::
     train_summary.json parameters, utterances, time, utterances/s
     .done              completion marker (:mod:`pyutils.training.selfsup.inputs`)
 
-No labels: the views (:mod:`pyutils.training.selfsup.data`) read ``wav.scp``
-(and ``segments``) of the training dir and of each ``--unlabelled-data`` dir,
-never ``utt2spk`` or ``spk2utt``.  ``data.chunks_per_epoch`` counts
-utterances (each gives 2 views for MoCo, ``num_long + num_short`` for DINO);
-the batches of an epoch and every view are pure functions of (seed, epoch), and
-MoCo's key shuffle draws from a generator seeded per step, so a resumed run is
-bit-identical to an uninterrupted one.  The encoder's classifier-side ``head``
-(x-vector tdnn7, ResNet's last BN) is frozen: only a supervised run trains it.
+No labels: the views (:mod:`pyutils.training.selfsup.data`) stream the shards
+of shard dirs and ``wav.scp`` (and ``segments``) of raw data dirs, the
+training dir and each ``--unlabelled-data`` dir, never ``utt2spk`` or
+``spk2utt``; memory is flat in the corpus size.  ``data.chunks_per_epoch``
+counts utterances (each gives 2 views for MoCo, ``num_long + num_short`` for
+DINO); the batches of an epoch and every view are functions of (seed, epoch,
+world size, ``data.num_workers``), and MoCo's key shuffle draws from a
+generator seeded per step, so a resumed run is bit-identical to an
+uninterrupted one.  The encoder's classifier-side ``head`` (x-vector tdnn7,
+ResNet's last BN) is frozen: only a supervised run trains it.
 
-Under torchrun every rank takes its share of each batch (``[rank::world]``);
-the wrappers gather keys and centres across ranks, and MoCo shuffles the key
-batch across ranks (its documented 1-process equivalent: ``ssl.bn_splits``).
+Under torchrun every rank streams its own share of the shards and utterances
+and makes ``batch_size / world`` utterances' views a step; the wrappers gather
+keys and centres across ranks, and MoCo shuffles the key batch across ranks
+(its documented 1-process equivalent: ``ssl.bn_splits``).
 """
 from __future__ import annotations
 
@@ -30,7 +33,6 @@ import json
 import logging
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Optional, Sequence
 
 import numpy as np
@@ -45,7 +47,7 @@ from pyutils.training.restart import check_resumable, must_start_over
 from pyutils.training.ranks import SUMMARY_FILE, join_run
 from pyutils.training.scheduler import build_optimizer, build_scheduler
 from pyutils.training.selfsup import ssl_options
-from pyutils.training.selfsup.data import ViewSource, epoch_plan
+from pyutils.training.selfsup.data import LabelFreeSource
 from pyutils.training.selfsup.dino import DINO
 from pyutils.training.selfsup.inputs import data_inputs, label_free_inputs
 from pyutils.training.selfsup.moco import MoCo
@@ -117,8 +119,9 @@ def train_label_free(config_path: str, data_dir: str, exp_dir: str, force: bool 
         check_resumable(state, resume_from, exp_dir, config, config_path, data_stamp)
 
     frames = view_frames(options, data_cfg)
-    source = ViewSource(data_dirs, config.get("features"), config.get("augmentation"),
-                        min_frames=max(frames))
+    source = LabelFreeSource(data_dirs, config.get("features"), config.get("augmentation"),
+                             frames, int(data_cfg.get("shuffle_buffer", 500)),
+                             int(data_cfg.get("num_workers", 0) or 0))
     model = build_model(config["model"]["name"], feat_dim=source.feat_dim,
                         **{k: v for k, v in config["model"].items() if k != "name"})
     if getattr(model, "input_type", "feats") != source.input_type:
@@ -133,9 +136,9 @@ def train_label_free(config_path: str, data_dir: str, exp_dir: str, force: bool 
     per_epoch = int(data_cfg["chunks_per_epoch"])
     steps_per_epoch = max(1, per_epoch // batch_size)
     scheduler = build_scheduler(optimizer, epochs * steps_per_epoch, **config.get("scheduler", {}))
-    logger.info("%s (%s, label-free): %d encoder parameters; %d unlabelled utterances from %s; "
+    logger.info("%s (%s, label-free): %d encoder parameters; %s streamed from %s; "
                 "views of %s frames", config["model"]["name"], options["method"],
-                model.num_parameters(), len(source), ", ".join(data_dirs),
+                model.num_parameters(), source.describe(), ", ".join(data_dirs),
                 "+".join(map(str, frames)))
     start_epoch = 0
     if state is not None:
@@ -153,9 +156,9 @@ def train_label_free(config_path: str, data_dir: str, exp_dir: str, force: bool 
         train_net = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None)
     last_epoch = epochs if max_epochs is None else min(epochs, max_epochs)
+    loader = source.build_loader(data_cfg, None, batch_size, seed, rank, device)
     for epoch in range(start_epoch + 1, last_epoch + 1):
-        batches = epoch_plan(source.lengths, batch_size, per_epoch, seed, epoch)
-        stats = run_epoch(train_net, net, optimizer, scheduler, source, batches, frames, options,
+        stats = run_epoch(train_net, net, optimizer, scheduler, loader, batch_size, options,
                           float(train_cfg.get("grad_clip", 0.0)), seed, epoch, epochs, rank,
                           device, precision)
         logger.info("epoch %d/%d: %s loss %.4f lr %.5f %.1f utterances/s", epoch, epochs,
@@ -175,28 +178,12 @@ def train_label_free(config_path: str, data_dir: str, exp_dir: str, force: bool 
                                      "feat_dim": source.feat_dim, "speakers": [],
                                      "label_free": options["method"]})
         write_summary(os.path.join(exp_dir, SUMMARY_FILE), model_dir, epochs, config,
-                      model.num_parameters(), rank.world, len(source))
+                      model.num_parameters(), rank.world, source.num_utterances,
+                      source.num_shards)
         write_marker(marker, stamp, info=f"epochs={epochs} label_free={options['method']}")
     if rank.world > 1:
         dist.barrier()
     return final_path
-
-
-def _prefetched(source, batches, frames, seed, epoch, rank, device):
-    """This rank's views of each batch as tensors, the next batch prepared in a thread."""
-    def job(i):
-        items = range(rank.rank, len(batches[i]), rank.world)
-        views = source.views(batches[i], frames, seed, epoch, i, items)
-        tensors = [torch.from_numpy(v) for v in views]
-        if device.type == "cuda":
-            tensors = [t.pin_memory().to(device, non_blocking=True) for t in tensors]
-        return tensors
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(job, 0)
-        for i in range(len(batches)):
-            ready = pending.result()
-            pending = pool.submit(job, i + 1) if i + 1 < len(batches) else None
-            yield i, ready
 
 
 def train_step(train_net, net, optimizer, scheduler, views, options, grad_clip, generator,
@@ -220,14 +207,16 @@ def train_step(train_net, net, optimizer, scheduler, views, options, grad_clip, 
     return loss.detach()
 
 
-def run_epoch(train_net, net, optimizer, scheduler, source, batches, frames, options,
-              grad_clip, seed, epoch, epochs, rank, device, precision="fp32") -> dict:
+def run_epoch(train_net, net, optimizer, scheduler, loader, batch_size, options, grad_clip,
+              seed, epoch, epochs, rank, device, precision="fp32") -> dict:
+    """One epoch of ``loader`` (a :class:`~pyutils.training.shard_source.ShardLoader` of
+    label-free views: this rank's share of each global batch of ``batch_size``)."""
     train_net.train()
     start, losses, seen = time.time(), [], 0
-    batches_in = _prefetched(source, batches, frames, seed, epoch, rank, device)
-    bar = show_progress(batches_in, total=len(batches), desc=f"epoch {epoch}/{epochs}",
+    batches_in = loader.epoch(epoch)
+    bar = show_progress(batches_in, total=len(batches_in), desc=f"epoch {epoch}/{epochs}",
                         unit="batch") if rank.main else None
-    for i, views in (bar if bar is not None else batches_in):
+    for i, (views, _) in enumerate(bar if bar is not None else batches_in):
         generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch * 10_007 + i)
         loss = train_step(train_net, net, optimizer, scheduler, views, options, grad_clip,
                           generator, device, precision)
@@ -235,7 +224,7 @@ def run_epoch(train_net, net, optimizer, scheduler, source, batches, frames, opt
             dist.all_reduce(loss)
             loss /= rank.world
         losses.append(float(loss))
-        seen += len(batches[i])
+        seen += batch_size
         if bar is not None:
             bar.set_postfix(loss=f"{np.mean(losses):.3f}",
                             utts_s=f"{seen / max(1e-9, time.time() - start):.1f}")
@@ -244,7 +233,10 @@ def run_epoch(train_net, net, optimizer, scheduler, source, batches, frames, opt
             "seconds": seconds, "utts_per_s": seen / max(1e-9, seconds)}
 
 
-def write_summary(path, model_dir, epochs, config, num_parameters, world, num_utts) -> dict:
+def write_summary(path, model_dir, epochs, config, num_parameters, world, num_utts,
+                  num_shards=0) -> dict:
+    """``unlabelled_utterances``: of the raw data dirs (a shard's count is not read
+    up front: the shards are only streamed); ``unlabelled_shards``: of the shard dirs."""
     stats = [checkpoint.load(checkpoint.epoch_path(model_dir, e))["stats"]
              for e in range(1, epochs + 1)]
     seconds = sum(s["seconds"] for s in stats)
@@ -252,7 +244,8 @@ def write_summary(path, model_dir, epochs, config, num_parameters, world, num_ut
     summary = {"model": config["model"]["name"], "loss": config["ssl"]["method"],
                "label_free": config["ssl"]["method"], "parameters": int(num_parameters),
                "epochs": epochs, "chunks": utts, "utterances_seen": utts,
-               "unlabelled_utterances": num_utts, "train_seconds": round(seconds, 3),
+               "unlabelled_utterances": num_utts, "unlabelled_shards": num_shards,
+               "train_seconds": round(seconds, 3),
                "chunks_per_s": round(utts / seconds, 2) if seconds > 0 else None,
                "processes": world, "final_loss": stats[-1]["loss"]}
     with atomic_output(path) as out:
