@@ -103,3 +103,38 @@ def test_names_and_empty_models_are_refused():
         validate_name("a b")
     with pytest.raises(ValueError, match="at least one embedding"):
         speaker_model([])
+
+
+def test_recipe_scores_speaker_model_trials_with_their_counts(tmp_path):
+    """score_trials --enroll-num-utts: the utt1 side are spk_xvector means scored with
+    num_utts.ark, the same numbers as score_models (what sv verify --speaker uses)."""
+    from pyutils.cli import score_trials
+    from pyutils.backends.plda import write_matrix, write_vector
+    from pyutils.utils.arkio import write_scp_dict
+    b = backend(seed=4)
+    bdir = tmp_path / "backend"
+    bdir.mkdir()
+    write_vector(str(bdir / "mean.vec"), b.mean)
+    write_matrix(str(bdir / "lda.mat"), b.lda)
+    b.plda.save(str(bdir / "plda"))
+    rng = np.random.default_rng(5)
+    models = {"s1": rng.standard_normal(6).astype(np.float32),
+              "s2": rng.standard_normal(6).astype(np.float32)}
+    tests = {f"t{i}": rng.standard_normal(6).astype(np.float32) for i in range(3)}
+    write_scp_dict(str(tmp_path / "spk.ark"), str(tmp_path / "spk.scp"), models)
+    write_scp_dict(str(tmp_path / "t.ark"), str(tmp_path / "t.scp"), tests)
+    (tmp_path / "num_utts.ark").write_text("s1 4\ns2 1\n")
+    (tmp_path / "trials").write_text("s2 t1 target\ns1 t0 nontarget\ns1 t2 target\n")
+    assert score_trials.main(["--backend", "plda", "--backend-dir", str(bdir), "--enroll-scp",
+                              str(tmp_path / "spk.scp"), "--test-scp", str(tmp_path / "t.scp"),
+                              "--trials", str(tmp_path / "trials"), "--out",
+                              str(tmp_path / "scores"), "--enroll-num-utts",
+                              str(tmp_path / "num_utts.ark")]) == 0
+    lines = [l.split() for l in open(tmp_path / "scores")]
+    assert [l[:2] for l in lines] == [["s2", "t1"], ["s1", "t0"], ["s1", "t2"]]
+    loaded = PldaBackend.from_dir(str(bdir))
+    for (spk, utt, value), n in zip(lines, (1, 4, 4)):
+        want = score_models(loaded, models[spk][None], [n], tests[utt][None])[0, 0]
+        assert float(value) == pytest.approx(want, rel=1e-7)
+    assert float(lines[1][2]) != pytest.approx(
+        score_models(loaded, models["s1"][None], [1], tests["t0"][None])[0, 0], rel=1e-3)

@@ -80,3 +80,32 @@ def test_adapt_backend_uses_the_in_domain_mean_and_keeps_lda(tmp_path):
     # adaptation vectors are centred on their own mean before LDA and length norm
     assert np.allclose(adapted.mean, 0.0, atol=0.2)
     assert os.path.getsize(out / "plda") > 0
+
+
+def test_adapt_backend_step_writes_an_adapted_backend_and_skips_a_rerun(tmp_path):
+    """steps/adapt_backend.sh as stage 5 runs it: backend_adapt/ with the in-domain mean and
+    the adapted PLDA; a rerun with the same inputs does nothing."""
+    import subprocess
+
+    from conftest import ROOT
+    from pyutils.utils.arkio import write_scp_dict
+    src = tmp_path / "backend"
+    src.mkdir()
+    write_vector(str(src / "mean.vec"), np.zeros(3))
+    write_matrix(str(src / "lda.mat"), np.eye(2, 3))
+    Plda(np.zeros(2), np.eye(2), np.array([2.0, 1.0])).save(str(src / "plda"))
+    (src / ".stamp").write_text("trained\n")
+    rng = np.random.default_rng(5)
+    emb = tmp_path / "embeddings_adapt"
+    table = {f"u{i}": (rng.standard_normal(3) * 4 + 2).astype(np.float32) for i in range(40)}
+    write_scp_dict(str(emb / "xvector.ark"), str(emb / "xvector.scp"), table)
+    (emb / ".done").write_text("done\n")
+    out = tmp_path / "backend_adapt"
+    cmd = ["steps/adapt_backend.sh", str(src), str(emb), str(out)]
+    first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    X = np.stack([table[k] for k in sorted(table)]).astype(np.float64)
+    assert np.allclose(read_vector(str(out / "mean.vec")), X.mean(axis=0), atol=1e-6)
+    assert Plda.load(str(out / "plda")).dim == 2
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode == 0 and "is complete" in again.stdout

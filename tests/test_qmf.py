@@ -114,3 +114,20 @@ def test_calibrate_cli_fits_qmf_writes_its_llrs_and_error_rates(tmp_path):
     llr_linear = np.array([float(l.split()[2]) for l in open(ev / "llr")])
     llr_qmf = np.array([float(l.split()[2]) for l in open(tmp_path / "cosine_qmf" / "llr")])
     assert cllr(llr_qmf, eval_labels) < cllr(llr_linear, eval_labels) - 0.1
+
+
+def test_stage4_quality_measures_from_vad_and_embeddings(tmp_path):
+    """utt2speech_dur = voiced frames x 10 ms; utt2magnitude = L2 norm of the raw embedding."""
+    from pyutils.cli import quality_measures
+    from pyutils.utils.arkio import write_scp_dict
+    write_scp_dict(str(tmp_path / "vad.ark"), str(tmp_path / "vad.scp"),
+                   {"u1": np.array([0, 1, 1, 1, 0], np.float32),
+                    "u2": np.ones(250, np.float32), "u3": np.ones(3, np.float32)})
+    emb = tmp_path / "emb"
+    write_scp_dict(str(emb / "xvector.ark"), str(emb / "xvector.scp"),
+                   {"u1": np.array([3, 4], np.float32), "u2": np.array([1, 0], np.float32)})
+    assert quality_measures.main([str(emb), "--vad-scp", str(tmp_path / "vad.scp")]) == 0
+    assert (emb / "utt2speech_dur").read_text() == "u1 0.03\nu2 2.5\n"
+    assert (emb / "utt2magnitude").read_text() == "u1 5\nu2 1\n"
+    (tmp_path / "vad2.scp").write_text("u1 " + (tmp_path / "vad.scp").read_text().split()[1] + "\n")
+    assert quality_measures.main([str(emb), "--vad-scp", str(tmp_path / "vad2.scp")]) == 1

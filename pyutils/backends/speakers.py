@@ -138,6 +138,38 @@ def score_models(backend, means: np.ndarray, counts: Sequence[int], test: np.nda
                      for i in range(len(enroll))])
 
 
+def score_model_trials(trials_path: str, models: Mapping[str, np.ndarray],
+                       counts: Mapping[str, int], tests: Mapping[str, np.ndarray], backend,
+                       out_path: str) -> int:
+    """``utt1 utt2 score`` lines (atomically, trial order) for trials whose ``utt1`` is a
+    speaker model (``models`` means, ``counts``: num_utts.ark) and ``utt2`` a test
+    embedding: ``ivector-plda-scoring --num-utts`` for PLDA.  Returns the trial count."""
+    from pyutils.utils.fileio import atomic_output
+    pairs = []
+    for lineno, fields in read_table(trials_path, 2, 3):
+        for key, table, what in ((fields[0], models, "speaker model"),
+                                 (fields[1], tests, "test embedding")):
+            if key not in table:
+                raise TableError(trials_path, lineno, f"'{key}' has no {what}")
+        if fields[0] not in counts:
+            raise TableError(trials_path, lineno, f"speaker model '{fields[0]}' has no count "
+                                                  f"in num_utts")
+        pairs.append((fields[0], fields[1]))
+    spk = sorted({a for a, _ in pairs})
+    utt = sorted({b for _, b in pairs})
+    row, col = {k: i for i, k in enumerate(spk)}, {k: i for i, k in enumerate(utt)}
+    test_matrix = np.stack([np.ravel(tests[u]) for u in utt]) if utt else np.zeros((0, 0))
+    S = np.zeros((len(spk), len(utt)))
+    for start in range(0, len(spk), 256):         # bounded memory: 256 models at a time
+        block = spk[start:start + 256]
+        S[start:start + len(block)] = score_models(
+            backend, np.stack([np.ravel(models[k]) for k in block]),
+            [counts[k] for k in block], test_matrix)
+    with atomic_output(out_path) as out:
+        out.writelines(f"{a} {b} {S[row[a], col[b]]:.8g}\n" for a, b in pairs)
+    return len(pairs)
+
+
 def model_quality(durations: Sequence[float], embeddings: Sequence[np.ndarray]
                   ) -> Dict[str, float]:
     """A model's QMF measures: total speech seconds, mean embedding magnitude."""
