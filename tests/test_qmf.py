@@ -131,3 +131,44 @@ def test_stage4_quality_measures_from_vad_and_embeddings(tmp_path):
     assert (emb / "utt2magnitude").read_text() == "u1 5\nu2 1\n"
     (tmp_path / "vad2.scp").write_text("u1 " + (tmp_path / "vad.scp").read_text().split()[1] + "\n")
     assert quality_measures.main([str(emb), "--vad-scp", str(tmp_path / "vad2.scp")]) == 1
+
+
+def test_calibrate_step_with_qmf_as_stage6_runs_it(tmp_path):
+    """steps/calibrate.sh --qmf dur: the JSON's qmf entry, <eval>_qmf/{scores,llr}, the
+    calibration trials' scores; a rerun skips; a changed duration table reruns."""
+    import subprocess
+
+    from conftest import ROOT
+    from pyutils.cli.stamp import main as stamp_main
+    rng = np.random.default_rng(4)
+    for part, n in (("cal", 400), ("eval", 200)):
+        scores, features, labels = duration_shifted_trials(n, rng)
+        d = tmp_path / part
+        d.mkdir()
+        durs = {}
+        with open(d / "trials", "w") as trials, open(d / "scores", "w") as out:
+            for i in range(n):
+                a, b = f"{part}{i}a", f"{part}{i}b"
+                durs[a], durs[b] = math.exp(features[i, 0]), math.exp(features[i, 1])
+                trials.write(f"{a} {b} {'target' if labels[i] else 'nontarget'}\n")
+                out.write(f"{a} {b} {scores[i]:.8g}\n")
+        write_quality(str(d), "dur", durs)
+        write_quality(str(d), "mag", {k: 1.0 for k in durs})
+        stamp_main(["write", str(d / ".done"), str(d / "scores")])
+    cmd = [os.path.join(ROOT, "steps", "calibrate.sh"), "--system", "cosine", "--qmf", "dur",
+           "--cal-quality", str(tmp_path / "cal"), "--eval-quality", str(tmp_path / "eval"),
+           str(tmp_path / "cal" / "trials"), str(tmp_path / "cal"), str(tmp_path / "eval"),
+           str(tmp_path / "cosine.json")]
+    run = lambda: subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    first = run()
+    assert first.returncode == 0, first.stderr
+    assert json.loads((tmp_path / "cosine.json").read_text())["qmf"]["measures"] == ["dur"]
+    assert len(open(tmp_path / "eval_qmf" / "llr").readlines()) == 200
+    assert (tmp_path / "eval_qmf" / "scores").read_text() == \
+        (tmp_path / "eval_qmf" / "llr").read_text()
+    assert len(open(tmp_path / "cosine.cal_scores").readlines()) == 400
+    assert "up to date" in run().stdout
+    write_quality(str(tmp_path / "eval"), "dur", {k: 5.0 for k in
+                                                  read_quality(str(tmp_path / "eval"), ["dur"])["dur"]})
+    again = run()
+    assert again.returncode == 0 and "up to date" not in again.stdout
