@@ -17,8 +17,10 @@ for the recipe's speaker means and ``sv enroll``), readable by Kaldi tools::
     spk2utt                            the clips of each speaker (sv enroll)
     spk2speech_dur, spk2magnitude      total speech seconds, mean embedding magnitude (QMF)
 
-:func:`write_store` replaces the whole directory at once, so a reader sees the
-old store or the new one, never a half-written one.
+:func:`write_store` writes the new store beside the old one and swaps the two
+directories by two renames: a reader sees the old store or the new one, never a
+mix (an update killed between the renames leaves the old store aside, and
+:func:`read_store` puts it back).
 """
 from __future__ import annotations
 
@@ -54,8 +56,15 @@ class Speaker:
 def read_store(store: str) -> Dict[str, Speaker]:
     """The speakers of a store (or of a stage-4 embeddings dir with spk_xvector.scp).
 
-    A missing store is an empty one; a speaker without a count is a TableError."""
+    A missing store is an empty one (after restoring the old store an update
+    interrupted between its two renames left aside); a speaker without a count is a
+    TableError."""
+    import glob
+
     import kaldiio
+    left = sorted(glob.glob(os.path.abspath(store.rstrip("/")) + ".old-*"))
+    if left and not os.path.isdir(store):
+        os.replace(left[-1], store)
     ark = os.path.join(store, MEANS + ".ark")
     if not os.path.isfile(ark):
         return {}
