@@ -126,6 +126,11 @@ def fit_qmf(trials_path: str, scores: np.ndarray, labels: np.ndarray, prior: flo
     quality = read_quality(quality_dir, measures)
     features = pair_features(measures, quality, quality, pairs, trials_path)
     model = QmfCalibration.fit(scores, features, labels, measures, prior)
+    num_weights, num_target = 2 + features.shape[1], int(np.sum(labels))
+    if num_target < 25 * num_weights:      # a rule of thumb: 25 target trials per weight
+        log.warning("QMF: %d target calibration trials for %d weights: expect over-fitting "
+                    "(extreme LLRs on new trials); use more held-out calibration trials "
+                    "(docs/backends.md)", num_target, num_weights)
     llr = model(scores, features)
     labels = np.asarray(labels).astype(bool)
     name = f"bayes_p{prior:g}_llr"

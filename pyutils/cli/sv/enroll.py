@@ -14,8 +14,6 @@ left as it was.
 """
 from __future__ import annotations
 
-import os
-
 from pyutils.cli.sv.common import SvError, add_package_options, list_inputs, open_package
 from pyutils.cli.sv.enrolled import (add_store_option, embed_with_durations, min_chunk_seconds,
                                      read_speakers)
@@ -65,5 +63,5 @@ def run(args) -> int:
     except OSError as err:
         raise SvError(f"enrolment store {path}: {err}") from None
     print(f"sv enroll: '{name}' enrolled from {count} clip(s), {sum(seconds):.1f} s of speech, "
-          f"into {os.path.relpath(path)} ({len(speakers)} speaker(s))")
+          f"into {path} ({len(speakers)} speaker(s))")
     return 0

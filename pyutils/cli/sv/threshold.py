@@ -15,7 +15,6 @@ threshold gives other rates (docs/backends.md).
 from __future__ import annotations
 
 import json
-import os
 
 from pyutils.cli.sv.common import SvError, add_package_options, open_package, resolve_backend
 from pyutils.cli.sv.enrolled import point_text
@@ -83,6 +82,6 @@ def run(args) -> int:
         except OSError as err:
             raise SvError(f"{package.path(rel)}: {err}") from None
     print(f"sv threshold: {kind} '{name}' = {threshold:.6g} (score scale)"
-          f"{' (not saved: --dry-run)' if args.dry_run else f' saved in {os.path.relpath(package.path(rel))}'}")
+          f"{' (not saved: --dry-run)' if args.dry_run else f' saved in {package.path(rel)}'}")
     print(point_text(point))
     return 0
