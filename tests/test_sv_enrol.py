@@ -199,3 +199,11 @@ def test_verify_applies_the_packaged_qmf(tmp_path, asc_root):
     assert bayes["threshold"] == pytest.approx(math.log(99))
     assert bayes["decision"] == ("accept" if bayes["llr"] >= math.log(99) else "reject")
     assert bayes["error_rates"]["p_fa"] == 0.001
+    # an enrolled speaker carries its total speech seconds: identify's LLR is QMF's too
+    store = tmp_path / "store"
+    ok(sv("enroll", "-p", package, "-q", "--speaker", "alice", "--store", store, clip))
+    got = json.loads(ok(sv("identify", "-p", package, "-q", "--json", "--store", store,
+                           clip)).stdout)
+    top = got["ranked"][0]
+    assert top["llr"] == pytest.approx(8 * top["score"] + 0.75 * math.log(seconds) - 5,
+                                       abs=1e-5)
