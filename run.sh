@@ -66,6 +66,7 @@ exp=${exp:-exp/$corpus}
 train=$data/train
 eval=$data/eval
 calib=${calib_speakers:+$data/calib}   # held-out speakers for calibration (stage 6), or none
+adapt=$plda_adapt_data      # unlabelled in-domain data dir (conf/backend.conf), or none
 dir=$exp/$model
 mfccdir=$exp/mfcc           # feature archives (the scp files in the data dirs point here)
 train_config=${train_config:-conf/$model.yaml}
@@ -80,8 +81,9 @@ utts_per_shard=$(python -m pyutils.cli.config_get "$train_config" data.utts_per_
 # Feature data dirs: MFCC features live in the data dirs themselves, fbank
 # features in copies named <set>_fbank; waveform models read the audio.
 case $feat_type in
-  mfcc|waveform) ftrain=$train; feval=$eval; fcalib=$calib ;;
-  fbank) ftrain=${train}_fbank; feval=${eval}_fbank; fcalib=${calib:+${calib}_fbank} ;;
+  mfcc|waveform) ftrain=$train; feval=$eval; fcalib=$calib; fadapt=$adapt ;;
+  fbank) ftrain=${train}_fbank; feval=${eval}_fbank; fcalib=${calib:+${calib}_fbank}
+         fadapt=${adapt:+${adapt}_fbank} ;;
   *) echo "$0: $train_config: unknown features.type '$feat_type'" 1>&2; exit 1 ;;
 esac
 # What the network trains on: the training set, or with --aug true the set plus
@@ -107,7 +109,7 @@ fi
 
 # Stage 1: features and energy VAD (MFCC, or fbank with VAD from MFCC energy), --nj jobs.
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
-  for x in "$train" "$eval" $calib; do
+  for x in "$train" "$eval" $calib $adapt; do
     name=$(basename "$x")
     if [ $feat_type = fbank ]; then
       python -m pyutils.data.originals copy-lists "$x" "${x}_fbank"
@@ -156,6 +158,10 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
     steps/extract_embeddings.sh --nj $nj --cmd "$cpu_cmd" --input $input --window $backend_window \
       --window-shift $backend_window_shift "$dir/final.pt" "$ftrain" "$dir/embeddings_train_windows"
   fi
+  if [ -n "$adapt" ]; then   # the in-domain set of plda_adapt_data (conf/backend.conf)
+    steps/extract_embeddings.sh --nj $nj --cmd "$cpu_cmd" --input $input \
+      "$dir/final.pt" "$fadapt" "$dir/embeddings_adapt"
+  fi
 fi
 
 # Stage 5: back-end training: global mean, LDA, PLDA on the training embeddings.
@@ -164,7 +170,14 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   [ $backend_window -gt 0 ] && backend_train=$dir/embeddings_train_windows
   steps/train_backend.sh --cmd "$cpu_cmd" --lda-dim $lda_dim --plda-em-iters $plda_em_iters \
     "$backend_train" "$train" "$dir/backend"
+  if [ -n "$adapt" ]; then   # unsupervised adaptation to the in-domain set: backend_adapt/
+    steps/adapt_backend.sh --cmd "$cpu_cmd" --within-covar-scale $plda_adapt_within_covar_scale \
+      --between-covar-scale $plda_adapt_between_covar_scale --mean-diff-scale $plda_adapt_mean_diff_scale \
+      "$dir/backend" "$dir/embeddings_adapt" "$dir/backend_adapt"
+  fi
 fi
+
+adapt_variant=${adapt:+_adapt}   # stages 6-7: systems <backend>_adapt scored with backend_adapt/
 
 # Stage 6: score the trials with each back-end, raw and after each of $score_norms;
 # calibrate each system on trials of the held-out calibration speakers (--calib-speakers)
@@ -182,17 +195,21 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   [ -n "$calibration_trials" ] || steps/make_trials.sh --max-trials $calibration_max_trials \
     "$cal_emb" "$cal_data" "$cal_trials"
   for backend in $backends; do
+    for variant in "" $adapt_variant; do    # _adapt: back-end adapted to $plda_adapt_data
     for norm in none $score_norms; do
-      system=$backend opts=(--backend $backend --cosine-mean $cosine_mean)
+      system=$backend$variant opts=(--backend $backend --cosine-mean $cosine_mean)
       if [ $norm != none ]; then
-        system=${backend}_$norm opts+=(--cohort-scp "$cohort" --norm $norm --top-k $asnorm_top_k)
+        system=${backend}${variant}_$norm opts+=(--cohort-scp "$cohort" --norm $norm --top-k $asnorm_top_k)
       fi
-      steps/score_trials.sh --cmd "$cpu_cmd" "${opts[@]}" "$dir/backend" \
+      steps/score_trials.sh --cmd "$cpu_cmd" "${opts[@]}" "$dir/backend$variant" \
         "$dir/embeddings_eval" "$eval/trials" "$dir/scores/$system"
-      steps/score_trials.sh --cmd "$cpu_cmd" "${opts[@]}" "$dir/backend" \
+      steps/score_trials.sh --cmd "$cpu_cmd" "${opts[@]}" "$dir/backend$variant" \
         "$cal_emb" "$cal_trials" "$dir/calibration/$system"
-      steps/calibrate.sh --cmd "$cpu_cmd" --prior $calibration_prior --system $system "$cal_trials" \
-        "$dir/calibration/$system" "$dir/scores/$system" "$dir/calibration/$system.json"
+      # with qmf_measures: also a QMF calibration (JSON's qmf entry) and scores/${system}_qmf
+      steps/calibrate.sh --cmd "$cpu_cmd" --prior $calibration_prior --system $system \
+        --qmf "$qmf_measures" --cal-quality "$cal_emb" --eval-quality "$dir/embeddings_eval" \
+        "$cal_trials" "$dir/calibration/$system" "$dir/scores/$system" "$dir/calibration/$system.json"
+    done
     done
   done
 fi
@@ -200,7 +217,9 @@ fi
 # Stage 7: EER, minDCF, Cllr per back-end with speaker-bootstrap CIs, DET curve,
 # results table; then the table and DET plot of every system trained under $exp.
 if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
-  scored=$(for b in $backends; do echo -n "$b "; for n in $score_norms; do echo -n "${b}_$n "; done; done)
+  scored=$(for b in $backends; do for v in "" $adapt_variant; do for n in none $score_norms; do
+    s=$b$v; [ $n = none ] || s=${b}${v}_$n; echo -n "$s "; [ -z "$qmf_measures" ] || echo -n "${s}_qmf "
+  done; done; done)
   steps/compute_metrics.sh --system "$model" --backends "$scored" \
     "$eval/trials" "$dir/scores" "$dir"
   cat "$dir/results.md"

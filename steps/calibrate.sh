@@ -3,12 +3,19 @@
 # scores of calibration trials (never the eval trials): writes <calibration-json>
 # (weights, offset, prior, thresholds at the EER/minDCF/Bayes operating points,
 # pyutils.backends.calibration.save_calibration) and <eval-scores-dir>/llr, the
-# eval scores as log-likelihood ratios.
+# eval scores as log-likelihood ratios; <calibration-json without .json>.cal_scores, the
+# calibration trials' scores (sv threshold picks new operating points from them).
+# --qmf "dur mag": also a QMF calibration with the trials' quality measures
+# (utt2speech_dur, utt2magnitude of --cal-quality / --eval-quality, stage 4) into the
+# JSON's qmf entry, and the eval QMF LLRs as a system of their own, <eval-scores-dir>_qmf.
 set -euo pipefail
 cmd=utils/run.py
 prior=0.01          # effective target prior of the fit and of the Bayes threshold
 system=             # recorded as "backend" in the JSON
-help_message="Usage: $0 [--cmd CMD] [--prior P] [--system NAME] <calibration-trials> <calibration-scores-dir> <eval-scores-dir> <calibration-json>"
+qmf=                # quality measures of a QMF calibration (dur, mag); empty: none
+cal_quality=        # --qmf: embeddings dir of the calibration trials' utterances
+eval_quality=       # --qmf: embeddings dir of the eval trials' utterances
+help_message="Usage: $0 [--cmd CMD] [--prior P] [--system NAME] [--qmf 'dur mag' --cal-quality DIR --eval-quality DIR] <calibration-trials> <calibration-scores-dir> <eval-scores-dir> <calibration-json>"
 [ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"
 . utils/parse_options.sh
 [ $# -eq 4 ] || { echo -e "$help_message" 1>&2; exit 1; }
@@ -16,12 +23,19 @@ trials=$1 caldir=$2 evaldir=$3 json=$4
 
 marker=${json%.json}.done
 stamp=("$trials" "$caldir/scores" "$caldir/.done" "$evaldir/scores" "$evaldir/.done"
-       "prior=$prior system=$system" "$json" "$evaldir/llr")
+       "prior=$prior system=$system" "$json" "$evaldir/llr" "qmf=$qmf")
+qmf_opts=()
+if [ -n "$qmf" ]; then
+  stamp+=("$cal_quality/utt2speech_dur" "$cal_quality/utt2magnitude" "$eval_quality/utt2speech_dur"
+          "$eval_quality/utt2magnitude" "${evaldir}_qmf/llr")
+  qmf_opts=(--qmf "$qmf" --cal-quality "$cal_quality" --eval-quality "$eval_quality"
+            --qmf-out-dir "${evaldir}_qmf")
+fi
 if python -m pyutils.cli.stamp check "$marker" "${stamp[@]}"; then
   echo "$0: $json is up to date"; exit 0
 fi
 mkdir -p "$(dirname "$json")/log"
 $cmd "$(dirname "$json")/log/calibrate_${system:-system}.log" python -m pyutils.cli.calibrate \
   --trials "$trials" --cal-scores "$caldir/scores" --calibration "$json" \
-  --scores "$evaldir/scores" --out-llr "$evaldir/llr" --prior $prior --system "$system"
+  --scores "$evaldir/scores" --out-llr "$evaldir/llr" --prior $prior --system "$system" "${qmf_opts[@]}"
 python -m pyutils.cli.stamp write "$marker" "${stamp[@]}"

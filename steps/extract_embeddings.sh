@@ -2,7 +2,8 @@
 # Embeddings of every utterance of a data dir (Kaldi extract_xvectors.sh):
 # the training CMN and voiced-frame selection, chunks of at most --chunk-size
 # frames averaged; writes <dir>/xvector.{ark,scp} per job merged into
-# <dir>/xvector.scp, and speaker means <dir>/spk_xvector.{ark,scp}.
+# <dir>/xvector.scp, speaker means <dir>/spk_xvector.{ark,scp} and the QMF quality
+# measures <dir>/utt2speech_dur, <dir>/utt2magnitude.
 set -euo pipefail
 nj=4
 cmd=utils/run.py
@@ -28,7 +29,17 @@ esac
 # upstream markers (features, training) change whenever those stages reran
 stamp=("$model" "$(dirname "$model")/.done" "${inputs[@]}" "$data/spk2utt" "$input"
        "$chunk_size $min_chunk_size $window $window_shift" "$dir/xvector.scp")
+# QMF quality measures beside the embeddings (utt2speech_dur, utt2magnitude; cheap,
+# remade when older than xvector.scp; windows get none)
+quality_measures() {
+  [ $window -eq 0 ] || return 0
+  [ "$dir/utt2magnitude" -nt "$dir/xvector.scp" ] && return 0
+  local src=(--data-dir "$data"); [ $input = feats ] && src=(--vad-scp "$data/vad.scp")
+  python -m pyutils.cli.quality_measures "${src[@]}" "$dir" 2> "$dir/log/quality_measures.log" || {
+    cat "$dir/log/quality_measures.log" 1>&2; exit 1; }
+}
 if python -m pyutils.cli.stamp check "$dir/.done" "${stamp[@]}"; then
+  quality_measures
   echo "$0: $dir is complete"; exit 0
 fi
 mkdir -p "$dir/log"
@@ -58,5 +69,6 @@ if [ $window -gt 0 ]; then
 else
   python -m pyutils.cli.speaker_mean "$data/spk2utt" "$dir/xvector.scp" "$dir" 2> "$dir/log/speaker_mean.log"
 fi
+quality_measures
 python -m pyutils.cli.stamp write "$dir/.done" "${stamp[@]}"
 echo "$0: $(wc -l < "$dir/xvector.scp") embeddings in $dir"

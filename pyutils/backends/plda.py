@@ -314,6 +314,19 @@ class PldaBackend(Backend):
     def score(self, enroll: np.ndarray, test: np.ndarray) -> np.ndarray:
         return self.plda.log_likelihood_ratio(enroll, 1, test)
 
+    def score_models(self, means: np.ndarray, counts, test: np.ndarray) -> np.ndarray:
+        """``(models, tests)`` LLRs of speaker models (raw mean embeddings of ``counts``
+        utterances) as ``ivector-plda-scoring --num-utts``: the mean through mean
+        subtraction, LDA and length norm, then TransformIvector and LogLikelihoodRatio
+        with its count."""
+        counts = np.asarray(counts, dtype=np.float64).ravel()
+        reduced = length_normalize(apply_transform(self.lda, subtract_mean(means, self.mean)))
+        enroll = self.plda.transform_embeddings(reduced, num_utts=counts)
+        probe = self.prepare(test)
+        return np.stack([self.plda.log_likelihood_ratio(
+            np.repeat(enroll[i:i + 1], len(probe), axis=0), counts[i], probe)
+            for i in range(len(enroll))])
+
     @classmethod
     def from_dir(cls, backend_dir: str, smoothing: float = 0.0, **_) -> "PldaBackend":
         plda = Plda.load(os.path.join(backend_dir, PLDA_FILE))

@@ -13,18 +13,31 @@ of the calibration trials go to ``--calibration`` (pyutils.backends.calibration
 save_calibration); the LLRs to ``--out-llr`` in the first eval file's order.
 Every score file must score exactly the trials of its list: a missing, extra or
 repeated pair is an error naming the file and line.  Outputs are atomic.
+
+The JSON also holds ``operating_points``: the miss and false-alarm rates of
+each threshold on the calibration trials, with 95 % intervals
+(pyutils.backends.operating_points); one system's calibration-trial scores go
+to ``<json>.cal_scores`` (``sv threshold`` picks new operating points from them).
+``--qmf dur,mag`` also fits a QMF calibration (pyutils.backends.qmf) with the
+trials' quality measures (``--cal-quality``: the embeddings dir holding
+utt2speech_dur, utt2magnitude) into the JSON's ``qmf`` entry, and writes the
+eval QMF LLRs to ``--qmf-out-dir``/{scores,llr}.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import sys
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
 from pyutils.backends.calibration import LinearCalibration, operating_thresholds, save_calibration
-from pyutils.metrics.cllr import cllr, min_cllr
+from pyutils.backends.operating_points import error_rates_at, operating_points, write_cal_scores
+from pyutils.backends.qmf import QmfCalibration, pair_features, parse_measures, read_quality
+from pyutils.metrics.cllr import bayes_threshold, cllr, min_cllr
 from pyutils.metrics.results import Pair, read_score_lines, read_trials
 from pyutils.utils.fileio import TableError, atomic_output
 from pyutils.utils.log import setup_logging
@@ -71,8 +84,9 @@ def labelled_scores(trials_path: str, score_paths: List[str]) -> Tuple[np.ndarra
 
 
 def calibrate(trials_path: str, cal_scores: List[str], prior: float, json_path: str,
-              **info) -> LinearCalibration:
-    """Fit on the calibration trials and save the calibration with its thresholds."""
+              qmf: Optional[dict] = None, **info) -> LinearCalibration:
+    """Fit on the calibration trials and save the calibration with its thresholds, the
+    error rates at each (on these trials), and with ``qmf`` (:func:`fit_qmf`) the QMF."""
     x, labels = labelled_scores(trials_path, cal_scores)
     calibration = LinearCalibration.fit(x, labels, prior)
     if min_cllr(x @ np.ones(x.shape[1]), labels) < 0.01 or (
@@ -84,14 +98,65 @@ def calibrate(trials_path: str, cal_scores: List[str], prior: float, json_path: 
                     trials_path)
     thresholds = operating_thresholds(x, labels, calibration, prior)
     llr = calibration(x)
+    if qmf is not None:
+        info["qmf"] = fit_qmf(trials_path, x[:, 0], labels, prior, **qmf)
+    if x.shape[1] == 1:   # the calibration trials' scores: sv threshold picks new points
+        write_cal_scores(cal_scores_path(json_path), x[:, 0], labels)
     save_calibration(json_path, calibration, thresholds, trained_on=trials_path,
                      num_trials=int(len(labels)), num_target=int(labels.sum()),
                      cllr_train=cllr(llr, labels), min_cllr_train=min_cllr(llr, labels),
-                     **info)
+                     operating_points=operating_points(thresholds, x, labels, llr), **info)
     log.info("%s: weights %s, offset %.4g (prior %g) from %d calibration trials (%d target); "
              "Cllr on them %.3f", json_path, ", ".join(f"{w:.4g}" for w in calibration.weights),
              calibration.bias, prior, len(labels), int(labels.sum()), cllr(llr, labels))
     return calibration
+
+
+def cal_scores_path(json_path: str) -> str:
+    """``<system>.cal_scores`` beside ``<system>.json`` (packaged with it)."""
+    return os.path.splitext(json_path)[0] + ".cal_scores"
+
+
+def fit_qmf(trials_path: str, scores: np.ndarray, labels: np.ndarray, prior: float,
+            measures: List[str], quality_dir: str) -> dict:
+    """The ``qmf`` entry of the calibration JSON: QMF weights fitted on the calibration
+    trials with the quality measures of ``quality_dir`` (utt2speech_dur, ...), its Cllr
+    there, and the error rates at its Bayes threshold."""
+    pairs = [(a, b) for a, b, _ in read_trials(trials_path)]
+    quality = read_quality(quality_dir, measures)
+    features = pair_features(measures, quality, quality, pairs, trials_path)
+    model = QmfCalibration.fit(scores, features, labels, measures, prior)
+    num_weights, num_target = 2 + features.shape[1], int(np.sum(labels))
+    if num_target < 25 * num_weights:      # a rule of thumb: 25 target trials per weight
+        log.warning("QMF: %d target calibration trials for %d weights: expect over-fitting "
+                    "(extreme LLRs on new trials); use more held-out calibration trials "
+                    "(docs/backends.md)", num_target, num_weights)
+    llr = model(scores, features)
+    labels = np.asarray(labels).astype(bool)
+    name = f"bayes_p{prior:g}_llr"
+    entry = model.to_dict()
+    entry.update(cllr_train=cllr(llr, labels), quality_dir=quality_dir,
+                 thresholds={name: bayes_threshold(prior)},
+                 operating_points={name: error_rates_at(bayes_threshold(prior), llr[labels],
+                                                        llr[~labels], "llr")})
+    log.info("QMF (%s): weights %s, offset %.4g; Cllr on the calibration trials %.3f",
+             ", ".join(measures), ", ".join(f"{w:.4g}" for w in model.weights), model.bias,
+             entry["cllr_train"])
+    return entry
+
+
+def write_qmf_llrs(entry: dict, score_path: str, quality_dir: str, out_dir: str) -> int:
+    """``out_dir/scores`` and ``out_dir/llr``: the eval trials' QMF LLRs (a system of
+    its own for stage 7: its EER/minDCF rank by the QMF LLR, its Cllr is QMF's)."""
+    model = QmfCalibration.from_dict(entry)
+    pairs, x = aligned_scores([score_path])
+    quality = read_quality(quality_dir, model.measures)
+    llr = model(x[:, 0], pair_features(model.measures, quality, quality, pairs, score_path))
+    os.makedirs(out_dir, exist_ok=True)
+    for name in ("scores", "llr"):
+        with atomic_output(os.path.join(out_dir, name)) as out:
+            out.writelines(f"{a} {b} {s:.8g}\n" for (a, b), s in zip(pairs, llr.tolist()))
+    return len(pairs)
 
 
 def write_llrs(calibration: LinearCalibration, score_paths: List[str], out_path: str) -> int:
@@ -116,6 +181,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--prior", type=float, default=0.01,
                         help="effective target prior of the fit and the Bayes threshold")
     parser.add_argument("--system", default="", help="recorded as 'backend' in the JSON")
+    parser.add_argument("--qmf", default="", help="quality measures of a QMF calibration fitted "
+                        "beside the linear one, e.g. 'dur,mag' (pyutils.backends.qmf)")
+    parser.add_argument("--cal-quality", help="--qmf: dir with utt2speech_dur / utt2magnitude "
+                        "of the calibration trials' utterances (their embeddings dir)")
+    parser.add_argument("--eval-quality", help="--qmf: the same for the --scores utterances")
+    parser.add_argument("--qmf-out-dir", help="--qmf: writes scores and llr, the QMF LLRs of "
+                        "--scores")
     return parser.parse_args(argv)
 
 
@@ -131,11 +203,23 @@ def main(argv=None) -> int:
         info = {"backend": args.system} if args.system else {}
         if len(args.cal_scores) > 1:
             info["systems"] = list(args.scores or args.cal_scores)
+        qmf = None
+        if args.qmf:
+            if len(args.cal_scores) != 1 or not args.cal_quality:
+                raise ValueError("--qmf calibrates one system and needs --cal-quality")
+            if args.qmf_out_dir and not (args.scores and args.eval_quality):
+                raise ValueError("--qmf-out-dir needs --scores and --eval-quality")
+            qmf = {"measures": parse_measures(args.qmf), "quality_dir": args.cal_quality}
         calibration = calibrate(args.trials, args.cal_scores, args.prior, args.calibration,
-                                **info)
+                                qmf, **info)
         if args.scores:
             count = write_llrs(calibration, args.scores, args.out_llr)
             log.info("%d LLRs -> %s", count, args.out_llr)
+        if qmf is not None and args.qmf_out_dir:
+            with open(args.calibration) as src:
+                entry = json.load(src)["qmf"]
+            count = write_qmf_llrs(entry, args.scores[0], args.eval_quality, args.qmf_out_dir)
+            log.info("%d QMF LLRs -> %s/llr", count, args.qmf_out_dir)
     except (TableError, ValueError, OSError, RuntimeError) as err:
         print(f"calibrate: error: {err}", file=sys.stderr)
         return 1

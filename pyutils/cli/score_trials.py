@@ -7,6 +7,9 @@ plda:   subtract mean.vec -> lda.mat -> length norm -> PLDA log-likelihood
         ivector-plda-scoring in Kaldi's egs/voxceleb/v2.
 Either can be followed by a score normalisation against a cohort
 (--cohort-scp, --norm znorm|tnorm|snorm|asnorm).
+With --enroll-num-utts the utt1 side are speaker models (stage 4's
+spk_xvector.scp, or an sv enroll store's) scored with their counts, as
+ivector-plda-scoring --num-utts (pyutils.backends.speakers, the code sv uses).
 """
 from __future__ import annotations
 
@@ -52,6 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "(none, Kaldi's cosine_scoring.sh)")
     parser.add_argument("--plda-smoothing", type=float, default=0.0,
                         help="ivector-copy-plda --smoothing (recipe: 0.0)")
+    parser.add_argument("--enroll-num-utts", help="num_utts.ark: --enroll-scp holds speaker "
+                        "models (mean embeddings) of that many utterances each")
     return parser.parse_args(argv)
 
 
@@ -63,6 +68,15 @@ def main(argv=None) -> int:
                                cosine_mean=args.cosine_mean)
         enroll = load_embeddings(args.enroll_scp)
         test = enroll if args.test_scp == args.enroll_scp else load_embeddings(args.test_scp)
+        if args.enroll_num_utts:
+            if args.cohort_scp:
+                raise ValueError("--enroll-num-utts scores speaker models without "
+                                 "normalisation; drop --cohort-scp")
+            from pyutils.backends.speakers import score_model_trials
+            from pyutils.utils.fileio import read_key_value
+            counts = {k: int(v) for k, v in read_key_value(args.enroll_num_utts).items()}
+            score_model_trials(args.trials, enroll, counts, test, backend, args.out)
+            return 0
         cohort = load_embeddings(args.cohort_scp) if args.cohort_scp else None
         score_trials(args.trials, enroll, test, backend, args.out, args.block_size,
                      args.num_threads, args.double, cohort, args.top_k, args.norm)

@@ -148,6 +148,10 @@ def build_package(model_path: str, out_dir: str, mfcc_conf: str, vad_conf: str,
                     f"LLR = slope * score + offset, and the saved thresholds",
                     os.path.join(calibration_dir, name))
                 calibration[backend] = f"calibration/{name}"
+                scores = f"{backend}.cal_scores"   # calibration trials' scores: sv threshold
+                if os.path.isfile(os.path.join(calibration_dir, scores)):
+                    add(f"calibration/{scores}", f"the {backend} scores of the calibration "
+                        f"trials (score target|nontarget)", os.path.join(calibration_dir, scores))
     exports: Dict[str, dict] = {}
     export_error = None
     if export:
@@ -294,6 +298,9 @@ class Calibration:
                  thresholds: Dict[str, float]):
         self.slope, self.offset, self.prior = float(slope), float(offset), float(prior)
         self.thresholds = {k: float(v) for k, v in thresholds.items()}
+        self.qmf: Optional[dict] = None           # pyutils.backends.qmf entry, when fitted
+        self.operating_points: Dict[str, dict] = {}   # error rates at the thresholds
+        self.path: Optional[str] = None
 
     @classmethod
     def read(cls, path: str) -> "Calibration":
@@ -306,7 +313,10 @@ class Calibration:
             if isinstance(slope, list):
                 (slope,) = slope
             offset = data["offset"] if "offset" in data else data["bias"]
-            return cls(slope, offset, data.get("prior", 0.5), data.get("thresholds") or {})
+            calibration = cls(slope, offset, data.get("prior", 0.5), data.get("thresholds") or {})
+            calibration.qmf, calibration.path = data.get("qmf"), path
+            calibration.operating_points = dict(data.get("operating_points") or {})
+            return calibration
         except (KeyError, TypeError, ValueError) as err:
             raise PackageError(f"{path}: not a calibration file ({err!r})") from None
 

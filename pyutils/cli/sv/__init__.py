@@ -2,6 +2,10 @@
 
     sv embed   --package P AUDIO... | FOLDER | wav.scp  -o emb.ark|emb.npy   embeddings
     sv verify  --package P ENROL... TEST                    score, LLR, accept/reject
+    sv enroll  --package P --speaker NAME CLIP...           store a speaker model
+    sv verify  --package P --speaker NAME TEST              against an enrolled speaker
+    sv identify --package P TEST                            best enrolled speakers, or none
+    sv threshold --package P --target-far 0.01              save a new operating point
     sv score   --package P --trials T --enroll-scp E.scp    trials -> scores (back-ends)
     sv eval    --package P DATA_DIR OUT_DIR                 features, embeddings, scores, metrics
     sv package --model final.pt --backend-dir B OUT         build a package (stage 8)
@@ -17,11 +21,11 @@ import logging
 import sys
 from typing import List, Optional
 
-from pyutils.cli.sv import embed, evaluate, package, score, verify
+from pyutils.cli.sv import embed, enroll, evaluate, identify, package, score, threshold, verify
 from pyutils.cli.sv.common import SvError
 
 COMMANDS = {"embed": embed, "verify": verify, "score": score, "eval": evaluate,
-            "package": package}
+            "package": package, "enroll": enroll, "identify": identify, "threshold": threshold}
 
 
 def build_parser() -> argparse.ArgumentParser:
