@@ -5,12 +5,13 @@
 # pyutils.backends.calibration.save_calibration) and <eval-scores-dir>/llr, the
 # eval scores as log-likelihood ratios.
 set -euo pipefail
-cmd=utils/run.py
+[ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"   # $SV_ROOT: the toolkit, from any directory
+cmd=$SV_ROOT/utils/run.py
 prior=0.01          # effective target prior of the fit and of the Bayes threshold
 system=             # recorded as "backend" in the JSON
 help_message="Usage: $0 [--cmd CMD] [--prior P] [--system NAME] <calibration-trials> <calibration-scores-dir> <eval-scores-dir> <calibration-json>"
-[ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"
-. utils/parse_options.sh
+. "$SV_ROOT/utils/parse_options.sh"
+check_number prior 0 1
 [ $# -eq 4 ] || { echo -e "$help_message" 1>&2; exit 1; }
 trials=$1 caldir=$2 evaldir=$3 json=$4
 

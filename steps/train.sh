@@ -11,7 +11,8 @@
 # tables of <train-data> and of each --unlabelled-data DIR[,DIR] are read (and
 # stamped), never utt2spk or spk2utt.
 set -euo pipefail
-cmd=utils/run.py
+[ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"   # $SV_ROOT: the toolkit, from any directory
+cmd=$SV_ROOT/utils/run.py
 force=false
 nproc=1               # (old name of --nproc-per-node)
 nproc_per_node=
@@ -20,8 +21,9 @@ node_rank=0
 rdzv_endpoint=        # HOST:PORT of node 0 (needed with --nnodes > 1)
 unlabelled_data=      # label-free configs: more data dirs of audio, DIR[,DIR]
 help_message="Usage: $0 [--cmd CMD] [--force true|false] [--nproc-per-node N] [--nnodes M --node-rank R --rdzv-endpoint HOST:PORT] [--unlabelled-data DIR[,DIR]] <config.yaml> <train-data> <dir>"
-[ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"
-. utils/parse_options.sh
+. "$SV_ROOT/utils/parse_options.sh"
+nproc_per_node=${nproc_per_node:-$nproc}
+check_int nproc_per_node 1; check_int nnodes 1; check_int node_rank 0 $((nnodes - 1))
 [ $# -eq 3 ] || { echo -e "$help_message" 1>&2; exit 1; }
 config=$1 data=$2 dir=$3
 
@@ -37,7 +39,6 @@ if [ "$force" != true ] && python -m pyutils.cli.stamp check "$dir/.done" "${sta
   echo "$0: $dir is trained with this config and data (--force true to retrain)"; exit 0
 fi
 mkdir -p "$dir/log"
-nproc_per_node=${nproc_per_node:-$nproc}
 extra=()
 if [ "$force" = true ]; then   # clean up once, here, before any rank starts
   extra=(--force)
