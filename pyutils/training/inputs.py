@@ -89,18 +89,19 @@ def augmentation_item(config: dict) -> List[str]:
     """One item for the noise and RIR files the augmentation draws from, if any."""
     from pyutils.augment.noise import list_audio_files
     aug = config.get("augmentation") or {}
-    dirs = [(d, (aug.get(s) or {}).get("recursive", True))
-            for s, key in (("noise", "dirs"), ("reverb", "rir_dirs"))
-            for d in ([] if not (aug.get(s) or {}).get(key) else
-                      [aug[s][key]] if isinstance(aug[s][key], str) else aug[s][key])]
+    dirs = []
+    for section, key in (("noise", "dirs"), ("reverb", "rir_dirs")):
+        options = aug.get(section) or {}
+        paths = options.get(key) or []
+        for path in [paths] if isinstance(paths, str) else paths:
+            dirs.append((os.path.expandvars(str(path)), bool(options.get("recursive", True))))
     if not dirs:
         return []
     digest = hashlib.sha256()
     for path, recursive in dirs:
-        path = os.path.expandvars(str(path))
         digest.update(path.encode() + b"\0")
         try:
-            files = list_audio_files(path, bool(recursive))
+            files = list_audio_files(path, recursive)
         except FileNotFoundError:   # training names it; the stamp just differs
             files = []
         for name in files:
