@@ -71,7 +71,8 @@ def recipe_copy(tmp_path):
 
 @pytest.mark.parametrize("conf, line, message", [
     ("backend.conf", "lda_dim=abc", "lda_dim in conf/backend.conf takes a whole number, got 'abc'"),
-    ("backend.conf", "asnorm_top_k=0", "asnorm_top_k in conf/backend.conf must be at least 1, got 0"),
+    ("backend.conf", "asnorm_top_k=0",
+     "asnorm_top_k in conf/backend.conf must be at least 1, got 0"),
     ("backend.conf", "calibration_prior=1.5",
      "calibration_prior in conf/backend.conf takes a number between 0 and 1"),
     ("backend.conf", "backend_window_shift=0",

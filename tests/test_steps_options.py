@@ -23,7 +23,8 @@ def call(cwd, script, *args):
 @pytest.mark.parametrize("script, args, message", [
     ("make_shards.sh", ["--utts-per-shard", "many", "d", "s"],
      "option --utts-per-shard takes a whole number, got 'many'"),
-    ("make_shards.sh", ["--utts-per-shard", "0", "d", "s"], "--utts-per-shard must be at least 1, got 0"),
+    ("make_shards.sh", ["--utts-per-shard", "0", "d", "s"],
+     "--utts-per-shard must be at least 1, got 0"),
     ("make_mfcc_vad.sh", ["--nj", "0", "d", "l", "f"], "--nj must be at least 1, got 0"),
     ("prepare_feats_for_egs.sh", ["--min-len", "2.5", "a", "b", "l", "f"],
      "option --min-len takes a whole number, got '2.5'"),
