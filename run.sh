@@ -53,7 +53,7 @@ check_int stage 0; check_int stop_stage 0    # a large --stop-stage means "to th
 [ "$stop_stage" -ge "$stage" ] || {
   echo "$0: --stop-stage $stop_stage is before --stage $stage: nothing would run" 1>&2; exit 1; }
 for opt in nj nproc_per_node nnodes; do check_int $opt 1; done
-check_int node_rank 0 $((nnodes - 1))
+check_int node_rank 0 $((10#$nnodes - 1))
 [ "$nnodes" -eq 1 ] || [ -n "$rdzv_endpoint" ] || {
   echo "$0: --nnodes $nnodes needs --rdzv-endpoint HOST:PORT (node 0's)" 1>&2; exit 1; }
 check_int min_len 0 "" conf/feats.conf; check_int min_num_utts 1 "" conf/feats.conf

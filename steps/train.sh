@@ -23,7 +23,7 @@ unlabelled_data=      # label-free configs: more data dirs of audio, DIR[,DIR]
 help_message="Usage: $0 [--cmd CMD] [--force true|false] [--nproc-per-node N] [--nnodes M --node-rank R --rdzv-endpoint HOST:PORT] [--unlabelled-data DIR[,DIR]] <config.yaml> <train-data> <dir>"
 . "$SV_ROOT/utils/parse_options.sh"
 nproc_per_node=${nproc_per_node:-$nproc}
-check_int nproc_per_node 1; check_int nnodes 1; check_int node_rank 0 $((nnodes - 1))
+check_int nproc_per_node 1; check_int nnodes 1; check_int node_rank 0 $((10#$nnodes - 1))
 [ $# -eq 3 ] || { echo -e "$help_message" 1>&2; exit 1; }
 config=$1 data=$2 dir=$3
 
