@@ -25,7 +25,9 @@ from pyutils.training.inputs import changed_inputs, changed_keys, describe_chang
 
 logger = logging.getLogger(__name__)
 
-DATA_CHANGED = "the training data or an upstream stage changed (its marker or tables)"
+# (where no inputs.json says which input changed: a run of an older version)
+DATA_CHANGED = ("the training data, an upstream stage (its marker or tables) or a feature "
+                "config changed")
 
 
 def read_recorded(path: str) -> Optional[dict]:
