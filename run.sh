@@ -46,13 +46,21 @@ cd "$(dirname "$0")"
 . ./conf/backend.conf
 . utils/parse_options.sh
 [ $# -eq 0 ] || { echo "$0: unexpected argument '$1' (options are --name value; --help)" 1>&2; exit 1; }
-for opt in stage stop_stage nj; do
-  [[ ${!opt} =~ ^[0-9]+$ ]] || { echo "$0: --${opt//_/-} takes a number, got '${!opt}'" 1>&2; exit 1; }
-done
+# Every number, once, before any work: the options' and conf/feats.conf's and
+# conf/backend.conf's (utils/parse_options.sh: check_int, check_number).
+check_int stage 0; check_int stop_stage 0    # a large --stop-stage means "to the end"
 [ "$stage" -le 8 ] || { echo "$0: --stage $stage: the stages are 0-8" 1>&2; exit 1; }
 [ "$stop_stage" -ge "$stage" ] || {
   echo "$0: --stop-stage $stop_stage is before --stage $stage: nothing would run" 1>&2; exit 1; }
-[ "$nj" -ge 1 ] || { echo "$0: --nj must be at least 1" 1>&2; exit 1; }
+for opt in nj nproc_per_node nnodes; do check_int $opt 1; done
+check_int node_rank 0 $((10#$nnodes - 1))
+[ "$nnodes" -eq 1 ] || [ -n "$rdzv_endpoint" ] || {
+  echo "$0: --nnodes $nnodes needs --rdzv-endpoint HOST:PORT (node 0's)" 1>&2; exit 1; }
+check_int min_len 0 "" conf/feats.conf; check_int min_num_utts 1 "" conf/feats.conf
+for opt in lda_dim plda_em_iters asnorm_top_k; do check_int $opt 1 "" conf/backend.conf; done
+for opt in backend_window calibration_max_trials; do check_int $opt 0 "" conf/backend.conf; done
+[ "$backend_window" -eq 0 ] || check_int backend_window_shift 1 "" conf/backend.conf
+check_number calibration_prior 0 1 conf/backend.conf
 export SV_CORPUS_ROOT=$corpus_root   # configs may name $SV_CORPUS_ROOT (augmentation noise)
 # The corpus: prepared by local/prepare_$corpus.py with the settings of
 # conf/corpora/$corpus.conf (which sets prepare_opts); only stage 0 reads them.
@@ -78,6 +86,7 @@ on_the_fly=$(python -m pyutils.cli.config_get "$train_config" features.on_the_fl
 # data.format: raw (the data dir) | shard (tar shards of the training audio, made in stage 2).
 data_format=$(python -m pyutils.cli.config_get "$train_config" data.format raw)
 utts_per_shard=$(python -m pyutils.cli.config_get "$train_config" data.utts_per_shard 1000)
+check_int utts_per_shard 1 "" "$train_config (data.utts_per_shard)"
 # Feature data dirs: MFCC features live in the data dirs themselves, fbank
 # features in copies named <set>_fbank; waveform models read the audio.
 case $feat_type in

@@ -51,8 +51,11 @@ def ensure_subset(root: str, subset: str, download: bool, url_base: str, checksu
     if os.path.isdir(os.path.join(root, "LibriSpeech", subset)):
         return
     if not download:
-        raise CorpusError(f"LibriSpeech {subset} not found at {root}/LibriSpeech/{subset} "
-                          f"(set librispeech_download=true to fetch it, or --corpus-root)")
+        raise CorpusError(f"LibriSpeech {subset} not found at {root}/LibriSpeech/{subset}: "
+                          f"unpack it there (or give --corpus-root a copy), or let stage 0 "
+                          f"fetch it with librispeech_download=true in "
+                          f"conf/corpora/librispeech.conf (--download true when calling "
+                          f"local/prepare_librispeech.py)")
     archive = fetch(f"{url_base.rstrip('/')}/{subset}.tar.gz",
                     os.path.join(root, f"{subset}.tar.gz"), checksums.get(subset, ""),
                     hint="unpack it yourself under --corpus-root (or SV_CORPUS_ROOT)", timeout=60)

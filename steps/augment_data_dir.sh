@@ -10,6 +10,7 @@
 #   steps/augment_data_dir.sh --noise-dir musan --category music --snrs 5,8,10,15 --suffix -music data/train data/train_music
 #   steps/augment_data_dir.sh --noise-dir musan --category babble --snrs 13,15,17,20 --suffix -babble data/train data/train_babble
 set -euo pipefail
+[ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"   # $SV_ROOT: the toolkit, from any directory
 noise_dir=
 category=
 snrs=
@@ -27,8 +28,8 @@ help_message="Usage: $0 [options] <src-data> <dst-data>
   --suffix SUFFIX     appended to utterance ids (default -aug)
   --seed N            random seed (default 123)
   --sample-rate HZ    rate of the speech (default 16000)"
-[ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"
-. utils/parse_options.sh
+. "$SV_ROOT/utils/parse_options.sh"
+check_int seed 0; check_int sample_rate 1
 [ $# -eq 2 ] || { echo -e "$help_message" 1>&2; exit 1; }
 src=$1 dst=$2
 

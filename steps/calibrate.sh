@@ -9,15 +9,16 @@
 # (utt2speech_dur, utt2magnitude of --cal-quality / --eval-quality, stage 4) into the
 # JSON's qmf entry, and the eval QMF LLRs as a system of their own, <eval-scores-dir>_qmf.
 set -euo pipefail
-cmd=utils/run.py
+[ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"   # $SV_ROOT: the toolkit, from any directory
+cmd=$SV_ROOT/utils/run.py
 prior=0.01          # effective target prior of the fit and of the Bayes threshold
 system=             # recorded as "backend" in the JSON
 qmf=                # quality measures of a QMF calibration (dur, mag); empty: none
 cal_quality=        # --qmf: embeddings dir of the calibration trials' utterances
 eval_quality=       # --qmf: embeddings dir of the eval trials' utterances
 help_message="Usage: $0 [--cmd CMD] [--prior P] [--system NAME] [--qmf 'dur mag' --cal-quality DIR --eval-quality DIR] <calibration-trials> <calibration-scores-dir> <eval-scores-dir> <calibration-json>"
-[ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"
-. utils/parse_options.sh
+. "$SV_ROOT/utils/parse_options.sh"
+check_number prior 0 1
 [ $# -eq 4 ] || { echo -e "$help_message" 1>&2; exit 1; }
 trials=$1 caldir=$2 evaldir=$3 json=$4
 

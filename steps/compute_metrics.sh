@@ -4,11 +4,11 @@
 # the actual DCF of <scores-dir>/<backend>/llr where stage 6 calibrated it; a DET
 # curve and <dir>/results.md with one row per back-end.
 set -euo pipefail
+[ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"   # $SV_ROOT: the toolkit, from any directory
 system=xvector
 backends="cosine plda"
 help_message="Usage: $0 [--system NAME] [--backends LIST] <trials> <scores-dir> <dir>"
-[ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"
-. utils/parse_options.sh
+. "$SV_ROOT/utils/parse_options.sh"
 [ $# -eq 3 ] || { echo -e "$help_message" 1>&2; exit 1; }
 trials=$1 scores=$2 dir=$3
 

@@ -5,9 +5,11 @@
 # <dir>/xvector.scp, speaker means <dir>/spk_xvector.{ark,scp} and the QMF quality
 # measures <dir>/utt2speech_dur, <dir>/utt2magnitude.
 set -euo pipefail
+[ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"   # $SV_ROOT: the toolkit, from any directory
+__conf=conf; [ -d conf ] || __conf=$SV_ROOT/conf   # the recipe's conf/, else the toolkit's
 nj=4
-cmd=utils/run.py
-cmvn_config=conf/cmvn.conf
+cmd=$SV_ROOT/utils/run.py
+cmvn_config=$__conf/cmvn.conf
 chunk_size=10000
 min_chunk_size=25
 window=0            # >0: one embedding per window of this many voiced frames
@@ -16,8 +18,9 @@ num_threads=1       # torch threads per job (results do not depend on it)
 input=feats         # feats: feats.scp + vad.scp (CMN, voiced frames); waveform: wav.scp audio
 device=cpu          # auto, cpu, cuda or cuda:N (embeddings agree across devices to float rounding)
 help_message="Usage: $0 [--nj N] [--cmd CMD] [--input feats|waveform] [--num-threads T] [--device D] [--chunk-size F] [--window F --window-shift F] <model.pt> <data> <dir>"
-[ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"
-. utils/parse_options.sh
+. "$SV_ROOT/utils/parse_options.sh"
+for opt in nj chunk_size min_chunk_size num_threads; do check_int $opt 1; done
+check_int window 0; check_int window_shift 0
 [ $# -eq 3 ] || { echo -e "$help_message" 1>&2; exit 1; }
 model=$1 data=$2 dir=$3
 
@@ -46,7 +49,7 @@ mkdir -p "$dir/log"
 # Temp files of jobs killed before publishing (finished jobs keep their
 # xvector.N.{ark,scp} and per-job marker, and are skipped below).
 rm -f "$dir"/.*.tmp
-utils/split_data.sh "$data" $nj
+"$SV_ROOT/utils/split_data.sh" "$data" $nj
 sdata=$data/split$nj
 upstream=(--stamp-extra "$(dirname "$model")/.done")   # job markers see reruns upstream too
 [ $input = feats ] && upstream+=(--stamp-extra "$data/.mfcc_vad.done")

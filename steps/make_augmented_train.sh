@@ -7,13 +7,15 @@
 # <clean-data> must have its features and vad.scp (run.sh stage 1). The marker
 # <out-data>/.mfcc_vad.done (features complete) is what stage 2 reads, as for any set.
 set -euo pipefail
+[ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"   # $SV_ROOT: the toolkit, from any directory
+__conf=conf; [ -d conf ] || __conf=$SV_ROOT/conf   # the recipe's conf/, else the toolkit's
 nj=2
-cmd=utils/run.py
-aug_config=conf/augment.conf
+cmd=$SV_ROOT/utils/run.py
+aug_config=$__conf/augment.conf
 fbank_config=
 help_message="Usage: $0 [--nj N] [--cmd CMD] [--aug-config F] [--fbank-config F] <clean-data> <out-data> <logdir> <featdir>"
-[ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"
-. utils/parse_options.sh
+. "$SV_ROOT/utils/parse_options.sh"
+check_int nj 1
 [ $# -eq 4 ] || { echo -e "$help_message" 1>&2; exit 1; }
 clean=$1 out=$2 logdir=$3 featdir=$4
 . "$aug_config"
@@ -41,16 +43,16 @@ for kind in $aug_kinds; do
       [ -d "$aug_noise_dir/$kind" ] || [ -d "$aug_noise_dir/speech" ] && opts+=(--category "$kind") ;;
     *) echo "$0: $aug_config: unknown augmentation kind '$kind'" 1>&2; exit 1 ;;
   esac
-  steps/augment_data_dir.sh "${opts[@]}" "$clean" "$work/${name}_$kind"
+  "$SV_ROOT/steps/augment_data_dir.sh" "${opts[@]}" "$clean" "$work/${name}_$kind"
   copies+=("$work/${name}_$kind")
 done
-utils/combine_data.sh "$work/${name}_aug" "${copies[@]}"
+"$SV_ROOT/utils/combine_data.sh" "$work/${name}_aug" "${copies[@]}"
 aug=$work/${name}_aug
 cp "$aug/vad.scp" "$aug/vad.clean.scp"        # the clean speech's VAD, by copy id
-steps/make_mfcc_vad.sh --nj $nj --cmd "$cmd" ${fbank_config:+--fbank-config "$fbank_config"} \
+"$SV_ROOT/steps/make_mfcc_vad.sh" --nj $nj --cmd "$cmd" ${fbank_config:+--fbank-config "$fbank_config"} \
   "$aug" "$logdir" "$featdir"
 mv "$aug/vad.clean.scp" "$aug/vad.scp"        # Kaldi: no new VAD for augmented copies
-utils/fix_data_dir.sh "$aug" > /dev/null       # copies whose features failed go
-utils/combine_data.sh "$out" "$clean" "$aug"
+"$SV_ROOT/utils/fix_data_dir.sh" "$aug" > /dev/null       # copies whose features failed go
+"$SV_ROOT/utils/combine_data.sh" "$out" "$clean" "$aug"
 python -m pyutils.cli.stamp write "$out/.mfcc_vad.done" "${stamp[@]}"
 echo "$0: $out: $(wc -l < "$out/utt2spk") utterances ($(wc -l < "$clean/utt2spk") clean + copies: $aug_kinds)"

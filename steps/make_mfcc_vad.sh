@@ -22,14 +22,16 @@
 # Audio at another rate than conf/mfcc.conf's --sample-frequency is refused
 # unless --allow-downsample/--allow-upsample=true is set there (then resampled).
 set -euo pipefail
+[ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"   # $SV_ROOT: the toolkit, from any directory
+__conf=conf; [ -d conf ] || __conf=$SV_ROOT/conf   # the recipe's conf/, else the toolkit's
 nj=4
-cmd=utils/run.py
-mfcc_config=conf/mfcc.conf
-vad_config=conf/vad.conf
+cmd=$SV_ROOT/utils/run.py
+mfcc_config=$__conf/mfcc.conf
+vad_config=$__conf/vad.conf
 fbank_config=
 help_message="Usage: $0 [--nj N] [--cmd CMD] [--mfcc-config F] [--vad-config F] [--fbank-config F] <data> <logdir> <featdir>"
-[ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"
-. utils/parse_options.sh
+. "$SV_ROOT/utils/parse_options.sh"
+check_int nj 1
 [ $# -eq 3 ] || { echo -e "$help_message" 1>&2; exit 1; }
 data=$1 logdir=$2 featdir=$3
 name=$(basename "$data")
@@ -56,12 +58,12 @@ fi
 python -m pyutils.data.originals restore "$data"
 python -m pyutils.data.originals backup "$data" feats.scp vad.scp utt2num_frames > /dev/null
 rm -f "$data/.mfcc_vad.done"
-utils/validate_data_dir.sh --no-feats "$data" > /dev/null || {
+"$SV_ROOT/utils/validate_data_dir.sh" --no-feats "$data" > /dev/null || {
   echo "$0: $data is not a valid data dir (problems above); utils/fix_data_dir.sh repairs most" 1>&2
   exit 1; }
 mkdir -p "$logdir" "$featdir"
 featdir=$(cd "$featdir" && pwd)
-utils/split_data.sh "$data" $nj
+"$SV_ROOT/utils/split_data.sh" "$data" $nj
 sdata=$data/split$nj
 total=$(wc -l < "$data/utt2spk")
 
@@ -94,7 +96,7 @@ if [ -s "$skipped" ]; then
     "fixing the audio brings them back" 1>&2
 fi
 python -m pyutils.data.originals keep "$data" --skipped "$skipped"
-utils/fix_data_dir.sh "$data"
+"$SV_ROOT/utils/fix_data_dir.sh" "$data"
 python -m pyutils.data.originals record "$data"
 stamp_of_inputs
 python -m pyutils.cli.stamp write "$data/.mfcc_vad.done" "${stamp[@]}"

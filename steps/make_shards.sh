@@ -6,13 +6,14 @@
 # tables and completion marker, and these options).
 #   steps/make_shards.sh --utts-per-shard 1000 data/voxceleb/train exp/voxceleb/shards/train
 set -euo pipefail
-cmd=utils/run.py
+[ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"   # $SV_ROOT: the toolkit, from any directory
+cmd=$SV_ROOT/utils/run.py
 utts_per_shard=1000
 shuffle=true
 seed=777
 help_message="Usage: $0 [--utts-per-shard N] [--shuffle true|false] [--seed N] <data> <shard-dir>"
-[ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"
-. utils/parse_options.sh
+. "$SV_ROOT/utils/parse_options.sh"
+check_int utts_per_shard 1; check_int seed 0
 [ $# -eq 2 ] || { echo -e "$help_message" 1>&2; exit 1; }
 data=$1 dir=$2
 

@@ -3,11 +3,12 @@
 # embedding in <embeddings-dir>/xvector.scp (stage 6's calibration trials over
 # the training utterances): writes <trials> as "utt1 utt2 target|nontarget".
 set -euo pipefail
+[ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"   # $SV_ROOT: the toolkit, from any directory
 max_trials=0        # >0: a fixed-seed sample of that many pairs
 seed=0
 help_message="Usage: $0 [--max-trials N] [--seed S] <embeddings-dir> <data> <trials>"
-[ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"
-. utils/parse_options.sh
+. "$SV_ROOT/utils/parse_options.sh"
+check_int max_trials 0; check_int seed 0
 [ $# -eq 3 ] || { echo -e "$help_message" 1>&2; exit 1; }
 embdir=$1 data=$2 trials=$3
 

@@ -4,11 +4,13 @@
 # calibration and thresholds (when stage 6 made them), ONNX and TorchScript exports
 # checked against PyTorch, and manifest.json (what each file is, its sha256, versions).
 set -euo pipefail
-cmd=utils/run.py
-mfcc_config=conf/mfcc.conf
+[ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"   # $SV_ROOT: the toolkit, from any directory
+__conf=conf; [ -d conf ] || __conf=$SV_ROOT/conf   # the recipe's conf/, else the toolkit's
+cmd=$SV_ROOT/utils/run.py
+mfcc_config=$__conf/mfcc.conf
 fbank_config=       # fbank models: their features.conf (default: the training config's)
-vad_config=conf/vad.conf
-cmvn_config=conf/cmvn.conf
+vad_config=$__conf/vad.conf
+cmvn_config=$__conf/cmvn.conf
 backend_dir=        # default: <model-dir>/backend
 calibration_dir=    # <backend>.json calibrations (default: <model-dir>/calibration; none: uncalibrated)
 cosine_mean=train   # conf/backend.conf's: train (centre by mean.vec) | none (Kaldi's cosine)
@@ -18,8 +20,7 @@ help_message="Usage: $0 [--cmd CMD] [--mfcc-config F] [--fbank-config F] [--vad-
   [--backend-dir DIR] [--calibration-dir DIR] [--cosine-mean train|none] [--export true|false]
   [--archive true|false] <model-dir> <package-dir>
 <model-dir> holds final.pt (stage 3) and backend/ (stage 5); <package-dir> is usually <model-dir>/package."
-[ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"
-. utils/parse_options.sh
+. "$SV_ROOT/utils/parse_options.sh"
 [ $# -eq 2 ] || { echo -e "$help_message" 1>&2; exit 1; }
 model_dir=$1 pkg=$2
 backend_dir=${backend_dir:-$model_dir/backend}

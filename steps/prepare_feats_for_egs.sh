@@ -5,14 +5,16 @@
 # --min-num-utts utterances are removed (logged and counted, like run.sh does
 # in Kaldi's recipe).
 set -euo pipefail
+[ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"   # $SV_ROOT: the toolkit, from any directory
+__conf=conf; [ -d conf ] || __conf=$SV_ROOT/conf   # the recipe's conf/, else the toolkit's
 nj=4
-cmd=utils/run.py
-cmvn_config=conf/cmvn.conf
+cmd=$SV_ROOT/utils/run.py
+cmvn_config=$__conf/cmvn.conf
 min_len=400         # frames after VAD (Kaldi voxceleb v2: 400)
 min_num_utts=8      # Kaldi voxceleb v2: 8
 help_message="Usage: $0 [--nj N] [--cmd CMD] [--min-len F] [--min-num-utts N] <in-data> <out-data> <logdir> <featdir>"
-[ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"
-. utils/parse_options.sh
+. "$SV_ROOT/utils/parse_options.sh"
+check_int nj 1; check_int min_len 0; check_int min_num_utts 1
 [ $# -eq 4 ] || { echo -e "$help_message" 1>&2; exit 1; }
 data=$1 out=$2 logdir=$3 featdir=$4
 name=$(basename "$out")
@@ -26,7 +28,7 @@ if python -m pyutils.cli.stamp check "$out/.done" "${stamp[@]}"; then
 fi
 mkdir -p "$logdir" "$featdir" "$out"
 featdir=$(cd "$featdir" && pwd)
-utils/split_data.sh "$data" $nj
+"$SV_ROOT/utils/split_data.sh" "$data" $nj
 sdata=$data/split$nj
 
 $cmd JOB=1:$nj "$logdir/prepare_feats_$name.JOB.log" \
@@ -37,6 +39,6 @@ for f in utt2spk spk2utt wav.scp; do cp "$data/$f" "$out/$f"; done
 python -m pyutils.cli.merge_tables "$out/feats.scp" --nj $nj "$featdir/xvector_feats_$name.JOB.scp"
 python -m pyutils.cli.merge_tables "$out/utt2num_frames" --nj $nj "$featdir/xvector_feats_$name.JOB.utt2num_frames"
 python -m pyutils.cli.filter_short --min-len $min_len --min-num-utts $min_num_utts "$out"
-utils/fix_data_dir.sh "$out"
+"$SV_ROOT/utils/fix_data_dir.sh" "$out"
 python -m pyutils.cli.stamp write "$out/.done" "${stamp[@]}"
 echo "$0: $out: $(wc -l < "$out/utt2spk") utterances of $(wc -l < "$out/spk2utt") speakers"

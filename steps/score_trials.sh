@@ -3,7 +3,8 @@
 # optionally followed by a score normalisation against a cohort (znorm, tnorm,
 # snorm, asnorm): writes <dir>/scores as "utt1 utt2 score" lines, in trial order.
 set -euo pipefail
-cmd=utils/run.py
+[ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"   # $SV_ROOT: the toolkit, from any directory
+cmd=$SV_ROOT/utils/run.py
 backend=plda
 num_threads=1       # blocks of trials processed at once (the output does not depend on it)
 cohort_scp=         # normalisation cohort embeddings (e.g. the training set's xvector.scp); empty: none
@@ -11,8 +12,8 @@ norm=asnorm         # with --cohort-scp: znorm | tnorm | snorm | asnorm
 top_k=300           # AS-norm: best cohort scores per utterance
 cosine_mean=train   # cosine: train (centre on mean.vec, WeSpeaker) | none (Kaldi cosine_scoring.sh)
 help_message="Usage: $0 [--backend cosine|plda] [--num-threads N] [--cosine-mean train|none] [--cohort-scp SCP [--norm znorm|tnorm|snorm|asnorm] [--top-k K]] <backend-dir> <embeddings-dir> <trials> <dir>"
-[ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"
-. utils/parse_options.sh
+. "$SV_ROOT/utils/parse_options.sh"
+check_int num_threads 1; check_int top_k 1
 [ $# -eq 4 ] || { echo -e "$help_message" 1>&2; exit 1; }
 backend_dir=$1 embdir=$2 trials=$3 dir=$4
 

@@ -16,7 +16,8 @@
 # tables of <train-data> and of each --unlabelled-data DIR[,DIR] are read (and
 # stamped), never utt2spk or spk2utt.
 set -euo pipefail
-cmd=utils/run.py
+[ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"   # $SV_ROOT: the toolkit, from any directory
+cmd=$SV_ROOT/utils/run.py
 force=false
 nproc=1               # (old name of --nproc-per-node)
 nproc_per_node=
@@ -26,13 +27,13 @@ rdzv_endpoint=        # HOST:PORT of node 0 (needed with --nnodes > 1)
 unlabelled_data=      # label-free configs: more data dirs of audio, DIR[,DIR]
 launcher=auto         # auto | torchrun | python (auto: torchrun for more than one process)
 help_message="Usage: $0 [--cmd CMD] [--force true|false] [--nproc-per-node N] [--launcher auto|torchrun|python] [--nnodes M --node-rank R --rdzv-endpoint HOST:PORT] [--unlabelled-data DIR[,DIR]] <config.yaml> <train-data> <dir>"
-[ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"
-. utils/parse_options.sh
+. "$SV_ROOT/utils/parse_options.sh"
+nproc_per_node=${nproc_per_node:-$nproc}
+check_int nproc_per_node 1; check_int nnodes 1; check_int node_rank 0 $((10#$nnodes - 1))
 [ $# -eq 3 ] || { echo -e "$help_message" 1>&2; exit 1; }
 config=$1 data=$2 dir=$3
 case $launcher in auto|torchrun|python) ;;
   *) echo "$0: --launcher $launcher: expected auto, torchrun or python" 1>&2; exit 1 ;; esac
-nproc_per_node=${nproc_per_node:-$nproc}
 if [ "$launcher" = python ] && { [ "$nnodes" -gt 1 ] || [ "$nproc_per_node" -gt 1 ]; }; then
   echo "$0: --launcher python runs one process; $nnodes node(s) x $nproc_per_node need torchrun" 1>&2
   exit 1
@@ -71,7 +72,7 @@ if [[ " $cmd " != *" --gpu "* && " $cmd " != *" --gpu="* ]]; then
     cpu) gpus=0 ;;
     cuda|cuda:*) gpus=$nproc_per_node ;;
     auto) gpus=0   # CUDA when there is one: on a cluster, when its nodes have GPUs
-      if [[ $cmd != utils/run.py* ]] && command -v sinfo > /dev/null &&
+      if [[ $cmd != *utils/run.py* ]] && command -v sinfo > /dev/null &&
          sinfo -h -o %G 2> /dev/null | grep -q gpu; then
         gpus=$nproc_per_node
       fi ;;

@@ -2,14 +2,15 @@
 # Back-end training on training-set embeddings, as Kaldi egs/voxceleb/v2:
 # global mean, LDA (--lda-dim, at most speakers-1), length norm, PLDA by EM.
 set -euo pipefail
-cmd=utils/run.py
+[ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"   # $SV_ROOT: the toolkit, from any directory
+cmd=$SV_ROOT/utils/run.py
 lda_dim=200
 plda_em_iters=10
 help_message="Usage: $0 [--lda-dim D] [--plda-em-iters N] <train-embeddings-dir> <train-data> <dir>
 The speakers come from <train-embeddings-dir>/utt2spk when it exists (windowed
 embeddings), else from <train-data>/utt2spk."
-[ -n "${SV_ROOT:-}" ] || . "$(dirname "$0")/../path.sh"
-. utils/parse_options.sh
+. "$SV_ROOT/utils/parse_options.sh"
+check_int lda_dim 1; check_int plda_em_iters 1
 [ $# -eq 3 ] || { echo -e "$help_message" 1>&2; exit 1; }
 embdir=$1 data=$2 dir=$3
 

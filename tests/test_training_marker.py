@@ -2,7 +2,9 @@
 steps/train.sh: a changed config or changed data never leaves a stale final.pt
 silently; a resume under another config is refused naming the changed keys; an
 embed_dim or speaker-count change never reaches a raw size-mismatch traceback;
---force retrains and config.yaml then records the run that was made."""
+--force retrains and config.yaml then records the run that was made; a comment or
+a runtime-only key changes nothing, and a retraining names the inputs that changed
+(issue 17 item 1)."""
 import os
 import subprocess
 
@@ -41,6 +43,13 @@ def test_changed_config_after_training_is_refused_then_retrained_with_force(tmp_
     again = train_sh(config, tmp_path, exp)
     assert again.returncode == 0 and "is trained with this config" in again.stdout
     mtime = os.path.getmtime(exp / "final.pt")
+    # issue 17 item 1: a comment, another key order, runtime-only keys change nothing
+    cfg = yaml.safe_load(config.read_text())
+    cfg["data"].update(num_workers=0, prefetch_factor=4)
+    cfg["training"]["num_threads"] = 2
+    config.write_text("# tuned for this machine\n" + yaml.safe_dump(dict(reversed(cfg.items()))))
+    kept = train_sh(config, tmp_path, exp)
+    assert kept.returncode == 0 and "is trained with this config" in kept.stdout, output(kept, exp)
     edit(config, "optimizer", "lr", 0.2)
     refused = train_sh(config, tmp_path, exp)
     assert refused.returncode != 0
@@ -64,6 +73,8 @@ def test_changed_data_marker_retrains_from_scratch(tmp_path):
     (tmp_path / ".done").write_text("stage 2 run B\n")          # the upstream stage reran
     again = train_sh(config, tmp_path, exp)
     assert again.returncode == 0 and "training again from scratch" in output(again, exp)
+    # the message names what changed (issue 17 item 1), not a guess
+    assert f"its inputs changed ({tmp_path}/.done)" in output(again, exp)
     assert "resuming" not in output(again, exp)
     assert os.path.getmtime(exp / "final.pt") != mtime
     assert "is trained" in train_sh(config, tmp_path, exp).stdout

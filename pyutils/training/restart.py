@@ -4,8 +4,9 @@ Supervised (:mod:`pyutils.training.trainer`) and label-free
 (:mod:`pyutils.training.selfsup.train`) runs decide the same way:
 
 * a finished run (``.done``) whose config changed is refused, naming the
-  changed keys (``--force`` retrains); one whose data changed (an upstream
-  stage reran) trains again from scratch, as every other stage reruns;
+  changed keys old -> new (``--force`` retrains); one whose other inputs
+  changed (an upstream stage reran, a feature config) trains again from
+  scratch, naming them, as every other stage reruns;
 * epoch checkpoints written from other data are not resumed: the run starts
   over;
 * a checkpoint written under another config is refused rather than resumed
@@ -15,16 +16,18 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Optional
+from typing import Optional, Sequence, Tuple
 
 import yaml
 
 from pyutils.training import checkpoint
-from pyutils.training.inputs import changed_keys, describe_changes
+from pyutils.training.inputs import changed_inputs, changed_keys, describe_changes
 
 logger = logging.getLogger(__name__)
 
-DATA_CHANGED = "the training data or an upstream stage changed (its marker or tables)"
+# (where no inputs.json says which input changed: a run of an older version)
+DATA_CHANGED = ("the training data, an upstream stage (its marker or tables) or a feature "
+                "config changed")
 
 
 def read_recorded(path: str) -> Optional[dict]:
@@ -35,28 +38,34 @@ def read_recorded(path: str) -> Optional[dict]:
         return yaml.safe_load(handle)
 
 
-def what_changed(recorded_path: str, config: dict, config_path: str) -> str:
-    """Why a finished run's marker no longer matches: its config's changed keys, or the data."""
+def what_changed(recorded_path: str, config: dict, config_path: str,
+                 items: Sequence[str] = ()) -> Tuple[bool, str]:
+    """Why a finished run's marker no longer matches: (whether the config's keys
+    changed, what changed: its keys old -> new, else the inputs that changed)."""
     recorded = read_recorded(recorded_path)
     if recorded is None:
-        return "no config.yaml records the earlier run"
+        return True, "no config.yaml records the earlier run"
     keys = changed_keys(recorded, config)
     if keys:
-        return f"{config_path} changed ({describe_changes(recorded, config, keys)})"
-    return DATA_CHANGED
+        return True, f"{config_path} changed ({describe_changes(recorded, config, keys)})"
+    changed = changed_inputs(os.path.dirname(recorded_path), items)
+    if changed:
+        return False, f"its inputs changed ({', '.join(changed)})"
+    return False, DATA_CHANGED
 
 
 def must_start_over(exp_dir: str, marker: str, config: dict, config_path: str,
-                    data_stamp: str, force: bool, data_name: str = "the training data") -> bool:
+                    data_stamp: str, force: bool, data_name: str = "the training data",
+                    items: Sequence[str] = ()) -> bool:
     """``force``, or True where the run must start over; raises where it is refused.
 
-    ``marker`` exists but did not match the inputs (the caller checked): a changed
-    config is an error, changed data a fresh start.  The newest epoch checkpoint of
-    other data is a fresh start too."""
+    ``marker`` exists but did not match the inputs (``items``; the caller checked): a
+    changed config is an error, changed data or feature configs a fresh start.  The
+    newest epoch checkpoint of other data is a fresh start too."""
     recorded_path = os.path.join(exp_dir, "config.yaml")
     if os.path.exists(marker) and not force:
-        why = what_changed(recorded_path, config, config_path)
-        if why != DATA_CHANGED:
+        config_changed, why = what_changed(recorded_path, config, config_path, items)
+        if config_changed:
             raise ValueError(f"{exp_dir} is trained, but not with these inputs: {why}; "
                              f"rerun with --force true to retrain from scratch")
         logger.warning("%s: %s since it was trained; training again from scratch", exp_dir, why)

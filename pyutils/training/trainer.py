@@ -40,7 +40,7 @@ from pyutils.training.ranks import SUMMARY_FILE, join_run
 from pyutils.training.scheduler import build_optimizer, build_scheduler
 from pyutils.training.device import autocast, grad_scaler, resolve_device
 from pyutils.training.loop import run_epoch, validate
-from pyutils.training.inputs import data_inputs, training_inputs
+from pyutils.training.inputs import data_inputs, record_inputs, training_inputs
 from pyutils.training.restart import check_resumable, must_start_over
 from pyutils.utils.fileio import atomic_output, done_marker, fingerprint, job_done, write_marker
 
@@ -134,7 +134,8 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
     """
     final_path = os.path.join(exp_dir, "final.pt")
     marker = done_marker(exp_dir)
-    stamp = fingerprint(*training_inputs(config_path, data_dir))
+    items = training_inputs(config_path, data_dir)
+    stamp = fingerprint(*items)
     data_stamp = fingerprint(*data_inputs(data_dir))
     if job_done(marker, stamp) and not force:
         logger.info("%s is complete (.done matches config and data); skipping "
@@ -143,7 +144,8 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
     config = load_config(config_path)
     recorded_path = os.path.join(exp_dir, "config.yaml")
     model_dir = os.path.join(exp_dir, "models")
-    force = must_start_over(exp_dir, marker, config, config_path, data_stamp, force)
+    force = must_start_over(exp_dir, marker, config, config_path, data_stamp, force,
+                            items=items)
     device = resolve_device(config["training"].get("device", "auto"))
     precision = str(config["training"].get("precision", "fp32"))
     rank = join_run(device, exp_dir, force)
@@ -259,6 +261,7 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
                                      "feat_dim": source.feat_dim, "speakers": source.speakers})
         write_summary(os.path.join(exp_dir, SUMMARY_FILE), model_dir, epochs, config,
                       model.num_parameters(), rank.world, rank.backend)
+        record_inputs(exp_dir, items)
         write_marker(marker, stamp, info=f"epochs={epochs}")
     if rank.distributed:
         dist.barrier()

@@ -4,8 +4,10 @@ Like :mod:`pyutils.training.inputs`, but over every data dir the run pools
 (the training dir and the ``--unlabelled-data`` dirs), and without
 ``utt2spk``/``spk2utt``/``feats.scp``: the run reads the audio tables (or a shard
 dir's ``shard.list``) only.
-The upstream stages' markers in each dir are included, and the feature
-configs the views are computed with (their defaults when the config names none).
+The upstream stages' markers in each dir are included, and what the config
+decides (:func:`pyutils.training.inputs.config_inputs`: the parsed config less
+its runtime keys, the feature configs the views are computed with, named or
+their defaults, the augmentation's files).
 
     python -m pyutils.training.selfsup.inputs CONFIG DATA [UNLABELLED_DATA ...]
 """
@@ -16,9 +18,9 @@ from typing import List, Sequence
 
 import yaml
 
+from pyutils.training.inputs import config_inputs
+
 DATA_FILES = ("wav.scp", "segments", "shard.list", ".done", ".mfcc_vad.done")
-FEATURE_CONFS = (("conf", "conf/mfcc.conf"), ("vad_conf", "conf/vad.conf"),
-                 ("cmvn_conf", "conf/cmvn.conf"), ("vad_feat_conf", "conf/mfcc.conf"))
 
 
 def data_inputs(data_dirs: Sequence[str]) -> List[str]:
@@ -26,14 +28,8 @@ def data_inputs(data_dirs: Sequence[str]) -> List[str]:
 
 
 def label_free_inputs(config_path: str, data_dirs: Sequence[str]) -> List[str]:
-    """Stamp items: the config, each data dir's audio tables and markers, feature configs."""
-    with open(config_path, encoding="utf-8") as handle:
-        config = yaml.safe_load(handle) or {}
-    items = [config_path] + data_inputs(data_dirs)
-    feats = config.get("features") or {}
-    if feats.get("type", "mfcc") != "waveform":
-        items += [str(feats.get(key) or default) for key, default in FEATURE_CONFS]
-    return items
+    """Stamp items: what the config decides, each data dir's audio tables and markers."""
+    return config_inputs(config_path) + data_inputs(data_dirs)
 
 
 def is_label_free(config_path: str) -> bool:

@@ -49,6 +49,7 @@ from pyutils.training.scheduler import build_optimizer, build_scheduler
 from pyutils.training.selfsup import ssl_options
 from pyutils.training.selfsup.data import LabelFreeSource
 from pyutils.training.selfsup.dino import DINO
+from pyutils.training.inputs import record_inputs
 from pyutils.training.selfsup.inputs import data_inputs, label_free_inputs
 from pyutils.training.selfsup.moco import MoCo
 from pyutils.utils.fileio import atomic_output, done_marker, fingerprint, job_done, write_marker
@@ -91,7 +92,8 @@ def train_label_free(config_path: str, data_dir: str, exp_dir: str, force: bool 
     """Run (or resume) label-free training; return the path of ``final.pt``."""
     data_dirs = [data_dir] + [d for d in unlabelled if d]
     final_path, marker = os.path.join(exp_dir, "final.pt"), done_marker(exp_dir)
-    stamp = fingerprint(*label_free_inputs(config_path, data_dirs))
+    items = label_free_inputs(config_path, data_dirs)
+    stamp = fingerprint(*items)
     data_stamp = fingerprint(*data_inputs(data_dirs))
     if job_done(marker, stamp) and not force:
         logger.info("%s is complete (.done matches config and data); skipping "
@@ -100,7 +102,7 @@ def train_label_free(config_path: str, data_dir: str, exp_dir: str, force: bool 
     config = load_config(config_path)
     recorded_path, model_dir = os.path.join(exp_dir, "config.yaml"), os.path.join(exp_dir, "models")
     force = must_start_over(exp_dir, marker, config, config_path, data_stamp, force,
-                            data_name="the training data or --unlabelled-data")
+                            data_name="the training data or --unlabelled-data", items=items)
     train_cfg, data_cfg = config["training"], config["data"]
     device = resolve_device(train_cfg.get("device", "auto"))
     precision = str(train_cfg.get("precision", "fp32"))
@@ -180,6 +182,7 @@ def train_label_free(config_path: str, data_dir: str, exp_dir: str, force: bool 
         write_summary(os.path.join(exp_dir, SUMMARY_FILE), model_dir, epochs, config,
                       model.num_parameters(), rank.world, source.num_utterances,
                       source.num_shards)
+        record_inputs(exp_dir, items)
         write_marker(marker, stamp, info=f"epochs={epochs} label_free={options['method']}")
     if rank.world > 1:
         dist.barrier()
