@@ -11,11 +11,21 @@ Utterance ids follow Kaldi's make_voxceleb1_v2.pl / make_voxceleb2.pl:
 
 Writes OUT/train (the --train-sets combined: vox2_dev, vox1_dev) and OUT/eval
 (the utterances the trial list names, with ``trials``).  Trial lists, the
-official cleaned ones: O = veri_test2.txt (37,611 trials, Vox1 test speakers),
-E = list_test_all2.txt (579,818) and H = list_test_hard2.txt (550,894), both
-over all of VoxCeleb1, so E and H cannot train on vox1_dev.  A list is read
-from voxceleb1/ or voxceleb1/meta/, else fetched from --lists-url into
-OUT/local/.  ``1 a b`` lines become ``a b target`` (0: nontarget).
+official cleaned ones: O = veri_test2.txt (Vox1 test speakers), E =
+list_test_all2.txt and H = list_test_hard2.txt, both over all of VoxCeleb1, so
+E and H cannot train on vox1_dev.  A list is read from voxceleb1/ or
+voxceleb1/meta/, else fetched from --lists-url into OUT/local/.  Each line is
+``<1|0> <spk>/<video>/<n>.wav <spk>/<video>/<n>.wav`` (1: same speaker), e.g.
+``1 id10270/x6uYqmx31kE/00001.wav id10270/8jEAjG6SegY/00008.wav``, the first line
+of veri_test2.txt; it becomes ``id10270-x6uYqmx31kE-00001
+id10270-8jEAjG6SegY-00008 target`` (0: nontarget).
+
+Line-count check: the published lists have the counts of OFFICIAL_COUNTS (also
+in PaddleSpeech's and 3D-Speaker's VoxCeleb READMEs).  A list of another count
+is a truncated or edited copy, or another version (veri_test.txt has 37,720
+lines): it is converted, with a warning that its EERs are not comparable with
+published Vox1-O/E/H results.  tests/fixtures/voxceleb holds small lists in the
+published format (tests/test_corpora.py).
 """
 from __future__ import annotations
 
@@ -30,6 +40,9 @@ from pyutils.data.corpus import (CorpusError, audio_value, convert_vox_trials,  
 from pyutils.data.download import DownloadError, fetch  # noqa: E402
 
 LISTS = {"O": "veri_test2.txt", "E": "list_test_all2.txt", "H": "list_test_hard2.txt"}
+# (lines = trials, target trials) of the published cleaned lists
+OFFICIAL_COUNTS = {"veri_test2.txt": (37611, 18802), "list_test_all2.txt": (579818, 289921),
+                   "list_test_hard2.txt": (550894, 275488)}
 M4A_COMMAND = "ffmpeg -v 8 -i {} -f wav -acodec pcm_s16le -"
 logger = logging.getLogger("prepare_voxceleb")
 
@@ -67,6 +80,20 @@ def find_list(name: str, vox1: str, out: str, url: str, checksum: str) -> str:
                  hint=f"put it at {vox1}/meta/{name}")
 
 
+def check_official_count(path: str, trials, official=OFFICIAL_COUNTS) -> str:
+    """A warning ('' if none) when the list at ``path`` has not the trial and
+    target counts of the published list of its name."""
+    name = os.path.basename(path)
+    if name not in official:
+        return ""
+    got = (len(trials), sum(label == "target" for _, _, label in trials))
+    if got == official[name]:
+        return ""
+    return (f"{path}: {got[0]:,} trials ({got[1]:,} target), the published {name} has "
+            f"{official[name][0]:,} ({official[name][1]:,} target): a truncated or edited "
+            f"copy, or another version; its EERs are not comparable with published results")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--corpus-root", default=os.environ.get("SV_CORPUS_ROOT", "."))
@@ -97,6 +124,9 @@ def main(argv=None):
         list_path = find_list(LISTS[args.trials], vox1, args.out_dir, args.lists_url,
                               args.list_checksum)
         trials = convert_vox_trials(list_path)
+        warning = check_official_count(list_path, trials)
+        if warning:
+            logger.warning("%s", warning)
         vox1_utts = scan_vox1(vox1)
         wanted = {u for a, b, _ in trials for u in (a, b)}
         missing = sorted(wanted - set(vox1_utts))

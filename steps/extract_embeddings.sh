@@ -74,4 +74,9 @@ else
 fi
 quality_measures
 python -m pyutils.cli.stamp write "$dir/.done" "${stamp[@]}"
-echo "$0: $(wc -l < "$dir/xvector.scp") embeddings in $dir"
+# the jobs' counts (their markers' second line: done=N skipped=N padded=N)
+read -r padded skipped < <(awk '{for (i = 1; i <= NF; i++) { split($i, kv, "=");
+    if (kv[1] == "padded") p += kv[2]; if (kv[1] == "skipped") s += kv[2] } }
+  END { print p + 0, s + 0 }' $(seq -f "$dir/xvector.%g.scp.done" $nj))
+echo "$0: $(wc -l < "$dir/xvector.scp") embeddings in $dir; $padded padded (fewer voiced frames" \
+  "than --min-chunk-size $min_chunk_size), $skipped skipped (no voiced frames): named in $dir/log/extract.*.log"

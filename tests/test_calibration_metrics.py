@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pyutils.backends.calibration import LinearCalibration, load_calibration, save_calibration
-from pyutils.metrics.bootstrap import speaker_bootstrap_ci
+from pyutils.metrics.bootstrap import replicate_weights, speaker_bootstrap_ci
 from pyutils.metrics.cllr import actual_dcf, bayes_threshold, cllr, min_cllr
 from pyutils.metrics.eer import compute_eer
 
@@ -137,6 +137,67 @@ def test_speaker_bootstrap_coverage_about_95_percent():
     assert 0.88 <= covered / runs <= 0.99, covered / runs
 
 
+def _eer_of_sorted(scores, labels):
+    """EER of trials already in ascending score order (no sort: the coverage test
+    calls it 40,000 times).  A replicate keeps the trials in their list order, so a
+    list sorted by score gives sorted replicates; checked, not assumed."""
+    assert scores[0] <= scores[-1] and np.all(scores[1:] >= scores[:-1])
+    fnr = np.cumsum(labels) / labels.sum()
+    fpr = 1 - np.cumsum(1 - labels) / (len(labels) - labels.sum())
+    i = np.argmin(np.abs(fnr - fpr))
+    return (fnr[i] + fpr[i]) / 2
+
+
+# An all-pairs list (asc-v1, so762-v1): every pair of 48 utterances, 16 speakers x 3.
+# A non-target score is u_a + u_b (both speakers' effects), a target score mu + v_a,
+# plus an utterance effect per side and noise.  Target scores are N(mu, 1 + SV^2 + 2 SW^2),
+# non-target ones N(0, 1 + 2 SU^2 + 2 SW^2) over the speaker population, so its EER is
+# Phi(-mu / (sd_target + sd_nontarget)): the truth each interval should cover.
+MU, SU, SV, SW = 3.0, 1.0, 0.2, 0.2
+
+
+def _all_pairs_population(rng, num_speakers=16, utts_per_speaker=3):
+    spk = np.repeat(np.arange(num_speakers), utts_per_speaker)
+    u, v = rng.normal(0, SU, num_speakers), rng.normal(0, SV, num_speakers)
+    w = rng.normal(0, SW, len(spk))
+    i, j = np.triu_indices(len(spk), 1)
+    a, b = spk[i], spk[j]
+    same = a == b
+    scores = np.where(same, MU + v[a], u[a] + u[b]) + w[i] + w[j] + rng.normal(size=len(i))
+    order = np.argsort(scores)
+    return scores[order], same[order].astype(int), np.stack([a, b], axis=1)[order]
+
+
+def test_speaker_bootstrap_covers_the_truth_on_all_pairs_lists():
+    """Resampling both sides' speakers covers the population EER at about 95 %;
+    the old scheme (each trial its first utterance's speaker) covered it in 83.5 %
+    of the same 200 populations: it misses the dependence through the second side."""
+    sd_target, sd_nontarget = math.sqrt(1 + SV ** 2 + 2 * SW ** 2), math.sqrt(
+        1 + 2 * SU ** 2 + 2 * SW ** 2)
+    true_eer = 0.5 * math.erfc(MU / (sd_target + sd_nontarget) / math.sqrt(2))
+    rng = np.random.default_rng(1)
+    runs, covered = 200, 0
+    for _ in range(runs):
+        scores, labels, pairs = _all_pairs_population(rng)
+        low, high = speaker_bootstrap_ci(_eer_of_sorted, scores, labels, pairs, num_replicates=200)
+        covered += low <= true_eer <= high
+    assert 0.88 <= covered / runs <= 0.99, covered / runs
+
+
+def test_speaker_bootstrap_replicate_weights():
+    """Speakers drawn 2, 0 and 3 times: a trial between two of them counts
+    k_a * k_b times, a trial within one k_a times; one speaker per trial = both sides."""
+    counts = np.array([2, 0, 3])
+    side1, side2 = np.array([0, 0, 1, 2, 2]), np.array([2, 0, 2, 0, 2])
+    assert replicate_weights(counts, side1, side2).tolist() == [6, 2, 0, 6, 3]
+    rng = np.random.default_rng(7)
+    scores, labels, spk = _simulate(rng, 8, 20)
+    assert speaker_bootstrap_ci(_eer, scores, labels, spk, num_replicates=50) == \
+        speaker_bootstrap_ci(_eer, scores, labels, np.stack([spk, spk], 1), num_replicates=50)
+    with pytest.raises(ValueError, match="one speaker or one"):
+        speaker_bootstrap_ci(_eer, scores, labels, np.stack([spk, spk, spk], 1))
+
+
 def test_speaker_bootstrap_fixed_seed_and_errors():
     rng = np.random.default_rng(4)
     scores, labels, spk = _simulate(rng, 10, 20)
@@ -170,6 +231,37 @@ def test_compute_metrics_cli_adds_speaker_bootstrap_ci(tmp_path):
     assert low <= row["eer"] <= high and low < high
     assert row["min_cllr"] == pytest.approx(min_cllr(np.round(scores, 6), labels))
     assert "95% CI" in md.read_text()
+
+
+def test_compute_metrics_cli_resamples_both_sides_speakers(tmp_path):
+    """On an all-pairs list the CLI's intervals are those of (speaker of utt1,
+    speaker of utt2) pairs; they were those of utt1's speaker alone."""
+    import json
+
+    from pyutils.cli import compute_metrics
+    rng = np.random.default_rng(8)
+    utts = [f"s{s}-u{i}" for s in range(8) for i in range(3)]
+    spk = {u: u.split("-")[0] for u in utts}
+    pairs = [(a, b) for n, a in enumerate(utts) for b in utts[n + 1:]]
+    labels = np.array([spk[a] == spk[b] for a, b in pairs], dtype=int)
+    effect = {s: rng.normal() for s in set(spk.values())}
+    scores = np.round(np.array([2.0 * lab + effect[spk[a]] + effect[spk[b]] for (a, b), lab
+                                in zip(pairs, labels)]) + rng.normal(size=len(pairs)), 6)
+    (tmp_path / "trials").write_text("".join(
+        f"{a} {b} {'target' if lab else 'nontarget'}\n" for (a, b), lab in zip(pairs, labels)))
+    (tmp_path / "scores").write_text("".join(f"{a} {b} {x:.6f}\n"
+                                             for (a, b), x in zip(pairs, scores)))
+    (tmp_path / "utt2spk").write_text("".join(f"{u} {spk[u]}\n" for u in utts))
+    assert compute_metrics.main(["--trials", str(tmp_path / "trials"), "--scores",
+                                 f"cosine={tmp_path / 'scores'}", "--det-png",
+                                 str(tmp_path / "det.png"), "--results-md",
+                                 str(tmp_path / "results.md"), "--system", "x", "--utt2spk",
+                                 str(tmp_path / "utt2spk"), "--bootstrap", "50"]) == 0
+    row = json.loads((tmp_path / "results.json").read_text())[0]
+    both = [(spk[a], spk[b]) for a, b in pairs]
+    assert row["eer_ci"] == list(speaker_bootstrap_ci(_eer, scores, labels, both, 50))
+    first_only = speaker_bootstrap_ci(_eer, scores, labels, [s for s, _ in both], 50)
+    assert row["eer_ci"] != list(first_only)
 
 
 def test_compute_metrics_cli_cllr_and_actual_dcf_of_llrs(tmp_path, capsys):

@@ -1,22 +1,28 @@
 """Corpus recipes (run.sh --corpus ... stage 0) on small layout fixtures made here.
 
 Each fixture copies a published layout with a few 50 ms files (never committed
-audio).  The official VoxCeleb1 lists, for reference (their published counts;
-the cleaned lists are what the recipe uses):
+audio); VoxCeleb's lists and paths are in tests/fixtures/voxceleb (its README
+says where each line comes from).  The official VoxCeleb1 lists (their published
+counts; the cleaned lists are what the recipe uses, and what
+local/prepare_voxceleb.py's line-count check compares with):
 
   list                       trials   target   nontarget   first line
   veri_test2.txt   (Vox1-O)   37,611   18,802   18,809      1 id10270/x6uYqmx31kE/00001.wav id10270/8jEAjG6SegY/00008.wav
-  list_test_all2.txt (Vox1-E) 579,818  289,921  289,897     same format: label, two spk/video/n.wav paths
-  list_test_hard2.txt (Vox1-H) 550,894 275,488  275,406     same format
+  list_test_all2.txt (Vox1-E) 579,818   289,921   289,897   same format: label, two spk/video/n.wav paths
+  list_test_hard2.txt (Vox1-H) 550,894   275,488   275,406  same format
 
 Kaldi's trials of that first line: ``id10270-x6uYqmx31kE-00001 id10270-8jEAjG6SegY-00008
-target`` (make_voxceleb1_v2.pl ids).  When the real lists are under
-$SV_CORPUS_ROOT/voxceleb1/meta, test_official_vox1_lists checks these counts.
+target`` (make_voxceleb1_v2.pl ids).  The fixture's lists run through the
+conversion everywhere; when the real lists are under $SV_CORPUS_ROOT/voxceleb1/meta,
+test_official_vox1_lists also checks these counts on them.
 """
 import hashlib
 import http.server
+import importlib.util
 import io
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -30,6 +36,19 @@ from pyutils.data.corpus import convert_vox_trials, path_to_utt, sampled_trials
 from pyutils.data.datadir import check_data_dir
 from pyutils.data.download import DownloadError, fetch
 from tests.conftest import ROOT, corpus_root
+
+
+
+def _load_local(name):
+    """A local/ script as a module (local/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "local", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_vox = _load_local("prepare_voxceleb")
+OFFICIAL_COUNTS, check_official_count = _vox.OFFICIAL_COUNTS, _vox.check_official_count
 
 VOX1_O_FIRST = "1 id10270/x6uYqmx31kE/00001.wav id10270/8jEAjG6SegY/00008.wav"
 
@@ -55,34 +74,51 @@ def table(path):
 
 # -------------------------------------------------------------------- VoxCeleb
 
+VOX_FIXTURE = os.path.join(ROOT, "tests", "fixtures", "voxceleb")
+VOX_LISTS = ("veri_test2.txt", "list_test_all2.txt", "list_test_hard2.txt")
+
+
 def make_voxceleb(root):
-    vox1 = root / "voxceleb1" / "wav"
-    for spk, video, n in [("id10001", "1zcIwhmdeo4", "00001"), ("id10001", "7w0IBEWc9Qw", "00002"),
-                          ("id10002", "C7k7C-PDvAA", "00001"),
-                          ("id10270", "x6uYqmx31kE", "00001"), ("id10270", "8jEAjG6SegY", "00008"),
-                          ("id10271", "1gtz-CUIygI", "00001"), ("id10271", "37nktPRUJ58", "00002")]:
-        audio(str(vox1 / spk / video / f"{n}.wav"))
-    for spk, video in [("id00012", "21Uxsk56VDQ"), ("id00012", "2DLq_Kkc1r8"), ("id00015", "0fijmz4vTVU")]:
-        path = root / "voxceleb2" / "dev" / "aac" / spk / video / "00001.m4a"
-        os.makedirs(path.parent, exist_ok=True)
-        path.write_bytes(b"not decoded by the test")
-    meta = root / "voxceleb1" / "meta"
-    os.makedirs(meta)
-    (meta / "veri_test2.txt").write_text(
-        VOX1_O_FIRST + "\n"
-        "0 id10270/x6uYqmx31kE/00001.wav id10271/1gtz-CUIygI/00001.wav\n"
-        "1 id10271/37nktPRUJ58/00002.wav id10271/1gtz-CUIygI/00001.wav\n")
-    (meta / "list_test_all2.txt").write_text(
-        "1 id10001/1zcIwhmdeo4/00001.wav id10001/7w0IBEWc9Qw/00002.wav\n"
-        "0 id10001/1zcIwhmdeo4/00001.wav id10270/x6uYqmx31kE/00001.wav\n")
+    """tests/fixtures/voxceleb: its lists, and a 50 ms file for each of its audio paths."""
+    with open(os.path.join(VOX_FIXTURE, "audio_files.txt")) as handle:
+        for rel in handle.read().split():
+            path = root / rel
+            if rel.endswith(".wav"):
+                audio(str(path))
+            else:
+                os.makedirs(path.parent, exist_ok=True)
+                path.write_bytes(b"not decoded by the test")
+    shutil.copytree(os.path.join(VOX_FIXTURE, "voxceleb1", "meta"), root / "voxceleb1" / "meta")
+
+
+def prepare_voxceleb(root, out, *options):
+    return subprocess.run([sys.executable, "local/prepare_voxceleb.py", "--corpus-root",
+                           str(root), *options, str(out)], cwd=ROOT, capture_output=True,
+                          text=True)
+
+
+def test_vox_fixture_lists_have_the_published_format():
+    """Every fixture line is '<1|0> spk/video/n.wav spk/video/n.wav' with single
+    spaces and LF ends, as the published lists; veri_test2.txt starts as the real one."""
+    line = re.compile(r"[01] (id1\d{4}/[\w-]{11}/\d{5}\.wav) (?!\1)id1\d{4}/[\w-]{11}/\d{5}\.wav\n")
+    for name in VOX_LISTS:
+        with open(os.path.join(VOX_FIXTURE, "voxceleb1", "meta", name), "rb") as handle:
+            text = handle.read().decode("ascii")
+        lines = text.splitlines(keepends=True)
+        assert lines and all(line.fullmatch(x) for x in lines), name
+        for x in lines:   # the label says whether the speakers are the same
+            label, a, b = x.split()
+            assert (label == "1") == (a.split("/")[0] == b.split("/")[0]), (name, x)
+    first = open(os.path.join(VOX_FIXTURE, "voxceleb1", "meta", "veri_test2.txt")).readline()
+    assert first.rstrip("\n") == VOX1_O_FIRST
 
 
 def test_vox1_trial_conversion_keeps_count_order_and_labels(tmp_path):
     make_voxceleb(tmp_path)
     trials = convert_vox_trials(str(tmp_path / "voxceleb1" / "meta" / "veri_test2.txt"))
-    assert len(trials) == 3
+    assert len(trials) == 4
     assert trials[0] == ("id10270-x6uYqmx31kE-00001", "id10270-8jEAjG6SegY-00008", "target")
-    assert [t[2] for t in trials] == ["target", "nontarget", "target"]
+    assert [t[2] for t in trials] == ["target", "nontarget", "target", "nontarget"]
     assert path_to_utt("id10271/1gtz-CUIygI/00001.wav") == "id10271-1gtz-CUIygI-00001"
 
 
@@ -93,6 +129,63 @@ def test_vox1_trial_conversion_names_a_bad_line(tmp_path):
         convert_vox_trials(str(bad))
 
 
+@pytest.mark.parametrize("which,name,expected", [
+    ("O", "veri_test2.txt", ["id10270-x6uYqmx31kE-00001 id10270-8jEAjG6SegY-00008 target",
+                             "id10270-x6uYqmx31kE-00001 id10300-ize_eiCFEg0-00003 nontarget",
+                             "id10271-37nktPRUJ58-00002 id10271-1gtz-CUIygI-00001 target",
+                             "id10271-37nktPRUJ58-00002 id10270-8jEAjG6SegY-00008 nontarget"]),
+    ("E", "list_test_all2.txt", ["id10001-Y8hIVOBuels-00001 id10001-1zcIwhmdeo4-00001 target",
+                                 "id10001-Y8hIVOBuels-00001 id10943-vNCVj7yLWPU-00005 nontarget",
+                                 "id10001-Y8hIVOBuels-00001 id10001-7w0IBEWc9Qw-00004 target",
+                                 "id10001-Y8hIVOBuels-00001 id10999-G5R2-Hl7YX8-00008 nontarget",
+                                 "id10270-x6uYqmx31kE-00001 id10001-1zcIwhmdeo4-00001 nontarget"]),
+    ("H", "list_test_hard2.txt", ["id10001-Y8hIVOBuels-00001 id10001-7w0IBEWc9Qw-00004 target",
+                                  "id10001-Y8hIVOBuels-00001 id10999-G5R2-Hl7YX8-00008 nontarget",
+                                  "id10270-x6uYqmx31kE-00001 id10270-8jEAjG6SegY-00008 target",
+                                  "id10270-x6uYqmx31kE-00001 id10300-ize_eiCFEg0-00003 nontarget"]),
+])
+def test_voxceleb_lists_o_e_h_converted_with_the_count_check(tmp_path, which, name, expected):
+    """Each official list of the fixture becomes Kaldi trials, line for line, and
+    eval holds exactly the utterances it names; its count is not the published
+    one, so the conversion warns with both counts."""
+    root = tmp_path / "corpora"
+    make_voxceleb(root)
+    result = prepare_voxceleb(root, tmp_path / "d", "--trials", which)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "d" / "eval" / "trials").read_text().splitlines() == expected
+    named = sorted({u for x in expected for u in x.split()[:2]})
+    assert [u for u, _ in table(tmp_path / "d" / "eval" / "utt2spk")] == named
+    official = OFFICIAL_COUNTS[name]
+    targets = sum(x.endswith(" target") for x in expected)
+    assert (f"{name}: {len(expected)} trials ({targets} target), the published {name} has "
+            f"{official[0]:,} ({official[1]:,} target)") in result.stderr
+    assert f"{len(expected)} trials (Vox1-{which})" in result.stderr
+
+
+def test_voxceleb_official_counts_are_documented_and_checked(tmp_path):
+    """The published counts (the module docstring of test_corpora.py lists them) are
+    the ones checked; a list of the official size passes the check silently (Vox1-O
+    at full size: the fixture's lines repeated to 37,611, 18,802 of them targets)."""
+    assert OFFICIAL_COUNTS == {"veri_test2.txt": (37611, 18802),
+                               "list_test_all2.txt": (579818, 289921),
+                               "list_test_hard2.txt": (550894, 275488)}
+    for name, (lines, target) in OFFICIAL_COUNTS.items():
+        assert f"{lines:,}   {target:,}   {lines - target:,}" in __doc__, name
+    with open(os.path.join(VOX_FIXTURE, "voxceleb1", "meta", "veri_test2.txt")) as handle:
+        fixture = handle.read().splitlines()
+    same = [x for x in fixture if x.startswith("1 ")]
+    other = [x for x in fixture if x.startswith("0 ")]
+    full = tmp_path / "veri_test2.txt"
+    full.write_text("".join(same[i % len(same)] + "\n" for i in range(18802))
+                    + "".join(other[i % len(other)] + "\n" for i in range(37611 - 18802)))
+    trials = convert_vox_trials(str(full))
+    assert len(trials) == 37611 and check_official_count(str(full), trials) == ""
+    assert check_official_count(str(full), trials[:-1]).startswith(
+        f"{full}: 37,610 trials (18,802 target), the published veri_test2.txt has 37,611")
+    other_name = tmp_path / "my_list.txt"   # only the official names are checked
+    assert check_official_count(str(other_name), trials[:3]) == ""
+
+
 def test_voxceleb_recipe_vox1_o(tmp_path):
     make_voxceleb(tmp_path / "corpora")
     data = tmp_path / "data"
@@ -101,7 +194,7 @@ def test_voxceleb_recipe_vox1_o(tmp_path):
     assert check_data_dir(str(data / "train")) == [] and check_data_dir(str(data / "eval")) == []
     trials = (data / "eval" / "trials").read_text().splitlines()
     assert trials[0] == "id10270-x6uYqmx31kE-00001 id10270-8jEAjG6SegY-00008 target"
-    assert len(trials) == 3
+    assert len(trials) == 4
     # training = VoxCeleb2 dev, m4a decoded by an ffmpeg pipe (make_voxceleb2.pl)
     wav = dict(line.split(" ", 1) for line in (data / "train" / "wav.scp").read_text().splitlines())
     assert sorted(wav) == ["id00012-21Uxsk56VDQ-00001", "id00012-2DLq_Kkc1r8-00001",
@@ -110,32 +203,25 @@ def test_voxceleb_recipe_vox1_o(tmp_path):
     assert wav["id00015-0fijmz4vTVU-00001"].endswith("-f wav -acodec pcm_s16le - |")
     assert [u for u, _ in table(data / "eval" / "utt2spk")] == [
         "id10270-8jEAjG6SegY-00008", "id10270-x6uYqmx31kE-00001",
-        "id10271-1gtz-CUIygI-00001", "id10271-37nktPRUJ58-00002"]
+        "id10271-1gtz-CUIygI-00001", "id10271-37nktPRUJ58-00002", "id10300-ize_eiCFEg0-00003"]
 
 
 def test_voxceleb_recipe_kaldi_v2_sets_and_vox1_e(tmp_path):
     root = tmp_path / "corpora"
     make_voxceleb(root)
     # train on vox2 dev + vox1 dev (Kaldi v2): the Vox1-O speakers stay out of training
-    result = subprocess.run(
-        [sys.executable, "local/prepare_voxceleb.py", "--corpus-root", str(root),
-         "--train-sets", "vox2_dev,vox1_dev", str(tmp_path / "d1")],
-        cwd=ROOT, capture_output=True, text=True)
+    result = prepare_voxceleb(root, tmp_path / "d1", "--train-sets", "vox2_dev,vox1_dev")
     assert result.returncode == 0, result.stderr
     spks = {s for _, s in table(tmp_path / "d1" / "train" / "utt2spk")}
-    assert spks == {"id00012", "id00015", "id10001", "id10002"}
+    assert spks == {"id00012", "id00015", "id10001", "id10002", "id10943", "id10999"}
     # Vox1-E scores all of VoxCeleb1, so vox1_dev cannot train
-    result = subprocess.run(
-        [sys.executable, "local/prepare_voxceleb.py", "--corpus-root", str(root), "--trials", "E",
-         "--train-sets", "vox2_dev,vox1_dev", str(tmp_path / "d2")],
-        cwd=ROOT, capture_output=True, text=True)
+    result = prepare_voxceleb(root, tmp_path / "d2", "--trials", "E",
+                              "--train-sets", "vox2_dev,vox1_dev")
     assert result.returncode != 0 and "vox1_dev" in result.stderr
-    result = subprocess.run(
-        [sys.executable, "local/prepare_voxceleb.py", "--corpus-root", str(root), "--trials", "E",
-         str(tmp_path / "d3")], cwd=ROOT, capture_output=True, text=True)
+    result = prepare_voxceleb(root, tmp_path / "d3", "--trials", "E")
     assert result.returncode == 0, result.stderr
     assert table(tmp_path / "d3" / "eval" / "trials")[1] == [
-        "id10001-1zcIwhmdeo4-00001", "id10270-x6uYqmx31kE-00001", "nontarget"]
+        "id10001-Y8hIVOBuels-00001", "id10943-vNCVj7yLWPU-00005", "nontarget"]
 
 
 def test_voxceleb_missing_audio_of_a_trial_is_named(tmp_path):
@@ -149,15 +235,16 @@ def test_voxceleb_missing_audio_of_a_trial_is_named(tmp_path):
 
 
 def test_official_vox1_lists():
+    """The real lists, where $SV_CORPUS_ROOT/voxceleb1/meta holds them (the fixture
+    tests above run everywhere): the published counts, no warning, Kaldi's first trial."""
     meta = os.path.join(corpus_root(), "voxceleb1", "meta")
-    counts = {"veri_test2.txt": (37611, 18802), "list_test_all2.txt": (579818, 289921),
-              "list_test_hard2.txt": (550894, 275488)}
-    present = [n for n in counts if os.path.isfile(os.path.join(meta, n))]
+    present = [n for n in OFFICIAL_COUNTS if os.path.isfile(os.path.join(meta, n))]
     if not present:
-        pytest.skip(f"official VoxCeleb1 lists not under {meta}")
+        pytest.skip(f"official VoxCeleb1 lists not under {meta} (the fixture tests ran)")
     for name in present:
         trials = convert_vox_trials(os.path.join(meta, name))
-        assert (len(trials), sum(t[2] == "target" for t in trials)) == counts[name]
+        assert (len(trials), sum(t[2] == "target" for t in trials)) == OFFICIAL_COUNTS[name]
+        assert check_official_count(os.path.join(meta, name), trials) == ""
     if "veri_test2.txt" in present:
         assert convert_vox_trials(os.path.join(meta, "veri_test2.txt"))[0] == (
             "id10270-x6uYqmx31kE-00001", "id10270-8jEAjG6SegY-00008", "target")

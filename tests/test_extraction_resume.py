@@ -198,3 +198,41 @@ def test_waveform_model_extraction_reads_the_audio(tmp_path):
         assert np.allclose(got[utt], embed(model, samples.astype(np.float32), 9600, 25 * 160),
                            atol=1e-6), utt
     assert sorted(load_scp_dict(str(out / "spk_xvector.scp"))) == ["s1", "s2"]
+
+
+def test_padded_utterances_are_warned_about_and_counted(tmp_path, model_path, caplog):
+    """The README's promise: every utterance with fewer voiced frames than
+    --min-chunk-size is padded, named in a warning and counted, in the job's log
+    line and in the step's summary line (summed over the jobs); an utterance with
+    no voiced frame is skipped and counted apart."""
+    import logging
+
+    data = tmp_path / "data"
+    feats, vad = write_data_dir(str(data), {"a": [200, 12, 300], "b": [20, 250, 40]})
+    vad["b-u2"][:] = 0                     # no voiced frame: skipped, not padded
+    write_scp_dict(str(data / "vad.ark"), str(data / "vad.scp"), vad)
+    voiced = {u: int(v.sum()) for u, v in vad.items()}
+    short = sorted(u for u, n in voiced.items() if 0 < n < 25)
+    assert short == ["a-u1", "b-u0"]       # 12 and 20 frames, about 80 % voiced
+
+    with caplog.at_level(logging.WARNING):
+        counts = extract(model_path, str(data / "feats.scp"), str(data / "vad.scp"),
+                         str(tmp_path / "o.ark"), str(tmp_path / "o.scp"),
+                         cmn_options(os.path.join(ROOT, "conf", "cmvn.conf")))
+    assert (counts["done"], counts["padded"], counts["skipped"]) == (5, 2, 1)
+    padded = [r.getMessage() for r in caplog.records if "padded by" in r.getMessage()]
+    assert padded == [f"{u}: {voiced[u]} voiced frames, fewer than --min-chunk-size 25: padded "
+                      f"by repeating its edge frames (Kaldi --pad-input); its embedding is "
+                      f"unreliable (raise --min-duration in the feature config to skip such "
+                      f"audio)" for u in short]
+
+    out = tmp_path / "emb"
+    step = run_step(model_path, data, out)
+    log = step.communicate()[0]
+    assert step.returncode == 0, log
+    assert (f"5 embeddings in {out}; 2 padded (fewer voiced frames than --min-chunk-size 25), "
+            f"1 skipped (no voiced frames): named in {out}/log/extract.*.log") in log
+    for job, utt in ((1, "a-u1"), (2, "b-u0")):   # split by speaker: a in job 1, b in job 2
+        text = (out / "log" / f"extract.{job}.log").read_text()
+        assert f"{utt}: {voiced[utt]} voiced frames, fewer than --min-chunk-size 25" in text
+        assert "; 1 padded: shorter than --min-chunk-size)" in text

@@ -44,7 +44,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--system", required=True, help="system name for the table")
     parser.add_argument("--utt2spk", default=None,
                         help="eval utt2spk: adds speaker-bootstrap 95%% CIs of EER and "
-                             "minDCF (speaker of utt1; an utt1 not in it is its own speaker)")
+                             "minDCF (both sides' speakers resampled; an utterance not in it "
+                             "is its own speaker)")
     parser.add_argument("--bootstrap", type=int, default=200,
                         help="bootstrap replicates (seed fixed)")
     return parser.parse_args(argv)
@@ -139,7 +140,8 @@ def main(argv=None) -> int:
                 llrs, llr_labels = trials.join(llr_paths[name])
                 add_calibrated(rows[-1], llrs, llr_labels)
             if utt2spk is not None:
-                speakers = [utt2spk.get(utt1, utt1) for utt1, _ in read_score_lines(path)]
+                speakers = [(utt2spk.get(utt1, utt1), utt2spk.get(utt2, utt2))
+                             for utt1, utt2 in read_score_lines(path)]
                 add_error_bars(rows[-1], scores, labels, speakers, args.bootstrap)
         text = format_results_table(rows) + format_error_bars(rows)
         with atomic_output(args.results_md) as out:

@@ -61,7 +61,8 @@ def main(argv=None):
     except (TableError, ValueError, FileNotFoundError, AudioError) as err:
         logging.getLogger("extract").error("%s", err)
         sys.exit(1)
-    write_lines(marker, [stamp, f"done={counts['done']} skipped={counts['skipped']}"])
+    write_lines(marker, [stamp, f"done={counts['done']} skipped={counts['skipped']} "
+                                f"padded={counts['padded']}"])
 
 
 if __name__ == "__main__":

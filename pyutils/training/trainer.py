@@ -153,6 +153,9 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
     seed = int(train_cfg.get("seed", 0))
     torch.set_num_threads(int(train_cfg.get("num_threads", 1)))
     torch.manual_seed(seed)
+    if train_cfg.get("deterministic"):   # bit-identical reruns; CUDA needs the cuBLAS workspace
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
     os.makedirs(model_dir, exist_ok=True)
     resume_from = checkpoint.latest(model_dir)
     state = checkpoint.load(resume_from) if resume_from else None
