@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 
 import kaldiio
 import numpy as np
@@ -397,6 +398,44 @@ def test_extraction_step_gives_transformers_embeddings(tiny, tmp_path):
         with torch.no_grad():
             expected = hf(hf_inputs(wave[None])).embeddings[0].numpy()
         assert np.abs(got[f"spk{i // 2}-u{i}"] - expected).max() < 1e-5, i
+
+
+def test_ssl_package_runs_with_its_checkpoint_dir_gone(tmp_path):
+    """A package of a converted WavLMForXVector holds everything it needs (the encoder's
+    config.json and preprocessor_config.json inline in model.pt, every weight): with
+    the checkpoint directory moved away, `sv embed` gives the PyTorch model's embeddings
+    on both runtimes, for a 1 s file and one shorter than the model's receptive field.
+    (Before: the ONNX export failed on a duplicate value name, "embedding", and the
+    PyTorch runtime asked to download microsoft/wavlm-base-plus.)"""
+    from pyutils.deploy.package import build_package, export_summary
+    from pyutils.deploy.torch_runtime import TorchEmbedder, build_network
+    from pyutils.training import checkpoint
+    ckpt = build_tiny("wavlm", tmp_path / "wavlm-sv", xvector=True)
+    final = write_model_dir(ckpt, str(tmp_path / "exp"))
+    conf = os.path.join(ROOT, "conf")
+    manifest = build_package(final, str(tmp_path / "pkg"), os.path.join(conf, "mfcc.conf"),
+                             os.path.join(conf, "vad.conf"), os.path.join(conf, "cmvn.conf"))
+    assert sorted(manifest["exports"]) == ["onnx", "torchscript"], export_summary(manifest)
+    frontend = manifest["model"]["config"]["frontend"]
+    assert "path" not in frontend and frontend["encoder_config"]["model_type"] == "wavlm"
+    assert frontend["feature_extractor"]["do_normalize"] is True
+    waves = [waveforms(1, n, seed=n)[0].numpy().astype(np.int16) for n in (16000, 4500)]
+    wavs = []
+    for i, wave in enumerate(waves):
+        wavs.append(str(tmp_path / f"u{i}.wav"))
+        sf.write(wavs[-1], wave, 16000, subtype="PCM_16")
+    model = TorchEmbedder(build_network(checkpoint.load(final)), 10000 * 160, 25 * 160)
+    expected = [model.embed(w.astype(np.float32)) for w in waves]
+    os.rename(ckpt, str(tmp_path / "moved-away"))
+    for runtime in ("torch", "onnx"):
+        out = str(tmp_path / f"{runtime}.npy")
+        result = subprocess.run([sys.executable, "-m", "pyutils.cli", "embed", "-q", "-p",
+                                 str(tmp_path / "pkg"), "--runtime", runtime, *wavs, "-o", out],
+                                cwd=ROOT, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-3000:]
+        for got, want in zip(np.load(out), expected):
+            assert np.all(np.isfinite(want))
+            assert np.linalg.norm(got - want) / np.linalg.norm(want) < 1e-4, runtime
 
 
 def results_rows(path):
