@@ -128,12 +128,12 @@ def test_onnx_and_torchscript_match_pytorch_on_asc_audio(name, asc_root, tmp_pat
 
     from pyutils.deploy.export import export_all, min_length
     from pyutils.deploy.frontend import AudioFrontend
-    from pyutils.deploy.runtime import OnnxEmbedder, pad_input
     from pyutils.deploy.torch_runtime import TorchEmbedder
     features = SMALL[name][1]
     model, feat_dim = small_model(name, str(tmp_path))
     paths, worst, errors = export_all(model, feat_dim, str(tmp_path))
     assert errors == {} and min(worst.values()) > 0.9999
+    from pyutils.deploy.runtime import OnnxEmbedder, pad_input
     if features == "waveform":
         frontend = AudioFrontend("waveform")
     else:
@@ -261,7 +261,7 @@ def test_failed_onnx_export_keeps_torchscript_and_sv_names_the_cause(tmp_path, m
 
     import pyutils.deploy.export as export
     from pyutils.cli.sv import main
-    from pyutils.deploy.package import Package, PackageError, build_package, export_summary
+    from pyutils.deploy.package import Package, PackageError, build_package
 
     def fail(*_args, **_kwargs):
         raise RuntimeError("unsupported operator aten::something\nlong trace")
@@ -275,6 +275,7 @@ def test_failed_onnx_export_keeps_torchscript_and_sv_names_the_cause(tmp_path, m
                              backend_dir=os.path.join(model_dir, "backend"))
     assert list(manifest["exports"]) == ["torchscript"]
     assert manifest["export_errors"] == {"onnx": "RuntimeError: unsupported operator aten::something"}
+    from pyutils.deploy.package import export_summary
     assert export_summary(manifest).startswith("torchscript ok (cosine 1.0")
     assert export_summary(manifest).endswith(
         "onnx FAILED (RuntimeError: unsupported operator aten::something)")
