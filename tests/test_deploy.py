@@ -274,7 +274,8 @@ def test_failed_onnx_export_keeps_torchscript_and_sv_names_the_cause(tmp_path, m
                              os.path.join(CONF, "cmvn.conf"),
                              backend_dir=os.path.join(model_dir, "backend"))
     assert list(manifest["exports"]) == ["torchscript"]
-    assert manifest["export_errors"] == {"onnx": "RuntimeError: unsupported operator aten::something"}
+    assert manifest["export_errors"] == {
+        "onnx": "RuntimeError: unsupported operator aten::something"}
     from pyutils.deploy.package import export_summary
     assert export_summary(manifest).startswith("torchscript ok (cosine 1.0")
     assert export_summary(manifest).endswith(

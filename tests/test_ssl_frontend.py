@@ -400,6 +400,7 @@ def test_extraction_step_gives_transformers_embeddings(tiny, tmp_path):
         assert np.abs(got[f"spk{i // 2}-u{i}"] - expected).max() < 1e-5, i
 
 
+@pytest.mark.slow       # ~40 s on the shared 2-core CPU (90 s under load): the ONNX export
 def test_ssl_package_runs_with_its_checkpoint_dir_gone(tmp_path):
     """A package of a converted WavLMForXVector holds everything it needs (the encoder's
     config.json and preprocessor_config.json inline in model.pt, every weight): with

@@ -216,7 +216,8 @@ def export_summary(manifest: dict) -> str:
         if kind in exports:
             parts.append(f"{kind} ok (cosine {exports[kind]['min_cosine_to_pytorch']:.6f})")
         else:
-            parts.append(f"{kind} FAILED ({_export_failure(manifest, kind) or 'no reason recorded'})")
+            reason = _export_failure(manifest, kind) or "no reason recorded"
+            parts.append(f"{kind} FAILED ({reason})")
     return ", ".join(parts)
 
 
@@ -289,10 +290,11 @@ class Package:
                                 num_threads, device, onnx.get("min_input_rows", 0))
         if runtime == "torch":
             from pyutils.deploy.torch_runtime import TorchEmbedder, build_network
+            from pyutils.models.ssl import PretrainedModelMissing
             from pyutils.training import checkpoint
             try:
                 network = build_network(checkpoint.load(self.path("model.pt")))
-            except FileNotFoundError as err:   # SSL packages of before the inline encoder config
+            except PretrainedModelMissing as err:   # SSL packages of before the inline config
                 raise PackageError(f"{self.root}: model.pt names a pretrained checkpoint "
                                    f"directory instead of holding its configuration (a package "
                                    f"built before packages were self-contained), and that "
