@@ -17,6 +17,12 @@ def cosine(a, b):
     return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
 
 
+def rel_error(a, b):
+    """||a - b|| / ||b||: how far ``a`` is from the reference ``b``."""
+    a, b = np.ravel(a), np.ravel(b)
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
 @pytest.fixture(scope="module")
 def package(tmp_path_factory):
     return build_tiny_package(str(tmp_path_factory.mktemp("pkg")))
@@ -83,27 +89,51 @@ SMALL = {
     "campplus": ({"growth_rate": 8, "init_channels": 32, "embed_dim": 32,
                   "blocks": [[2, 3, 1], [2, 3, 2], [2, 3, 2]]}, "fbank"),
     "eres2net": ({"m_channels": 8, "num_blocks": [1, 1, 1, 1], "embed_dim": 32}, "fbank"),
+    # SSL front-ends: a tiny random transformers encoder (test_ssl_frontend.build_tiny:
+    # hidden 32, 2 layers) + a head.  WavLM's relative position bias is an nn.Embedding:
+    # its graph value "embedding" once collided with the graph output's name.
+    "ssl_wavlm": ({"name": "xvector_hf", "embed_dim": 32, "tdnn_dim": [48, 48, 48, 48, 96],
+                   "tdnn_kernel": [5, 3, 3, 1, 1], "tdnn_dilation": [1, 2, 3, 1, 1]}, "waveform"),
+    "ssl_wav2vec2": ({"name": "ecapa_c512", "embed_dim": 32}, "waveform"),
+    "ssl_hubert": ({"name": "xvector", "frame_dims": [64, 64, 64, 64, 128], "embed_dim": 32},
+                   "waveform"),
 }
+
+
+def small_model(name, root):
+    """The network ``name`` of SMALL (seeded); an SSL one on a tiny checkpoint under ``root``."""
+    import torch
+
+    from pyutils.models import build_model
+    config, features = SMALL[name]
+    feat_dim = {"mfcc": 30, "fbank": 80, "waveform": None}[features]
+    torch.manual_seed(1)
+    if not name.startswith("ssl_"):
+        return build_model(name, feat_dim=feat_dim, **config).eval(), feat_dim
+    pytest.importorskip("transformers")
+    from test_ssl_frontend import build_tiny
+    kind = name[len("ssl_"):]
+    path = build_tiny(kind, os.path.join(root, kind))
+    return build_model("ssl", frontend={"type": kind, "path": path}, head=dict(config)).eval(), None
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n == "xvector" else pytest.mark.slow)
                                   for n in SMALL])
 def test_onnx_and_torchscript_match_pytorch_on_asc_audio(name, asc_root, tmp_path):
-    """ONNX Runtime and TorchScript embeddings of real ASC speech (a 1 s clip and 3 s
-    of three clips: two lengths, neither the export's) agree with PyTorch to cosine > 0.9999."""
+    """Every network family, SSL front-ends included: ONNX Runtime and TorchScript
+    embeddings of real ASC speech (a 1 s clip and 3 s of three clips: two lengths,
+    neither the export's; and the shortest chunk) agree with PyTorch to cosine > 0.9999
+    and relative error < 1e-3."""
     import torch
 
-    from pyutils.deploy.export import export_all
+    from pyutils.deploy.export import export_all, min_length
     from pyutils.deploy.frontend import AudioFrontend
-    from pyutils.deploy.runtime import OnnxEmbedder
     from pyutils.deploy.torch_runtime import TorchEmbedder
-    from pyutils.models import build_model
-    config, features = SMALL[name]
-    feat_dim = {"mfcc": 30, "fbank": 80, "waveform": None}[features]
-    torch.manual_seed(1)
-    model = build_model(name, feat_dim=feat_dim, **config).eval()
-    paths, worst = export_all(model, feat_dim, str(tmp_path))
-    assert min(worst.values()) > 0.9999
+    features = SMALL[name][1]
+    model, feat_dim = small_model(name, str(tmp_path))
+    paths, worst, errors = export_all(model, feat_dim, str(tmp_path))
+    assert errors == {} and min(worst.values()) > 0.9999
+    from pyutils.deploy.runtime import OnnxEmbedder, pad_input
     if features == "waveform":
         frontend = AudioFrontend("waveform")
     else:
@@ -116,13 +146,17 @@ def test_onnx_and_torchscript_match_pytorch_on_asc_audio(name, asc_root, tmp_pat
     assert one.shape[0] != three.shape[0]
     unit = int(model.frame_shift) if features == "waveform" else 1
     reference = TorchEmbedder(model, 10000 * unit, 25 * unit)
-    onnx = OnnxEmbedder(paths["onnx"], 10000 * unit, 25 * unit)
+    shortest = min_length(model)
+    onnx = OnnxEmbedder(paths["onnx"], 10000 * unit, 25 * unit, min_input_rows=shortest)
     scripted = torch.jit.load(paths["torchscript"])
-    for x in (one, three):
+    for x in (one, three, one[:25 * unit]):
         expected = reference.embed(x)
+        assert np.all(np.isfinite(expected))
         assert cosine(onnx.embed(x), expected) > 0.9999
+        assert rel_error(onnx.embed(x), expected) < 1e-3
         with torch.inference_mode():
-            assert cosine(scripted(torch.from_numpy(x)[None]).numpy(), expected) > 0.9999
+            traced = scripted(torch.from_numpy(pad_input(x[None], shortest))).numpy()
+        assert cosine(traced, expected) > 0.9999 and rel_error(traced, expected) < 1e-3
 
 
 def test_sv_embed_of_a_wav_scp_reproduces_the_recipe(package, asc_root, tmp_path):
@@ -218,27 +252,45 @@ def test_onnx_cuda_provider_missing_is_a_clear_error(package, asc_root, tmp_path
     assert "install onnxruntime-gpu or use --device cpu" in result.stderr
 
 
-def test_failed_export_leaves_a_torch_only_package(tmp_path, monkeypatch):
-    """A network torch.export cannot take still packages (PyTorch runtime), the failure
-    recorded in the manifest; asking it for ONNX says the package has no ONNX export."""
+def test_failed_onnx_export_keeps_torchscript_and_sv_names_the_cause(tmp_path, monkeypatch,
+                                                                     capsys):
+    """An ONNX export that fails leaves the TorchScript one and the PyTorch runtime; the
+    reason is in the manifest and the summary, and `sv embed --runtime onnx` names it
+    (not the device, and no rebuild that cannot help)."""
+    import soundfile as sf
+
     import pyutils.deploy.export as export
+    from pyutils.cli.sv import main
     from pyutils.deploy.package import Package, PackageError, build_package
 
     def fail(*_args, **_kwargs):
         raise RuntimeError("unsupported operator aten::something\nlong trace")
 
-    monkeypatch.setattr(export, "export_all", fail)
+    monkeypatch.setattr(export, "export_onnx", fail)
     model_dir = tiny_model_dir(str(tmp_path / "m"))
     out = str(tmp_path / "pkg")
     manifest = build_package(os.path.join(model_dir, "final.pt"), out,
                              os.path.join(CONF, "mfcc.conf"), os.path.join(CONF, "vad.conf"),
                              os.path.join(CONF, "cmvn.conf"),
                              backend_dir=os.path.join(model_dir, "backend"))
-    assert manifest["exports"] == {}
-    assert manifest["export_error"] == "RuntimeError: unsupported operator aten::something"
-    with pytest.raises(PackageError, match="has no ONNX export"):
+    assert list(manifest["exports"]) == ["torchscript"]
+    assert manifest["export_errors"] == {
+        "onnx": "RuntimeError: unsupported operator aten::something"}
+    from pyutils.deploy.package import export_summary
+    assert export_summary(manifest).startswith("torchscript ok (cosine 1.0")
+    assert export_summary(manifest).endswith(
+        "onnx FAILED (RuntimeError: unsupported operator aten::something)")
+    with pytest.raises(PackageError, match=r"has no ONNX export: the onnx export failed when "
+                                           r"the package was built \(RuntimeError: unsupported"):
         Package(out).embedder("onnx")
     assert Package(out).embedder("torch").embed(np.zeros((30, 30), np.float32)).shape == (16,)
+    wav = str(tmp_path / "a.wav")
+    sf.write(wav, (np.random.default_rng(0).normal(size=16000) * 3000).astype(np.int16), 16000)
+    assert main(["embed", "-p", out, "--runtime", "onnx", wav, "-o", str(tmp_path / "e.npy")]) == 1
+    message = capsys.readouterr().err
+    assert "the onnx export failed when the package was built (RuntimeError: unsupported " \
+           "operator aten::something; recorded in manifest.json); use --runtime torch" in message
+    assert "--device" not in message and "rebuild" not in message
 
 
 def test_package_stage_reruns_after_its_inputs_change(tmp_path):
@@ -264,7 +316,31 @@ def test_package_stage_reruns_after_its_inputs_change(tmp_path):
         assert "packaging" in package(), marker
     manifest = json.load(open(os.path.join(model_dir, "package", "manifest.json")))
     assert manifest["calibration"] == {"cosine": "calibration/cosine.json"}
-    assert manifest["exports"] == {} and manifest["export_error"] is None
+    assert manifest["exports"] == {} and manifest["export_errors"] == {}
     missing = subprocess.run(["steps/package_model.sh", str(tmp_path / "nothing"),
                               str(tmp_path / "p")], cwd=ROOT, capture_output=True, text=True)
     assert missing.returncode == 1 and "train the model and its back-end first" in missing.stderr
+
+
+def test_stage_8_summary_line_shows_a_failed_onnx_export(tmp_path):
+    """A failed ONNX export (here: onnxscript cannot be imported, as on an install
+    without it) is in stage 8's summary line with its reason; TorchScript still
+    exports.  (It used to say only "exports: none".)"""
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class _Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'onnxscript' or name.startswith('onnxscript.'):\n"
+        "            raise ImportError('onnxscript is blocked in this test')\n"
+        "sys.meta_path.insert(0, _Block())\n")
+    env = dict(os.environ, PYTHONPATH=f"{shim}{os.pathsep}{ROOT}")
+    model_dir = tiny_model_dir(str(tmp_path / "m"), calibrated=False)
+    result = subprocess.run(["steps/package_model.sh", model_dir,
+                             os.path.join(model_dir, "package")], cwd=ROOT, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = result.stdout.strip().splitlines()[-1]
+    assert "| exports: torchscript ok (cosine 1.0" in summary
+    assert summary.endswith("onnx FAILED (ImportError: onnxscript is blocked in this test)")

@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 
 import kaldiio
 import numpy as np
@@ -397,6 +398,79 @@ def test_extraction_step_gives_transformers_embeddings(tiny, tmp_path):
         with torch.no_grad():
             expected = hf(hf_inputs(wave[None])).embeddings[0].numpy()
         assert np.abs(got[f"spk{i // 2}-u{i}"] - expected).max() < 1e-5, i
+
+
+@pytest.mark.slow       # ~40 s on the shared 2-core CPU (90 s under load): the ONNX export
+def test_ssl_package_runs_with_its_checkpoint_dir_gone(tmp_path):
+    """A package of a converted WavLMForXVector holds everything it needs (the encoder's
+    config.json and preprocessor_config.json inline in model.pt, every weight): with
+    the checkpoint directory moved away, `sv embed` gives the PyTorch model's embeddings
+    on both runtimes, for a 1 s file and one shorter than the model's receptive field.
+    (Before: the ONNX export failed on a duplicate value name, "embedding", and the
+    PyTorch runtime asked to download microsoft/wavlm-base-plus.)"""
+    from pyutils.deploy.package import build_package
+    from pyutils.deploy.torch_runtime import TorchEmbedder, build_network
+    from pyutils.training import checkpoint
+    ckpt = build_tiny("wavlm", tmp_path / "wavlm-sv", xvector=True)
+    final = write_model_dir(ckpt, str(tmp_path / "exp"))
+    conf = os.path.join(ROOT, "conf")
+    manifest = build_package(final, str(tmp_path / "pkg"), os.path.join(conf, "mfcc.conf"),
+                             os.path.join(conf, "vad.conf"), os.path.join(conf, "cmvn.conf"))
+    waves = [waveforms(1, n, seed=n)[0].numpy().astype(np.int16) for n in (16000, 4500)]
+    wavs = []
+    for i, wave in enumerate(waves):
+        wavs.append(str(tmp_path / f"u{i}.wav"))
+        sf.write(wavs[-1], wave, 16000, subtype="PCM_16")
+    model = TorchEmbedder(build_network(checkpoint.load(final)), 10000 * 160, 25 * 160)
+    expected = [model.embed(w.astype(np.float32)) for w in waves]
+    os.rename(ckpt, str(tmp_path / "moved-away"))
+    for runtime in ("torch", "onnx"):
+        if runtime == "onnx":
+            assert sorted(manifest["exports"]) == ["onnx", "torchscript"], \
+                manifest.get("export_errors")
+        out = str(tmp_path / f"{runtime}.npy")
+        result = subprocess.run([sys.executable, "-m", "pyutils.cli", "embed", "-q", "-p",
+                                 str(tmp_path / "pkg"), "--runtime", runtime, *wavs, "-o", out],
+                                cwd=ROOT, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-3000:]
+        for got, want in zip(np.load(out), expected):
+            assert np.all(np.isfinite(want))
+            assert np.linalg.norm(got - want) / np.linalg.norm(want) < 1e-4, runtime
+    frontend = manifest["model"]["config"]["frontend"]
+    assert "path" not in frontend and frontend["encoder_config"]["model_type"] == "wavlm"
+    assert frontend["feature_extractor"]["do_normalize"] is True
+
+
+def test_ssl_package_of_the_old_layout_without_its_dir_is_a_one_line_error(tmp_path, capsys):
+    """A package whose model.pt still names the checkpoint directory (as packages were
+    built before they carried the encoder's config): with the directory gone, `sv embed`
+    says what is wrong and what to do in one line, no traceback."""
+    from pyutils.cli.sv import main
+    from pyutils.deploy.package import build_package, sha256
+    from pyutils.training import checkpoint
+    ckpt = build_tiny("wavlm", tmp_path / "wavlm-sv", xvector=True)
+    final = write_model_dir(ckpt, str(tmp_path / "exp"))
+    conf = os.path.join(ROOT, "conf")
+    pkg = str(tmp_path / "pkg")
+    build_package(final, pkg, os.path.join(conf, "mfcc.conf"), os.path.join(conf, "vad.conf"),
+                  os.path.join(conf, "cmvn.conf"), export=False)
+    state = checkpoint.load(final)                  # the old model.pt: frontend.path
+    torch.save({"model": state["model"], "config": {"model": state["config"]["model"],
+                "features": state["config"]["features"]}, "feat_dim": 1},
+               os.path.join(pkg, "model.pt"))
+    manifest_path = os.path.join(pkg, "manifest.json")
+    manifest = json.load(open(manifest_path))
+    manifest["files"]["model.pt"]["sha256"] = sha256(os.path.join(pkg, "model.pt"))
+    json.dump(manifest, open(manifest_path, "w"))
+    os.rename(ckpt, str(tmp_path / "moved-away"))
+    wav = str(tmp_path / "u.wav")
+    sf.write(wav, waveforms(1, 8000)[0].numpy().astype(np.int16), 16000, subtype="PCM_16")
+    capsys.readouterr()                             # the build's progress lines
+    assert main(["embed", "-q", "-p", pkg, wav, "-o", str(tmp_path / "e.npy")]) == 1
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "Traceback" not in error
+    assert "model.pt names a pretrained checkpoint directory" in error
+    assert f"{ckpt}: no such directory" in error and "rebuild the package" in error
 
 
 def results_rows(path):

@@ -205,3 +205,15 @@ def test_embed_a_folder_names_files_by_relative_path(package, asc_root, tmp_path
     empty.mkdir()
     nothing = sv("embed", "-p", package, empty, "-o", tmp_path / "x.npy")
     assert nothing.returncode == 1 and "no audio files" in nothing.stderr
+
+
+def test_onnx_runtime_of_a_package_without_exports_names_the_cause(package, tmp_path):
+    """A package built with export off: --runtime onnx says so and what works; it does
+    not blame the device (it once said "--device cpu: ... has no ONNX export")."""
+    wav = tmp_path / "a.wav"
+    sf.write(str(wav), (np.random.default_rng(0).normal(size=16000) * 3000).astype(np.int16),
+             16000)
+    result = sv("embed", "-p", package, "--runtime", "onnx", wav, "-o", tmp_path / "e.npy")
+    assert result.returncode == 1
+    assert "has no ONNX export: it was built without exports" in result.stderr
+    assert "use --runtime torch" in result.stderr and "--device" not in result.stderr

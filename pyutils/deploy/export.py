@@ -8,7 +8,11 @@ symbolic dimensions, so every length from ``min_length`` up works.  The older
 TorchScript-based ONNX exporter is not used: it bakes CAM++'s segment pooling
 (``repeat_interleave``) to the traced length, the kind of fixed-length graph
 WeSpeaker's issue 391 reports (stuck at 200 frames).  Every export is checked
-on two other lengths against the PyTorch network (:func:`check_export`).
+on two other lengths against the PyTorch network (:func:`check_export`).  The
+graph's input is named ``input`` and its output ``embedding``
+(:func:`name_graph_io`).  ONNX and TorchScript are exported and checked each
+on its own: a package keeps the one that worked and records why the other
+failed (:func:`export_all`).
 
 TorchScript is a trace: the networks have no data-dependent control flow for
 inputs of at least ``min_length`` rows (wav2spk pads shorter waveforms; the
@@ -42,9 +46,13 @@ def example_input(model: torch.nn.Module, feat_dim: int, frames: int = 300,
 
 
 def min_length(model: torch.nn.Module, min_chunk_size: int = 25) -> int:
-    """Shortest input row count the graphs accept: the extraction's padded chunk."""
-    unit = int(model.frame_shift) if getattr(model, "input_type", "feats") == "waveform" else 1
-    return min_chunk_size * unit
+    """Shortest input row count the graphs accept: the extraction's padded chunk or,
+    for a waveform model that zero-pads shorter inputs itself (an SSL encoder with
+    an unpadded head), its ``receptive_field``: a trace bakes that padding branch
+    in, so the runtime zero-pads as the network would (``min_input_rows``)."""
+    if getattr(model, "input_type", "feats") != "waveform":
+        return min_chunk_size
+    return max(min_chunk_size * int(model.frame_shift), int(getattr(model, "receptive_field", 0)))
 
 
 def export_onnx(model: torch.nn.Module, path: str, feat_dim: int,
@@ -59,14 +67,39 @@ def export_onnx(model: torch.nn.Module, path: str, feat_dim: int,
         logging.getLogger(name).setLevel(logging.WARNING)   # per-pass INFO lines otherwise
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(model, (x,), input_names=[INPUT_NAME],
-                                    output_names=[OUTPUT_NAME], dynamic_shapes=shapes,
+        program = torch.onnx.export(model, (x,), dynamic_shapes=shapes,
                                     opset_version=ONNX_OPSET, dynamo=True, verbose=False)
+    name_graph_io(program.model, INPUT_NAME, OUTPUT_NAME)
     tmp = path + ".export.tmp"
     program.save(tmp)
     with open(tmp, "rb") as src, atomic_output(path, "wb") as out:
         out.write(src.read())
     os.unlink(tmp)
+
+
+def name_graph_io(model, input_name: str, output_name: str) -> None:
+    """Name the graph's (single) input and output, renaming any inner value that
+    already holds either name.
+
+    The exporter names inner values after the FX nodes (``embedding`` for an
+    ``nn.Embedding`` lookup, as WavLM's relative position bias), and its
+    ``output_names`` renames the output without looking: two values of one
+    name, a graph ONNX Runtime refuses ("Duplicate definition of name")."""
+    graph = model.graph
+    wanted = {input_name: graph.inputs[0], output_name: graph.outputs[0]}
+    values = list(graph.inputs) + list(graph.initializers.values())
+    for node in graph.all_nodes():     # subgraphs included
+        values += list(node.outputs)
+    taken = {value.name for value in values}
+    for name, owner in wanted.items():
+        for value in values:
+            if value.name == name and value is not owner:
+                suffix = 1
+                while f"{name}_{suffix}" in taken:
+                    suffix += 1
+                value.name = f"{name}_{suffix}"
+                taken.add(value.name)
+        owner.name = name
 
 
 def export_torchscript(model: torch.nn.Module, path: str, feat_dim: int) -> None:
@@ -86,21 +119,24 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def check_export(model: torch.nn.Module, feat_dim: int, onnx_path: str = None,
-                 torchscript_path: str = None, lengths: Sequence[int] = (317, 1031)
-                 ) -> Dict[str, float]:
+                 torchscript_path: str = None, lengths: Sequence[int] = (25, 317, 1031),
+                 min_input_rows: int = 0) -> Dict[str, float]:
     """Smallest cosine between PyTorch and each exported graph over inputs of
-    ``lengths`` frames (not the export's 300) and a batch of 2; raises below 0.9999."""
-    from pyutils.deploy.runtime import OnnxEmbedder
+    ``lengths`` frames (not the export's 300; the shortest chunk) and a batch of 2,
+    shorter inputs zero-padded to ``min_input_rows`` as the runtime does; raises
+    below 0.9999."""
+    from pyutils.deploy.runtime import OnnxEmbedder, pad_input
 
     worst: Dict[str, float] = {}
     runners = {}
     if onnx_path:
-        runners["onnx"] = OnnxEmbedder(onnx_path).forward
+        runners["onnx"] = OnnxEmbedder(onnx_path, min_input_rows=min_input_rows).forward
     if torchscript_path:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             scripted = torch.jit.load(torchscript_path, map_location="cpu")
-        runners["torchscript"] = lambda x: scripted(torch.from_numpy(x)).numpy()
+        runners["torchscript"] = lambda x: scripted(torch.from_numpy(
+            pad_input(x, min_input_rows))).numpy()
     for length in lengths:
         x = example_input(model, feat_dim, frames=length, seed=length).numpy()
         with torch.inference_mode():
@@ -116,14 +152,38 @@ def check_export(model: torch.nn.Module, feat_dim: int, onnx_path: str = None,
     return worst
 
 
-def export_all(model: torch.nn.Module, feat_dim: int, out_dir: str,
-               min_chunk_size: int = 25) -> Tuple[Dict[str, str], Dict[str, float]]:
-    """``embedding.onnx`` and ``embedding.ts`` under ``out_dir``, both checked."""
-    paths = {"onnx": os.path.join(out_dir, "embedding.onnx"),
-             "torchscript": os.path.join(out_dir, "embedding.ts")}
-    export_onnx(model, paths["onnx"], feat_dim, min_chunk_size)
-    export_torchscript(model, paths["torchscript"], feat_dim)
-    worst = check_export(model, feat_dim, paths["onnx"], paths["torchscript"])
-    logger.info("exported %s: cosine to PyTorch >= %s", ", ".join(sorted(paths)),
-                ", ".join(f"{k} {v:.7f}" for k, v in sorted(worst.items())))
-    return paths, worst
+def failure_reason(err: BaseException, limit: int = 300) -> str:
+    """``Type: first line of the message``, at most ``limit`` characters (for the manifest)."""
+    lines = str(err).strip().splitlines()
+    reason = f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    return reason if len(reason) <= limit else reason[:limit - 3] + "..."
+
+
+def export_all(model: torch.nn.Module, feat_dim: int, out_dir: str, min_chunk_size: int = 25
+               ) -> Tuple[Dict[str, str], Dict[str, float], Dict[str, str]]:
+    """``embedding.onnx`` and ``embedding.ts`` under ``out_dir``, each exported and
+    checked on its own: (paths, smallest cosine to PyTorch, failure reasons).  A kind
+    that fails (export or check) leaves no file and its reason; the other stays."""
+    files = {"onnx": "embedding.onnx", "torchscript": "embedding.ts"}
+    paths: Dict[str, str] = {}
+    worst: Dict[str, float] = {}
+    errors: Dict[str, str] = {}
+    for kind, name in files.items():
+        path = os.path.join(out_dir, name)
+        try:
+            if kind == "onnx":
+                export_onnx(model, path, feat_dim, min_chunk_size)
+            else:
+                export_torchscript(model, path, feat_dim)
+            worst[kind] = check_export(model, feat_dim, **{f"{kind}_path": path},
+                                       min_input_rows=min_length(model, min_chunk_size))[kind]
+            paths[kind] = path
+        except Exception as err:   # noqa: BLE001  (torch.export and ONNX Runtime raise many kinds)
+            errors[kind] = failure_reason(err)
+            logger.warning("the %s export failed: %s", kind, errors[kind])
+            if os.path.exists(path):
+                os.unlink(path)
+    if paths:
+        logger.info("exported %s: cosine to PyTorch >= %s", ", ".join(sorted(paths)),
+                    ", ".join(f"{k} {v:.7f}" for k, v in sorted(worst.items())))
+    return paths, worst, errors

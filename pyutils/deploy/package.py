@@ -3,7 +3,8 @@
 ::
 
     manifest.json      what each file is, its sha256, versions, model and input facts
-    model.pt           the network's weights (final.pt's model state + model config)
+    model.pt           the network's weights (final.pt's model state + model config; an SSL
+                       model's encoder config.json inline: it needs no checkpoint directory)
     embedding.onnx     the network as ONNX (dynamic batch and time axes)
     embedding.ts       the network as TorchScript
     config.yaml        the training config
@@ -91,7 +92,7 @@ def build_package(model_path: str, out_dir: str, mfcc_conf: str, vad_conf: str,
     import torch
     import yaml
 
-    from pyutils.deploy.export import export_all
+    from pyutils.deploy.export import export_all, min_length
     from pyutils.deploy.torch_runtime import build_network
     from pyutils.training import checkpoint
 
@@ -99,6 +100,8 @@ def build_package(model_path: str, out_dir: str, mfcc_conf: str, vad_conf: str,
     config = state["config"]
     model_cfg, features_cfg = config["model"], config.get("features") or {}
     model = build_network(state)
+    if hasattr(model, "self_contained_config"):   # SSL: the encoder's config, not its directory
+        model_cfg = model.self_contained_config(model_cfg)
     input_type = getattr(model, "input_type", "feats")
     feature_type = "waveform" if input_type == "waveform" else features_cfg.get("type", "mfcc")
     tmp = out_dir.rstrip("/") + ".tmp"
@@ -153,24 +156,20 @@ def build_package(model_path: str, out_dir: str, mfcc_conf: str, vad_conf: str,
                     add(f"calibration/{scores}", f"the {backend} scores of the calibration "
                         f"trials (score target|nontarget)", os.path.join(calibration_dir, scores))
     exports: Dict[str, dict] = {}
-    export_error = None
+    export_errors: Dict[str, str] = {}
     if export:
-        try:
-            paths, worst = export_all(model, state["feat_dim"], tmp, min_chunk_size)
-        except Exception as err:   # noqa: BLE001  (torch.export raises many kinds)
-            export_error = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-            logger.warning("%s: the ONNX/TorchScript export failed (%s); the package has no "
-                           "exports (sv --runtime torch still works)", model_path, export_error)
-            paths, worst = {}, {}
-            for leftover in ("embedding.onnx", "embedding.ts"):
-                if os.path.exists(os.path.join(tmp, leftover)):
-                    os.unlink(os.path.join(tmp, leftover))
+        paths, worst, export_errors = export_all(model, state["feat_dim"], tmp, min_chunk_size)
+        if export_errors:
+            logger.warning("%s: %s; sv --runtime torch still works", model_path,
+                           "; ".join(f"the {k} export failed ({v})"
+                                     for k, v in export_errors.items()))
         for kind, path in paths.items():
             rel = os.path.basename(path)
             add(rel, f"the network as {'ONNX' if kind == 'onnx' else 'TorchScript'} "
                      f"(input {'(batch, samples)' if input_type == 'waveform' else '(batch, frames, dim)'}"
                      f", dynamic batch and time axes; features outside the graph)")
-            exports[kind] = {"file": rel, "min_cosine_to_pytorch": worst[kind]}
+            exports[kind] = {"file": rel, "min_cosine_to_pytorch": worst[kind],
+                             "min_input_rows": min_length(model, min_chunk_size)}
     for rel in files:
         files[rel]["sha256"] = sha256(os.path.join(tmp, rel))
     manifest = {
@@ -188,7 +187,8 @@ def build_package(model_path: str, out_dir: str, mfcc_conf: str, vad_conf: str,
         "extraction": {"chunk_size": chunk_size, "min_chunk_size": min_chunk_size,
                        "unit": "10 ms frames (waveform models: frames x frame_shift samples)"},
         "backends": backends, "scoring": {"cosine_mean": cosine_mean},
-        "calibration": calibration, "exports": exports, "export_error": export_error,
+        "calibration": calibration, "exports": exports, "export": export,
+        "export_errors": export_errors,
         "files": files,
     }
     with atomic_output(os.path.join(tmp, MANIFEST)) as out:
@@ -201,6 +201,28 @@ def build_package(model_path: str, out_dir: str, mfcc_conf: str, vad_conf: str,
                 tarfile.open(fileobj=out, mode="w:gz") as tar:
             tar.add(out_dir, arcname=os.path.basename(out_dir.rstrip("/")))
     return manifest
+
+
+def _export_failure(manifest: dict, kind: str) -> Optional[str]:
+    """Why the ``kind`` export failed at packaging time (None: it did not fail)."""
+    return ((manifest.get("export_errors") or {}).get(kind)
+            or manifest.get("export_error"))    # format 1 packages of before the per-kind errors
+
+
+def export_summary(manifest: dict) -> str:
+    """What stage 8 and ``sv package`` print of the exports:
+    ``torchscript ok (cosine 1.000000), onnx FAILED (reason)``, or ``none (export off)``."""
+    exports = manifest["exports"]
+    if not manifest.get("export", bool(exports) or bool(_export_failure(manifest, "onnx"))):
+        return "none (export off)"
+    parts = []
+    for kind in ("torchscript", "onnx"):
+        if kind in exports:
+            parts.append(f"{kind} ok (cosine {exports[kind]['min_cosine_to_pytorch']:.6f})")
+        else:
+            reason = _export_failure(manifest, kind) or "no reason recorded"
+            parts.append(f"{kind} FAILED ({reason})")
+    return ", ".join(parts)
 
 
 def _probe(model, feat_dim: int):
@@ -265,16 +287,37 @@ class Package:
         """An :class:`~pyutils.deploy.runtime.Embedder` on ``torch`` or ``onnx``."""
         if runtime == "onnx":
             if "onnx" not in self.manifest["exports"]:
-                raise PackageError(f"{self.root}: has no ONNX export; rebuild it with export on")
+                raise PackageError(self._no_export("onnx"))
             from pyutils.deploy.runtime import OnnxEmbedder
-            return OnnxEmbedder(self.path(self.manifest["exports"]["onnx"]["file"]),
-                                self.chunk_rows, self.min_chunk_rows, num_threads, device)
+            onnx = self.manifest["exports"]["onnx"]
+            return OnnxEmbedder(self.path(onnx["file"]), self.chunk_rows, self.min_chunk_rows,
+                                num_threads, device, onnx.get("min_input_rows", 0))
         if runtime == "torch":
             from pyutils.deploy.torch_runtime import TorchEmbedder, build_network
+            from pyutils.models.ssl import PretrainedModelMissing
             from pyutils.training import checkpoint
-            return TorchEmbedder(build_network(checkpoint.load(self.path("model.pt"))),
-                                 self.chunk_rows, self.min_chunk_rows, num_threads, device)
+            try:
+                network = build_network(checkpoint.load(self.path("model.pt")))
+            except PretrainedModelMissing as err:   # SSL packages of before the inline config
+                raise PackageError(f"{self.root}: model.pt names a pretrained checkpoint "
+                                   f"directory instead of holding its configuration (a package "
+                                   f"built before packages were self-contained), and that "
+                                   f"directory is gone ({str(err).split(';')[0]}); rebuild the "
+                                   f"package with steps/package_model.sh") from None
+            return TorchEmbedder(network, self.chunk_rows, self.min_chunk_rows, num_threads,
+                                 device)
         raise ValueError(f"unknown runtime '{runtime}' (torch or onnx)")
+
+    def _no_export(self, kind: str) -> str:
+        """Why the package has no ``kind`` export, and what works instead."""
+        reason = _export_failure(self.manifest, kind)
+        if reason:
+            return (f"{self.root}: has no {kind.upper()} export: the {kind} export failed when "
+                    f"the package was built ({reason}; recorded in {MANIFEST}); use "
+                    f"--runtime torch")
+        return (f"{self.root}: has no {kind.upper()} export: it was built without exports "
+                f"(steps/package_model.sh --export false, sv package --no-export); rebuild "
+                f"it with export on, or use --runtime torch")
 
     def backend(self, kind: str):
         """A scoring back-end (``cosine``, ``plda``) from the package's back-end files."""

@@ -75,12 +75,23 @@ def _providers(device: str) -> List[str]:
     raise ValueError(f"unknown device '{device}' (cpu or cuda)")
 
 
+def pad_input(batch: np.ndarray, rows: int) -> np.ndarray:
+    """``batch`` (batch, rows, ...) zero-padded at the end to ``rows`` rows: what a
+    network that pads short inputs itself does, outside a graph that cannot."""
+    missing = int(rows) - batch.shape[1]
+    if missing <= 0:
+        return batch
+    return np.pad(batch, [(0, 0), (0, missing)] + [(0, 0)] * (batch.ndim - 2))
+
+
 class OnnxEmbedder(Embedder):
-    """ONNX Runtime session over an exported network (input ``input``, output ``embedding``)."""
+    """ONNX Runtime session over an exported network (input ``input``, output ``embedding``);
+    inputs shorter than ``min_input_rows`` (the graph's shortest) are zero-padded."""
 
     def __init__(self, onnx_path: str, chunk_size: int = 10000, min_chunk_size: int = 25,
-                 num_threads: int = 1, device: str = "cpu"):
+                 num_threads: int = 1, device: str = "cpu", min_input_rows: int = 0):
         super().__init__(chunk_size, min_chunk_size)
+        self.min_input_rows = int(min_input_rows)
         try:
             import onnxruntime as ort
         except ImportError:
@@ -95,4 +106,4 @@ class OnnxEmbedder(Embedder):
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(
-            batch, dtype=np.float32)})[0]
+            pad_input(batch, self.min_input_rows), dtype=np.float32)})[0]

@@ -127,8 +127,11 @@ def embed_items(package, items: Sequence[Tuple[str, str]], args, desc: str = "em
 
 
 def make_embedder(package, args):
+    from pyutils.deploy.package import PackageError
     try:
         return package.embedder(args.runtime, args.num_threads, args.device)
+    except PackageError as err:     # the package's fault (no export, old layout), not the device's
+        raise SvError(str(err)) from None
     except (RuntimeError, ValueError) as err:
         message = str(err)
         if "--device" not in message:

@@ -34,7 +34,7 @@ def add_parser(parser) -> None:
 
 
 def run(args) -> int:
-    from pyutils.deploy.package import build_package
+    from pyutils.deploy.package import build_package, export_summary
     for option in ("model", "mfcc_config", "vad_config", "cmvn_config"):
         if not os.path.isfile(getattr(args, option)):
             raise SvError(f"--{option.replace('_', '-')} {getattr(args, option)}: no such file")
@@ -45,10 +45,7 @@ def run(args) -> int:
                                  args.min_chunk_size, args.archive, args.cosine_mean)
     except (OSError, ValueError, KeyError) as err:
         raise SvError(str(err)) from None
-    exports = ", ".join(f"{k} (cosine to PyTorch >= {v['min_cosine_to_pytorch']:.6f})"
-                        for k, v in manifest["exports"].items()) or "none"
-    if manifest.get("export_error"):
-        exports += f" (the export failed: {manifest['export_error']})"
+    exports = export_summary(manifest)
     print(f"sv package: {args.out_dir}: {manifest['model']['name']} "
           f"({manifest['model']['input_type']}, {manifest['features']['type']}), back-ends: "
           f"{', '.join(manifest['backends']) or 'none'}, calibrated: "

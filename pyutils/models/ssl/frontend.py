@@ -21,6 +21,11 @@ int16 scale (what ``WaveformStore`` and extraction give):
   states, initialised uniform (zero logits, as s3prl's ``Featurizer``);
   without, the last hidden state.
 
+Without a directory: ``encoder_config`` and ``feature_extractor`` (the
+contents of the checkpoint's config.json and preprocessor_config.json) build
+the encoder with untrained weights, for a model whose state dict holds them
+all (a model package: :meth:`SSLSpeakerModel.self_contained_config`).
+
 Output: (batch, frames, hidden_size) features at a 20 ms shift (the product
 of the CNN strides, 320 samples), plus per-utterance frame counts when
 ``lengths`` were given.
@@ -115,35 +120,63 @@ def conv_geometry(kernels: Sequence[int], strides: Sequence[int]) -> Tuple[int, 
 
 
 def load_encoder(kind: str, path: str, load_weights: bool = True):
-    """(transformers encoder, its config, feature-extractor settings) from ``path``,
-    local files only."""
+    """(transformers encoder, its config, the saved preprocessor_config.json) from
+    ``path``, local files only."""
     if kind not in FRONTENDS:
         raise ValueError(f"unknown frontend.type '{kind}' (known: {', '.join(FRONTENDS)})")
     path = check_checkpoint_dir(path, kind)
-    class_name, model_types = FRONTENDS[kind]
     saved = read_json(os.path.join(path, "config.json"))
-    if saved.get("model_type") not in model_types:
-        raise ValueError(f"{path}/config.json: model_type '{saved.get('model_type')}' is not a "
-                         f"{kind} model; set frontend.type to match the checkpoint")
     preprocessor = read_json(os.path.join(path, "preprocessor_config.json"))
+    _check_saved(kind, saved, preprocessor, f"{path}/config.json", path)
+    if not load_weights:
+        return encoder_from_config(kind, saved, preprocessor)
+    import transformers
+    cls = getattr(transformers, FRONTENDS[kind][0])
+    with _quiet_transformers():
+        model = cls.from_pretrained(path, local_files_only=True)
+    return model, model.config, preprocessor
+
+
+def encoder_from_config(kind: str, saved: dict, preprocessor: dict):
+    """(encoder with untrained weights, its config, ``preprocessor``) from the
+    contents of a checkpoint's config.json and preprocessor_config.json: no files, so
+    a model package carries them (``encoder_config``, ``feature_extractor``) and its
+    state dict gives the weights."""
+    if kind not in FRONTENDS:
+        raise ValueError(f"unknown frontend.type '{kind}' (known: {', '.join(FRONTENDS)})")
+    _check_saved(kind, saved, preprocessor, "frontend.encoder_config", "frontend.feature_extractor")
+    import transformers
+    cls = getattr(transformers, FRONTENDS[kind][0])
+    with _quiet_transformers():
+        model = cls(cls.config_class.from_dict(dict(saved)))
+    return model, model.config, preprocessor
+
+
+def _check_saved(kind: str, saved: dict, preprocessor: dict, config_name: str,
+                 preprocessor_name: str) -> None:
+    if saved.get("model_type") not in FRONTENDS[kind][1]:
+        raise ValueError(f"{config_name}: model_type '{saved.get('model_type')}' is not a "
+                         f"{kind} model; set frontend.type to match the checkpoint")
     rate = int(preprocessor.get("sampling_rate", SAMPLE_RATE))
     if rate != SAMPLE_RATE:
-        raise ValueError(f"{path}: the model takes {rate} Hz audio; the toolkit's waveform "
-                         f"front-ends take {SAMPLE_RATE} Hz")
-    import transformers
-    cls = getattr(transformers, class_name)
-    verbosity = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()    # a *ForXVector checkpoint's head keys are
-    transformers.logging.disable_progress_bar()   # "unexpected" here: hf_convert loads them
-    try:
-        if load_weights:
-            model = cls.from_pretrained(path, local_files_only=True)
-        else:
-            model = cls(cls.config_class.from_pretrained(path, local_files_only=True))
-    finally:
-        transformers.logging.set_verbosity(verbosity)
+        raise ValueError(f"{preprocessor_name}: the model takes {rate} Hz audio; the toolkit's "
+                         f"waveform front-ends take {SAMPLE_RATE} Hz")
+
+
+class _quiet_transformers:
+    """transformers' warnings and progress bars off (a *ForXVector checkpoint's head keys
+    are "unexpected" in the encoder: hf_convert loads them)."""
+
+    def __enter__(self):
+        import transformers
+        self.verbosity = transformers.logging.get_verbosity()
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
+
+    def __exit__(self, *exc):
+        import transformers
+        transformers.logging.set_verbosity(self.verbosity)
         transformers.logging.enable_progress_bar()
-    return model, model.config, {"do_normalize": bool(preprocessor.get("do_normalize", True))}
 
 
 class SSLFrontend(nn.Module):
@@ -151,11 +184,16 @@ class SSLFrontend(nn.Module):
 
     def __init__(self, type: str = "wavlm", path: Optional[str] = None, freeze: str = "none",
                  layer_weights: bool = True, lr: Optional[float] = None,
-                 load_weights: bool = True):
+                 load_weights: bool = True, encoder_config: Optional[dict] = None,
+                 feature_extractor: Optional[dict] = None):
         super().__init__()
         self.kind = type
-        self.model, config, extractor = load_encoder(type, path, load_weights)
-        self.do_normalize = extractor["do_normalize"]
+        if encoder_config is not None:    # a package's model: no directory, weights follow
+            self.model, config, self.preprocessor = encoder_from_config(
+                type, encoder_config, feature_extractor or {})
+        else:
+            self.model, config, self.preprocessor = load_encoder(type, path, load_weights)
+        self.do_normalize = bool(self.preprocessor.get("do_normalize", True))
         self.use_padding_mask = getattr(config, "feat_extract_norm", "group") == "layer"
         self.num_layers = int(config.num_hidden_layers) + 1   # + the CNN/projection output
         self.output_dim = int(config.hidden_size)

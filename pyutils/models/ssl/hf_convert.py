@@ -21,7 +21,8 @@ loads every weight, so ``model(waveform)`` equals transformers'
 extracts, scores and evaluates with it (stages 4-7).  ``final.pt`` holds all
 weights; extraction reads only the directory's ``config.json`` and
 ``preprocessor_config.json`` (and the weights once more when it builds the
-front-end), so DIR must stay where it is.
+front-end), so DIR must stay where it is for them; a package of the model
+(stage 8) carries DIR's configuration and needs it no more.
 """
 from __future__ import annotations
 

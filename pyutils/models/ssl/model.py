@@ -16,9 +16,14 @@ model takes ``input_type = "waveform"`` (16 kHz, int16 scale), so training and
 extraction use the raw-waveform path of ``conf/wav2spk.yaml``; their chunk
 and window options stay in 10 ms frames (``frame_shift`` = 160 samples),
 while the encoder's frames are 20 ms (``frontend.frame_shift``, 320).
+
+A model package stores :meth:`SSLSpeakerModel.self_contained_config`: the
+encoder's config.json and preprocessor_config.json inline in place of
+``frontend.path``, so the package's model.pt builds without the directory.
 """
 from __future__ import annotations
 
+import json
 from typing import Optional
 
 import torch
@@ -30,6 +35,8 @@ from pyutils.models.ssl.xvector_head import HFXVectorHead
 HEADS = {"xvector_hf": HFXVectorHead}
 # heads whose frame layers are unpadded: they need receptive_field input frames
 UNPADDED_HEADS = ("xvector", "xvector_hf")
+# heads whose pooling takes the unbiased std: they need two frames (one gives NaN)
+UNBIASED_STD_HEADS = ("xvector_hf",)
 
 
 def build_head(name: str, feat_dim: int, **kwargs) -> nn.Module:
@@ -62,7 +69,7 @@ class SSLSpeakerModel(nn.Module):
         self.embed_dim = self.speaker_net.embed_dim
         self.head_dim = self.speaker_net.head_dim
         self.min_frames = (int(self.speaker_net.receptive_field) if head_name in UNPADDED_HEADS
-                           else 1)
+                           else 1) + (1 if head_name in UNBIASED_STD_HEADS else 0)
 
     @property
     def head(self) -> nn.Module:
@@ -76,7 +83,8 @@ class SSLSpeakerModel(nn.Module):
 
     @property
     def receptive_field(self) -> int:
-        """Fewest input samples that give an embedding without padding."""
+        """Fewest input samples that give an embedding without padding (two head frames
+        for ``xvector_hf``: its unbiased std of one frame is NaN)."""
         return (self.frontend.receptive_field
                 + (self.min_frames - 1) * self.frontend.frame_shift)
 
@@ -96,6 +104,17 @@ class SSLSpeakerModel(nn.Module):
             raise ValueError(f"{type(self.speaker_net).__name__} takes no padding lengths; "
                              f"embed utterances of different lengths one at a time")
         return self.speaker_net(features, frames)
+
+    def self_contained_config(self, model_cfg: dict) -> dict:
+        """``model_cfg`` with the encoder's configuration inline (``frontend.encoder_config``:
+        its config.json, ``frontend.feature_extractor``: its preprocessor_config.json) in
+        place of ``frontend.path``: a model package's config, which builds this network
+        (weights from the state dict) with no checkpoint directory present."""
+        frontend = {k: v for k, v in (model_cfg.get("frontend") or {}).items() if k != "path"}
+        frontend["encoder_config"] = json.loads(self.frontend.model.config.to_json_string(
+            use_diff=False))
+        frontend["feature_extractor"] = dict(self.frontend.preprocessor)
+        return {**model_cfg, "frontend": frontend}
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
