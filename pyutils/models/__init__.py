@@ -2,6 +2,7 @@
 from pyutils.models.campplus import CAMPPlus
 from pyutils.models.ecapa import ECAPATDNN, ECAPATDNN512, ECAPATDNN1024
 from pyutils.models.eres2net import ERes2Net
+from pyutils.models.ge2e import GE2E
 from pyutils.models.resnet import ResNet18, ResNet34
 from pyutils.models.ssl import SSLSpeakerModel
 from pyutils.models.tdnn import XVectorTDNN
@@ -17,6 +18,7 @@ MODELS = {
     "wav2spk": Wav2Spk,
     "campplus": CAMPPlus,
     "eres2net": ERes2Net,         # ERes2Net-base
+    "ge2e": GE2E,                 # Resemblyzer's LSTM encoder (waveform in, own mel front-end)
 }
 
 # Networks built around a pretrained checkpoint (a local directory named in the config),
