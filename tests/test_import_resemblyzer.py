@@ -134,3 +134,39 @@ def test_mismatching_checkpoint_is_one_line(tmp_path):
     with pytest.raises(ConversionError, match="lstm.weight_ih_l0"):
         torch.save({"model_state": {"linear.weight": torch.zeros(2, 2)}}, tmp_path / "x.pt")
         conv.convert(str(tmp_path / "x.pt"))
+
+
+def test_ge2e_network_interface():
+    """Default GE2E: Resemblyzer's size; eval embeds whole utterances, train mode chunks,
+    both unit-norm and non-negative (ReLU before the norm); gradients reach the LSTM."""
+    from pyutils.models import build_model
+    torch.manual_seed(0)
+    model = build_model("ge2e", feat_dim=1, vad=False)
+    assert model.num_parameters() == 1_423_616
+    assert model.input_type == "waveform" and model.frame_shift == 160
+    x = torch.randn(2, 8000) * 3000.0
+    with torch.no_grad():
+        emb = model.eval()(x)
+    assert emb.shape == (2, 256) and torch.allclose(emb.norm(dim=1), torch.ones(2))
+    assert (emb >= 0).all()
+    out = model.train()(x)
+    (out * torch.randn_like(out)).sum().backward()
+    assert model.lstm.weight_ih_l0.grad.abs().sum() > 0
+
+
+def test_cli_and_sv_import(tmp_path, capsys):
+    """One command for every source: ``import_model --from resemblyzer`` and ``sv import``."""
+    from pyutils.cli import import_model
+    from pyutils.cli.sv import main as sv_main
+    small = os.path.join(FIX, "resemblyzer_small.pt")
+    assert import_model.main(["--from", "resemblyzer", small, str(tmp_path / "a" / "final.pt")]) == 0
+    assert sv_main(["import", "--from", "resemblyzer", small, str(tmp_path / "b"), "-q"]) == 0
+    first = torch.load(tmp_path / "a" / "final.pt", weights_only=False)
+    second = torch.load(tmp_path / "b" / "final.pt", weights_only=False)
+    assert first["config"]["model"] == second["config"]["model"]
+    assert all(torch.equal(v, second["model"][k]) for k, v in first["model"].items())
+    capsys.readouterr()
+    assert import_model.main(["--from", "resemblyzer", str(tmp_path / "none.pt"),
+                              str(tmp_path / "c")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("import_model: error: ") and "none.pt" in err and "\n" not in err

@@ -18,6 +18,11 @@ MODELS = {
     "wav2spk": Wav2Spk,
     "campplus": CAMPPlus,
     "eres2net": ERes2Net,         # ERes2Net-base
+}
+
+# Recurrent networks (no finite receptive field, so outside tests/test_model_zoo.py's
+# geometry checks): tested in tests/test_import_resemblyzer.py.
+RECURRENT = {
     "ge2e": GE2E,                 # Resemblyzer's LSTM encoder (waveform in, own mel front-end)
 }
 
@@ -32,7 +37,9 @@ def build_model(name: str, **kwargs):
     """Instantiate the network ``name`` with keyword arguments from the YAML config."""
     if name in PRETRAINED:
         return PRETRAINED[name](**kwargs)
+    if name in RECURRENT:
+        return RECURRENT[name](**kwargs)
     if name not in MODELS:
         raise ValueError(f"unknown model '{name}'; known: "
-                         f"{', '.join(sorted(set(MODELS) | set(PRETRAINED)))}")
+                         f"{', '.join(sorted(set(MODELS) | set(PRETRAINED) | set(RECURRENT)))}")
     return MODELS[name](**kwargs)

@@ -5,6 +5,8 @@ layer -> linear 256 -> ReLU -> L2 norm (Resemblyzer's ``VoiceEncoder``; its
 ``lstm.*``/``linear.*`` weights load unchanged, see
 :mod:`pyutils.models.convert.resemblyzer`).
 
+Parameters (default configuration): 1,423,616.
+
 The model takes the waveform (``input_type = "waveform"``, 16 kHz, int16
 scale) and owns its front-end (:mod:`pyutils.features.ge2e_mel`):
 
