@@ -37,6 +37,18 @@ class StatsPooling(nn.Module):
             return torch.cat([mean, var.clamp(min=self.variance_floor).sqrt()], dim=1)
 
 
+class TemporalStatsPooling(nn.Module):
+    """WeSpeaker's TSTP: mean and sqrt(unbiased variance + 1e-7) over time.
+
+    (batch, channels, frames) -> (batch, 2 * channels); what imported WeSpeaker
+    ResNets were trained with (``model.pooling: tstp``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with _no_autocast(x):
+            x = _fp32(x)
+            return torch.cat([x.mean(dim=2), torch.sqrt(x.var(dim=2) + 1e-7)], dim=1)
+
+
 class AttentiveStatsPooling(nn.Module):
     """Channel- and context-dependent attentive statistics pooling (ECAPA-TDNN, sec. 2.3).
 

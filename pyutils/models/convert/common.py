@@ -42,20 +42,24 @@ def load_torch(path: str) -> dict:
 
 
 def load_checked(model: torch.nn.Module, state: Dict[str, torch.Tensor], source: str,
-                 ignore: Iterable[str] = ()) -> torch.nn.Module:
+                 ignore: Iterable[str] = (), origin: Optional[Dict[str, str]] = None
+                 ) -> torch.nn.Module:
     """Load ``state`` into ``model`` strictly; the first mismatch is one error line.
 
     ``ignore``: prefixes of source keys that are not part of the embedding network
-    (a training-only loss, a projection head)."""
+    (a training-only loss, a projection head).  ``origin``: {our key: the source's key}
+    when the keys were renamed, so messages name the key as the checkpoint spells it."""
+    origin = origin or {}
     ours = model.state_dict()
     ignore = tuple(ignore)
     state = {k: v for k, v in state.items() if not (ignore and k.startswith(ignore))}
     for key, value in state.items():
+        name = origin.get(key, key)
         if key not in ours:
-            raise ConversionError(f"{source}: unexpected key '{key}' {tuple(value.shape)}: "
+            raise ConversionError(f"{source}: unexpected key '{name}' {tuple(value.shape)}: "
                                f"not in the {type(model).__name__} network (another architecture?)")
         if tuple(ours[key].shape) != tuple(value.shape):
-            raise ConversionError(f"{source}: key '{key}' has shape {tuple(value.shape)}, the "
+            raise ConversionError(f"{source}: key '{name}' has shape {tuple(value.shape)}, the "
                                f"{type(model).__name__} network expects {tuple(ours[key].shape)}")
     missing = [k for k in ours if k not in state and not k.endswith("num_batches_tracked")]
     if missing:
@@ -75,8 +79,17 @@ def write_model_dir(model: torch.nn.Module, config: dict, exp_dir: str,
     config = {**config, "pretrained": {"from": sources, "converted_by": converted_by}}
     if feat_dim is None:
         feat_dim = 1 if getattr(model, "input_type", "feats") == "waveform" else int(
-            config["features"]["num_mel_bins"])
+            config["features"]["kaldi_options"]["num-mel-bins"])
     os.makedirs(exp_dir, exist_ok=True)
+    features = dict(config.get("features") or {})
+    options = features.pop("kaldi_options", None)
+    if options:                      # the source's front-end as a Kaldi options file
+        conf = os.path.join(os.path.abspath(exp_dir), f"{features['type']}.conf")
+        with atomic_output(conf) as out:
+            out.write(f"# the front-end of {', '.join(sources)} ({converted_by})\n")
+            out.writelines(f"--{name}={value}\n" for name, value in options.items())
+        features["conf"] = conf
+        config = {**config, "features": features}
     final = os.path.join(exp_dir, "final.pt")
     checkpoint.save(final, {"model": model.state_dict(), "config": config, "feat_dim": feat_dim})
     with atomic_output(os.path.join(exp_dir, "config.yaml")) as out:
