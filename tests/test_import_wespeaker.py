@@ -89,3 +89,39 @@ def test_unsupported_architecture_is_refused(tmp_path):
     yaml.safe_dump(config, open(path, "w"))
     with pytest.raises(ConversionError, match="ResNet50.*Bottleneck"):
         wespeaker.convert(str(tmp_path / "src"))
+
+
+THREED = sorted(os.path.basename(p)[:-4] for p in glob.glob(os.path.join(FIX, "3dspeaker_*.npz")))
+
+
+def threed_checkpoint(case, directory):
+    """The case's weights as ModelScope ships them (one .bin) + the recipe's yaml."""
+    data = np.load(os.path.join(FIX, case + ".npz"))
+    keys = json.loads(str(data["keys"]))
+    state = {k: torch.from_numpy(v) for k, v in random_state(keys, int(data["seed"])).items()}
+    os.makedirs(directory, exist_ok=True)
+    torch.save(state, os.path.join(directory, "model.bin"))
+    with open(os.path.join(directory, "config.yaml"), "w") as out:
+        yaml.safe_dump(json.loads(str(data["config"])), out)
+    return data
+
+
+@pytest.mark.parametrize("case", THREED)
+def test_3dspeaker_parity(case, tmp_path):
+    from pyutils.models.convert import threedspeaker
+    data = threed_checkpoint(case, str(tmp_path / "src"))
+    model, config, sources = threedspeaker.convert(str(tmp_path / "src"))
+    assert config["model"]["name"] == case.split("_", 1)[1]
+    assert sources[-1].endswith("config.yaml")
+    with torch.no_grad():
+        ours = model(torch.from_numpy(data["feats"])[None])[0].numpy()
+    ref = data["embedding"]
+    assert np.linalg.norm(ours - ref) / np.linalg.norm(ref) < 1e-4
+
+
+def test_3dspeaker_unknown_weights_refused(tmp_path):
+    from pyutils.models.convert import threedspeaker
+    (tmp_path / "src").mkdir()
+    torch.save({"conv.weight": torch.zeros(2, 2)}, tmp_path / "src" / "x.bin")
+    with pytest.raises(ConversionError, match="not an importable 3D-Speaker model"):
+        threedspeaker.convert(str(tmp_path / "src"))

@@ -54,8 +54,8 @@ def campplus_config(state: dict) -> dict:
         raise ConversionError(f"key {err} is missing: not a CAM++ checkpoint") from None
 
 
-def build_campplus(state: dict, feat_dim: int, source: str):
-    config = campplus_config(state)
+def build_campplus(state: dict, feat_dim: int, source: str, stats_eps: float = 1e-7):
+    config = {**campplus_config(state), "stats_eps": stats_eps}
     model = build_model(feat_dim=feat_dim, **config)
     return load_checked(model, layout.positional(state, model, source,
                                                  zero=("embedding.bias",)), source), config
