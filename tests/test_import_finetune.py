@@ -82,3 +82,40 @@ def test_frozen_encoder_epochs_train_only_the_classifier(base, tmp_path):
     assert weights and all(torch.equal(first["model"][k], start[k]) for k in weights)
     assert not all(torch.equal(second["model"][k], start[k]) for k in weights)
     assert first["loss"]["weight"].shape[0] == 4       # a fresh classifier of the new speakers
+
+
+ROOT = __import__("os").path.dirname(__import__("os").path.dirname(__import__("os").path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("family", ["resnet34", "ecapa_c512", "campplus", "eres2net"])
+def test_large_margin_configs_continue_their_base(family):
+    """conf/<family>_lm.yaml: the base network, ~6 s chunks, a larger margin, a smaller lr,
+    fewer epochs, no speed perturbation, the classifier kept."""
+    import os
+    lm = yaml.safe_load(open(os.path.join(ROOT, "conf", f"{family}_lm.yaml")))
+    base = yaml.safe_load(open(os.path.join(ROOT, "conf", f"{family}.yaml")))
+    assert lm["model"] == base["model"] and lm["features"] == base["features"]
+    assert lm["data"]["min_chunk_frames"] == lm["data"]["max_chunk_frames"] == 600
+    assert lm["loss"]["margin"] > base["loss"]["margin"]
+    assert lm["optimizer"]["lr"] <= base["optimizer"]["lr"] / 100
+    assert lm["training"]["epochs"] < base["training"]["epochs"]
+    assert lm["training"]["init_head"] == "keep"
+    assert lm["training"]["init_from"] == f"exp/asc/{family}/final.pt"
+    assert "speed" not in (lm.get("augmentation") or {})
+
+
+def test_adapt_config_takes_model_and_front_end_from_the_checkpoint(base, tmp_path):
+    import os
+    from pyutils.models.convert import adapt
+    root, _ = base
+    final = str(root / "exp" / "final.pt")
+    out = tmp_path / "init.yaml"
+    assert adapt.main([os.path.join(ROOT, "conf", "adapt.yaml"), final, str(out)]) == 0
+    cfg = yaml.safe_load(out.read_text())
+    assert cfg["model"] == MODEL and cfg["training"]["init_from"] == os.path.abspath(final)
+    assert cfg["training"]["freeze_encoder_epochs"] == 2 and cfg["loss"]["margin"] == 0.2
+    before = out.stat().st_mtime_ns
+    assert adapt.main([os.path.join(ROOT, "conf", "adapt.yaml"), final, str(out)]) == 0
+    assert out.stat().st_mtime_ns == before           # unchanged content: not rewritten
+    assert adapt.main([os.path.join(ROOT, "conf", "adapt.yaml"), str(tmp_path / "no.pt"),
+                       str(tmp_path / "x.yaml")]) == 1
