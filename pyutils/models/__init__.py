@@ -4,6 +4,7 @@ from pyutils.models.ecapa import ECAPATDNN, ECAPATDNN512, ECAPATDNN1024
 from pyutils.models.eres2net import ERes2Net
 from pyutils.models.ge2e import GE2E
 from pyutils.models.resnet import ResNet18, ResNet34
+from pyutils.models.sb_ecapa import SpeechBrainECAPA
 from pyutils.models.ssl import SSLSpeakerModel
 from pyutils.models.tdnn import XVectorTDNN
 from pyutils.models.wav2spk import Wav2Spk
@@ -20,10 +21,11 @@ MODELS = {
     "eres2net": ERes2Net,         # ERes2Net-base
 }
 
-# Recurrent networks (no finite receptive field, so outside tests/test_model_zoo.py's
-# geometry checks): tested in tests/test_import_resemblyzer.py.
+# Networks with their own (imported) front-end, outside tests/test_model_zoo.py's geometry
+# checks: tested in tests/test_import_resemblyzer.py and tests/test_import_speechbrain.py.
 RECURRENT = {
     "ge2e": GE2E,                 # Resemblyzer's LSTM encoder (waveform in, own mel front-end)
+    "sb_ecapa": SpeechBrainECAPA,  # SpeechBrain's Fbank + ECAPA-TDNN (waveform in)
 }
 
 # Networks built around a pretrained checkpoint (a local directory named in the config),

@@ -70,13 +70,16 @@ class AttentiveStatsPooling(nn.Module):
     """
 
     def __init__(self, channels: int, bottleneck: int = 128, global_context: bool = True,
-                 variance_floor: float = 1e-10):
+                 variance_floor: float = 1e-10, attention_norm: bool = False):
+        # attention_norm: ReLU + BatchNorm after W (SpeechBrain's TDNNBlock), before the tanh
         super().__init__()
         self.global_context = global_context
         self.variance_floor = variance_floor
         context_dim = 3 * channels if global_context else channels
+        norm = [nn.ReLU(), nn.BatchNorm1d(bottleneck)] if attention_norm else []
         self.attention = nn.Sequential(
             nn.Conv1d(context_dim, bottleneck, kernel_size=1),   # W, b
+            *norm,
             nn.Tanh(),
             nn.Conv1d(bottleneck, channels, kernel_size=1))      # v_c, k_c
 
