@@ -31,6 +31,15 @@ CASES = {
                          {"model": "ResNet18", "model_args": {"feat_dim": 80, "embed_dim": 24,
                                                               "pooling_func": "TSTP",
                                                               "two_emb_layer": True}}),
+    "ecapa_glob_c32": ("ecapa_tdnn.ECAPA_TDNN(channels=32, feat_dim=80, embed_dim=24, "
+                       "pooling_func='ASTP', global_context_att=True, emb_bn=False)",
+                       {"model": "ECAPA_TDNN_GLOB_c512", "model_args": {
+                           "feat_dim": 80, "embed_dim": 24, "pooling_func": "ASTP"}}),
+    "ecapa_c32_emb_bn": ("ecapa_tdnn.ECAPA_TDNN(channels=32, feat_dim=80, embed_dim=24, "
+                         "pooling_func='ASTP', global_context_att=False, emb_bn=True)",
+                         {"model": "ECAPA_TDNN_c512", "model_args": {
+                             "feat_dim": 80, "embed_dim": 24, "pooling_func": "ASTP",
+                             "emb_bn": True}}),
     "campplus": ("campplus.CAMPPlus(feat_dim=80, embed_dim=32, growth_rate=8, bn_size=2, "
                  "init_channels=32)",
                  {"model": "CAMPPlus", "model_args": {"feat_dim": 80, "embed_dim": 32,
@@ -77,12 +86,13 @@ def make(out: str, src: str) -> dict:
         raise SystemExit("wespeaker: give --src, a checkout of wenet-e2e/wespeaker")
     sys.path.insert(0, os.path.abspath(src))
     import torch
-    from wespeaker.models import campplus, resnet
+    from wespeaker.models import campplus, ecapa_tdnn, resnet
 
     def embed(model, feats):
         output = model(feats)
         return output[-1] if isinstance(output, tuple) else output   # (embed_a, embed_b)
 
-    run_cases(out, "wespeaker", CASES, {"resnet": resnet, "campplus": campplus}, embed)
+    run_cases(out, "wespeaker", CASES, {"resnet": resnet, "campplus": campplus,
+                                              "ecapa_tdnn": ecapa_tdnn}, embed)
     return {"wespeaker_commit": os.environ.get("SOURCE_COMMIT") or checkout_commit(src),
             "torch": torch.__version__, "numpy": np.__version__}

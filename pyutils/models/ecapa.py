@@ -71,8 +71,10 @@ class Res2Conv(nn.Module):
     """Res2Net dilated convolution: ``scale`` channel groups, chained."""
 
     def __init__(self, channels: int, kernel_size: int, dilation: int, scale: int = 8,
-                 padding_mode: str = "zeros"):
+                 padding_mode: str = "zeros", pass_last: bool = False):
+        # pass_last: WeSpeaker's order (groups 1..7 chained, group 8 passed through)
         super().__init__()
+        self.pass_last = pass_last
         if channels % scale:
             raise ValueError(f"channels {channels} not divisible by scale {scale}")
         self.scale = scale
@@ -82,6 +84,12 @@ class Res2Conv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         groups = torch.chunk(x, self.scale, dim=1)
+        if self.pass_last:
+            outputs, previous = [], None
+            for group, conv in zip(groups[:-1], self.convs):
+                previous = conv(group if previous is None else group + previous)
+                outputs.append(previous)
+            return torch.cat(outputs + [groups[-1]], dim=1)
         outputs, previous = [groups[0]], None
         for group, conv in zip(groups[1:], self.convs):
             previous = conv(group if previous is None else group + previous)
@@ -106,11 +114,11 @@ class SERes2Block(nn.Module):
     """1x1 conv -> Res2 dilated conv -> 1x1 conv -> SE, plus the input."""
 
     def __init__(self, channels: int, kernel_size: int, dilation: int, scale: int = 8,
-                 se_bottleneck: int = 128, padding_mode: str = "zeros"):
+                 se_bottleneck: int = 128, padding_mode: str = "zeros", pass_last: bool = False):
         super().__init__()
         self.body = nn.Sequential(
             ConvReluBn(channels, channels, 1),
-            Res2Conv(channels, kernel_size, dilation, scale, padding_mode),
+            Res2Conv(channels, kernel_size, dilation, scale, padding_mode, pass_last),
             ConvReluBn(channels, channels, 1),
             SqueezeExcitation(channels, se_bottleneck))
 
@@ -132,23 +140,30 @@ class ECAPATDNN(nn.Module):
                  mfa_channels: int = 1536, scale: int = 8, se_bottleneck: int = 128,
                  attention_bottleneck: int = 128, global_context: bool = True,
                  final_bn: bool = True, kernel_size: int = 3, dilations=(2, 3, 4),
-                 speechbrain: bool = False):
-        # speechbrain: SpeechBrain's ECAPA_TDNN (imported models): reflect-padded
-        # convolutions, BatchNorm after the MFA, ReLU + BatchNorm inside the attention,
-        # variance floor 1e-12 (pyutils.models.convert.speechbrain)
+                 layout: str = "paper"):
+        # layout (imported models, pyutils.models.convert): "speechbrain": SpeechBrain's
+        # ECAPA_TDNN: reflect-padded convolutions, BatchNorm after the MFA, ReLU + BatchNorm
+        # inside the attention, variance floor 1e-12; "wespeaker": WeSpeaker's ECAPA_TDNN:
+        # Res2 groups chained from the first (the last passed through) and its ASTP arithmetic
         super().__init__()
+        if layout not in ("paper", "speechbrain", "wespeaker"):
+            raise ValueError(f"model.layout must be paper, speechbrain or wespeaker, got "
+                             f"'{layout}'")
+        speechbrain = layout == "speechbrain"
         self.kernel_size, self.dilations, self.scale = kernel_size, tuple(dilations), scale
         padding = "reflect" if speechbrain else "zeros"
         self.layer1 = ConvReluBn(feat_dim, channels, kernel_size=5, padding_mode=padding)
         self.blocks = nn.ModuleList(
-            SERes2Block(channels, kernel_size, d, scale, se_bottleneck, padding)
+            SERes2Block(channels, kernel_size, d, scale, se_bottleneck, padding,
+                        pass_last=layout == "wespeaker")
             for d in self.dilations)
         self.mfa = nn.Sequential(
             nn.Conv1d(channels * len(self.dilations), mfa_channels, kernel_size=1), nn.ReLU(),
             *([nn.BatchNorm1d(mfa_channels)] if speechbrain else []))
         self.pooling = AttentiveStatsPooling(mfa_channels, attention_bottleneck, global_context,
                                              variance_floor=1e-12 if speechbrain else 1e-10,
-                                             attention_norm=speechbrain)
+                                             attention_norm=speechbrain,
+                                             wespeaker_stats=layout == "wespeaker")
         self.pooling_norm = nn.BatchNorm1d(2 * mfa_channels)
         self.embedding = nn.Linear(2 * mfa_channels, embed_dim)
         self.embedding_norm = nn.BatchNorm1d(embed_dim) if final_bn else nn.Identity()

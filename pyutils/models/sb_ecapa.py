@@ -2,7 +2,7 @@
 
 The waveform (``input_type = "waveform"``, 16 kHz, int16 scale) goes through SpeechBrain's
 Fbank + sentence mean normalisation (:mod:`pyutils.features.sb_fbank`), then
-:class:`pyutils.models.ecapa.ECAPATDNN` built with ``speechbrain: true`` (reflect padding,
+:class:`pyutils.models.ecapa.ECAPATDNN` built with ``layout: speechbrain`` (reflect padding,
 MFA and attention batch norms) and without the final batch norm, as SpeechBrain's
 ``ECAPA_TDNN`` (``spkrec-ecapa-voxceleb``: C=1024, MFA 3072, 192-dim).  Imported by
 :mod:`pyutils.models.convert.speechbrain`; parity in tests/test_import_speechbrain.py.
@@ -36,7 +36,7 @@ class SpeechBrainECAPA(nn.Module):
                                mfa_channels=mfa_channels, scale=scale,
                                se_bottleneck=se_bottleneck,
                                attention_bottleneck=attention_bottleneck, final_bn=False,
-                               speechbrain=True)
+                               layout="speechbrain")
         self.head = nn.Identity()
         self.embed_dim = self.head_dim = int(embed_dim)
 

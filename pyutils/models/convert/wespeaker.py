@@ -7,6 +7,9 @@ Supported ``model:`` values and what they become:
   statistics); ``conv1/bn1 -> stem``, ``layerN -> stages.N-1``, ``seg_1 -> embedding``,
   ``seg_bn_1/seg_2 -> head``; the base width comes from the weights.  The Bottleneck depths
   (ResNet50/101/152/221/293) are not in this toolkit's zoo and are refused;
+- ``ECAPA_TDNN[_GLOB]_c512/c1024`` (ASTP) -> ``ecapa`` with ``layout: wespeaker`` (its Res2
+  group order and pooling arithmetic), the sizes, global context and ``emb_bn`` from the
+  weights;
 - ``CAMPPlus`` -> ``campplus`` (same layout, matched in order; WeSpeaker's embedding layer
   has no bias, ours is set to zero).
 
@@ -30,6 +33,24 @@ BOTTLENECK = ("ResNet50", "ResNet101", "ResNet152", "ResNet221", "ResNet293")
 RESNET_RULES = [(r"^conv1\.", "stem.0."), (r"^bn1\.", "stem.1."),
                 (r"^layer(\d)\.", lambda m: f"stages.{int(m.group(1)) - 1}."),
                 (r"^seg_1\.", "embedding."), (r"^seg_bn_1\.", "head.1."), (r"^seg_2\.", "head.2.")]
+ECAPAS = ("ECAPA_TDNN_GLOB_c512", "ECAPA_TDNN_GLOB_c1024", "ECAPA_TDNN_c512", "ECAPA_TDNN_c1024")
+ECAPA_RULES = [
+    (r"^layer1\.bn\.", "layer1.norm."),
+    (r"^layer(\d)\.se_res2block\.([02])\.bn\.",
+     lambda m: f"blocks.{int(m.group(1)) - 2}.body.{m.group(2)}.norm."),
+    (r"^layer(\d)\.se_res2block\.([02])\.conv\.",
+     lambda m: f"blocks.{int(m.group(1)) - 2}.body.{m.group(2)}.conv."),
+    (r"^layer(\d)\.se_res2block\.1\.convs\.(\d+)\.",
+     lambda m: f"blocks.{int(m.group(1)) - 2}.body.1.convs.{m.group(2)}.conv."),
+    (r"^layer(\d)\.se_res2block\.1\.bns\.(\d+)\.",
+     lambda m: f"blocks.{int(m.group(1)) - 2}.body.1.convs.{m.group(2)}.norm."),
+    (r"^layer(\d)\.se_res2block\.3\.linear1\.",
+     lambda m: f"blocks.{int(m.group(1)) - 2}.body.3.squeeze."),
+    (r"^layer(\d)\.se_res2block\.3\.linear2\.",
+     lambda m: f"blocks.{int(m.group(1)) - 2}.body.3.excite."),
+    (r"^conv\.", "mfa.0."), (r"^pool\.linear1\.", "pooling.attention.0."),
+    (r"^pool\.linear2\.", "pooling.attention.2."), (r"^bn\.", "pooling_norm."),
+    (r"^linear\.", "embedding."), (r"^bn2\.", "embedding_norm.")]
 DROP = ("projection.", "margin")
 
 
@@ -76,6 +97,26 @@ def build_resnet(name: str, state: dict, args: dict, source: str):
     return load_checked(model, renamed, source, origin=origin), config
 
 
+def build_ecapa(state: dict, args: dict, source: str):
+    if args.get("pooling_func", "ASTP") != "ASTP":
+        raise ConversionError(f"{source}: pooling_func {args['pooling_func']}: only ASTP "
+                              f"ECAPA-TDNNs are importable")
+    try:
+        mfa = int(state["conv.weight"].shape[0])
+        config = {"name": "ecapa", "channels": int(state["layer1.conv.weight"].shape[0]),
+                  "embed_dim": int(state["linear.weight"].shape[0]), "mfa_channels": mfa,
+                  "attention_bottleneck": int(state["pool.linear1.weight"].shape[0]),
+                  "se_bottleneck": int(state["layer2.se_res2block.3.linear1.weight"].shape[0]),
+                  "global_context": int(state["pool.linear1.weight"].shape[1]) == 3 * mfa,
+                  "final_bn": "bn2.weight" in state, "layout": "wespeaker"}
+    except KeyError as err:
+        raise ConversionError(f"{source}: key {err} is missing: not a WeSpeaker ECAPA_TDNN") \
+            from None
+    model = build_model(feat_dim=int(args.get("feat_dim", 80)), **config)
+    renamed, origin = layout.rename(state, ECAPA_RULES)
+    return load_checked(model, renamed, source, origin=origin), config
+
+
 def convert(src: str, checkpoint: str = None, config: str = None):
     """(network, toolkit config, files read) from a WeSpeaker model directory ``src``."""
     weights = checkpoint or os.path.join(src, "avg_model.pt")
@@ -95,12 +136,14 @@ def convert(src: str, checkpoint: str = None, config: str = None):
         model, model_cfg = build_resnet(name, state, args, weights)
     elif name == "CAMPPlus":
         model, model_cfg = build_campplus(state, feat_dim, weights)
+    elif name in ECAPAS:
+        model, model_cfg = build_ecapa(state, args, weights)
     elif name in BOTTLENECK:
         raise ConversionError(f"{config_path}: model {name} (Bottleneck blocks) is not in this "
-                              f"toolkit's zoo; importable: {', '.join(sorted(RESNETS))}, CAMPPlus")
+                              f"toolkit's zoo; importable: {', '.join(sorted(RESNETS))}, CAMPPlus, ECAPA_TDNN")
     else:
         raise ConversionError(f"{config_path}: model '{name}' is not importable from WeSpeaker "
-                              f"(importable: {', '.join(sorted(RESNETS))}, CAMPPlus)")
+                              f"(importable: {', '.join(sorted([*RESNETS, *ECAPAS]))}, CAMPPlus)")
     fbank = (saved.get("dataset_args") or {}).get("fbank_args") or {}
     bins = int(fbank.get("num_mel_bins", feat_dim))
     if bins != feat_dim:
