@@ -40,6 +40,11 @@ CASES = {
                          {"model": "ECAPA_TDNN_c512", "model_args": {
                              "feat_dim": 80, "embed_dim": 24, "pooling_func": "ASTP",
                              "emb_bn": True}}),
+    "eres2net_m8": ("eres2net.ERes2Net(8, [3, 4, 6, 3], feat_dim=80, embed_dim=24, "
+                    "pooling_func='TSTP', two_emb_layer=False)",
+                    {"model": "ERes2Net34_Base", "model_args": {
+                        "feat_dim": 80, "embed_dim": 24, "pooling_func": "TSTP",
+                        "two_emb_layer": False}}),
     "campplus": ("campplus.CAMPPlus(feat_dim=80, embed_dim=32, growth_rate=8, bn_size=2, "
                  "init_channels=32)",
                  {"model": "CAMPPlus", "model_args": {"feat_dim": 80, "embed_dim": 32,
@@ -86,13 +91,13 @@ def make(out: str, src: str) -> dict:
         raise SystemExit("wespeaker: give --src, a checkout of wenet-e2e/wespeaker")
     sys.path.insert(0, os.path.abspath(src))
     import torch
-    from wespeaker.models import campplus, ecapa_tdnn, resnet
+    from wespeaker.models import campplus, ecapa_tdnn, eres2net, resnet
 
     def embed(model, feats):
         output = model(feats)
         return output[-1] if isinstance(output, tuple) else output   # (embed_a, embed_b)
 
     run_cases(out, "wespeaker", CASES, {"resnet": resnet, "campplus": campplus,
-                                              "ecapa_tdnn": ecapa_tdnn}, embed)
+                                              "ecapa_tdnn": ecapa_tdnn, "eres2net": eres2net}, embed)
     return {"wespeaker_commit": os.environ.get("SOURCE_COMMIT") or checkout_commit(src),
             "torch": torch.__version__, "numpy": np.__version__}

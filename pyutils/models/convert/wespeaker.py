@@ -10,6 +10,8 @@ Supported ``model:`` values and what they become:
 - ``ECAPA_TDNN[_GLOB]_c512/c1024`` (ASTP) -> ``ecapa`` with ``layout: wespeaker`` (its Res2
   group order and pooling arithmetic), the sizes, global context and ``emb_bn`` from the
   weights;
+- ``ERes2Net34_Base``/``_Large`` (TSTP) -> ``eres2net`` (3D-Speaker's layout: the first
+  Res2 group's ``conv2_1``/``bn2_1`` of the fused blocks become ``convs.0``/``bns.0``);
 - ``CAMPPlus`` -> ``campplus`` (same layout, matched in order; WeSpeaker's embedding layer
   has no bias, ours is set to zero).
 
@@ -51,6 +53,13 @@ ECAPA_RULES = [
     (r"^conv\.", "mfa.0."), (r"^pool\.linear1\.", "pooling.attention.0."),
     (r"^pool\.linear2\.", "pooling.attention.2."), (r"^bn\.", "pooling_norm."),
     (r"^linear\.", "embedding."), (r"^bn2\.", "embedding_norm.")]
+ERES2NETS = ("ERes2Net34_Base", "ERes2Net34_Large")
+ERES2NET_RULES = [   # 3D-Speaker's top-level names, then WeSpeaker's split first group
+    (r"^(layer[34]\.\d+)\.conv2_1\.", r"\1.convs.0."),
+    (r"^(layer[34]\.\d+)\.bn2_1\.", r"\1.bns.0."),
+    (r"^(layer[34]\.\d+)\.convs\.(\d+)\.", lambda m: f"{m.group(1)}.convs.{int(m.group(2)) + 1}."),
+    (r"^(layer[34]\.\d+)\.bns\.(\d+)\.", lambda m: f"{m.group(1)}.bns.{int(m.group(2)) + 1}."),
+    (r"^(layer[34]\.\d+)\.fuse_models\.", r"\1.fuse.")]
 DROP = ("projection.", "margin")
 
 
@@ -117,6 +126,21 @@ def build_ecapa(state: dict, args: dict, source: str):
     return load_checked(model, renamed, source, origin=origin), config
 
 
+def build_eres2net(state: dict, args: dict, source: str):
+    if args.get("pooling_func", "TSTP") != "TSTP" or args.get("two_emb_layer", False):
+        raise ConversionError(f"{source}: only TSTP ERes2Nets with one embedding layer are "
+                              f"importable")
+    from pyutils.models.convert.threedspeaker import ERES2NET_RULES as TOP_LEVEL
+    if "seg_1.weight" not in state or "conv1.weight" not in state:
+        raise ConversionError(f"{source}: key 'seg_1.weight' is missing: not an ERes2Net")
+    config = {"name": "eres2net", "embed_dim": int(state["seg_1.weight"].shape[0]),
+              "m_channels": int(state["conv1.weight"].shape[0])}
+    model = build_model(feat_dim=int(args.get("feat_dim", 80)), **config)
+    renamed, origin = layout.rename(state, ERES2NET_RULES + [
+        rule for rule in TOP_LEVEL if "fuse_models" not in rule[0]])
+    return load_checked(model, renamed, source, origin=origin), config
+
+
 def convert(src: str, checkpoint: str = None, config: str = None):
     """(network, toolkit config, files read) from a WeSpeaker model directory ``src``."""
     weights = checkpoint or os.path.join(src, "avg_model.pt")
@@ -138,12 +162,14 @@ def convert(src: str, checkpoint: str = None, config: str = None):
         model, model_cfg = build_campplus(state, feat_dim, weights)
     elif name in ECAPAS:
         model, model_cfg = build_ecapa(state, args, weights)
+    elif name in ERES2NETS:
+        model, model_cfg = build_eres2net(state, args, weights)
     elif name in BOTTLENECK:
         raise ConversionError(f"{config_path}: model {name} (Bottleneck blocks) is not in this "
-                              f"toolkit's zoo; importable: {', '.join(sorted(RESNETS))}, CAMPPlus, ECAPA_TDNN")
+                              f"toolkit's zoo; importable: {', '.join(sorted([*RESNETS, *ECAPAS, *ERES2NETS]))}, CAMPPlus")
     else:
         raise ConversionError(f"{config_path}: model '{name}' is not importable from WeSpeaker "
-                              f"(importable: {', '.join(sorted([*RESNETS, *ECAPAS]))}, CAMPPlus)")
+                              f"(importable: {', '.join(sorted([*RESNETS, *ECAPAS, *ERES2NETS]))}, CAMPPlus)")
     fbank = (saved.get("dataset_args") or {}).get("fbank_args") or {}
     bins = int(fbank.get("num_mel_bins", feat_dim))
     if bins != feat_dim:
