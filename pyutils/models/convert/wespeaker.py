@@ -63,6 +63,10 @@ ERES2NET_RULES = [   # 3D-Speaker's top-level names, then WeSpeaker's split firs
 DROP = ("projection.", "margin")
 
 
+def importable() -> str:
+    return ", ".join(sorted([*RESNETS, *ECAPAS, *ERES2NETS, "CAMPPlus"]))
+
+
 def fbank_options(num_mel_bins: int, window: str = "hamming") -> dict:
     """Kaldi fbank options of a torchaudio ``compliance.kaldi.fbank`` front-end at inference."""
     return {"sample-frequency": 16000, "frame-length": 25, "frame-shift": 10,
@@ -166,10 +170,10 @@ def convert(src: str, checkpoint: str = None, config: str = None):
         model, model_cfg = build_eres2net(state, args, weights)
     elif name in BOTTLENECK:
         raise ConversionError(f"{config_path}: model {name} (Bottleneck blocks) is not in this "
-                              f"toolkit's zoo; importable: {', '.join(sorted([*RESNETS, *ECAPAS, *ERES2NETS]))}, CAMPPlus")
+                              f"toolkit's zoo; importable: {importable()}")
     else:
         raise ConversionError(f"{config_path}: model '{name}' is not importable from WeSpeaker "
-                              f"(importable: {', '.join(sorted([*RESNETS, *ECAPAS, *ERES2NETS]))}, CAMPPlus)")
+                              f"(importable: {importable()})")
     fbank = (saved.get("dataset_args") or {}).get("fbank_args") or {}
     bins = int(fbank.get("num_mel_bins", feat_dim))
     if bins != feat_dim:
