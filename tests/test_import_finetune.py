@@ -1,6 +1,8 @@
 """Starting from a trained model: large-margin fine-tuning (``training.init_head: keep``) and
 adaptation with a fresh classifier and a frozen encoder (``training.freeze_encoder_epochs``);
 ``python -m pyutils.cli.import_model adapt-config`` writes the config that continues a model."""
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -84,14 +86,13 @@ def test_frozen_encoder_epochs_train_only_the_classifier(base, tmp_path):
     assert first["loss"]["weight"].shape[0] == 4       # a fresh classifier of the new speakers
 
 
-ROOT = __import__("os").path.dirname(__import__("os").path.dirname(__import__("os").path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize("family", ["resnet34", "ecapa_c512", "campplus", "eres2net"])
 def test_large_margin_configs_continue_their_base(family):
     """conf/<family>_lm.yaml: the base network, ~6 s chunks, a larger margin, a smaller lr,
     fewer epochs, no speed perturbation, the classifier kept."""
-    import os
     lm = yaml.safe_load(open(os.path.join(ROOT, "conf", f"{family}_lm.yaml")))
     base = yaml.safe_load(open(os.path.join(ROOT, "conf", f"{family}.yaml")))
     assert lm["model"] == base["model"] and lm["features"] == base["features"]
@@ -105,7 +106,6 @@ def test_large_margin_configs_continue_their_base(family):
 
 
 def test_adapt_config_takes_model_and_front_end_from_the_checkpoint(base, tmp_path):
-    import os
     from pyutils.models.convert import adapt
     root, _ = base
     final = str(root / "exp" / "final.pt")

@@ -159,7 +159,8 @@ def test_cli_and_sv_import(tmp_path, capsys):
     from pyutils.cli import import_model
     from pyutils.cli.sv import main as sv_main
     small = os.path.join(FIX, "resemblyzer_small.pt")
-    assert import_model.main(["--from", "resemblyzer", small, str(tmp_path / "a" / "final.pt")]) == 0
+    out = str(tmp_path / "a" / "final.pt")
+    assert import_model.main(["--from", "resemblyzer", small, out]) == 0
     assert sv_main(["import", "--from", "resemblyzer", small, str(tmp_path / "b"), "-q"]) == 0
     first = torch.load(tmp_path / "a" / "final.pt", weights_only=False)
     second = torch.load(tmp_path / "b" / "final.pt", weights_only=False)

@@ -97,7 +97,8 @@ def make(out: str, src: str) -> dict:
         output = model(feats)
         return output[-1] if isinstance(output, tuple) else output   # (embed_a, embed_b)
 
-    run_cases(out, "wespeaker", CASES, {"resnet": resnet, "campplus": campplus,
-                                              "ecapa_tdnn": ecapa_tdnn, "eres2net": eres2net}, embed)
+    modules = {"resnet": resnet, "campplus": campplus, "ecapa_tdnn": ecapa_tdnn,
+               "eres2net": eres2net}
+    run_cases(out, "wespeaker", CASES, modules, embed)
     return {"wespeaker_commit": os.environ.get("SOURCE_COMMIT") or checkout_commit(src),
             "torch": torch.__version__, "numpy": np.__version__}
