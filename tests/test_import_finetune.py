@@ -119,3 +119,48 @@ def test_adapt_config_takes_model_and_front_end_from_the_checkpoint(base, tmp_pa
     assert out.stat().st_mtime_ns == before           # unchanged content: not rewritten
     assert adapt.main([os.path.join(ROOT, "conf", "adapt.yaml"), str(tmp_path / "no.pt"),
                        str(tmp_path / "x.yaml")]) == 1
+
+
+def test_imported_ge2e_adapts_with_a_fresh_classifier(tmp_path):
+    """An imported model (Resemblyzer layout, small) through the adaptation recipe:
+    conf/adapt.yaml + adapt (model and front-end from the import) + train, the encoder
+    frozen for epoch 1; the result reloads for extraction."""
+    import soundfile as sf
+    from pyutils.cli import import_model
+    from pyutils.extraction.extract import load_embedding_model
+    from pyutils.models.convert import adapt
+    small = os.path.join(ROOT, "tests", "fixtures", "parity", "resemblyzer_small.pt")
+    assert import_model.main(["--from", "resemblyzer", small, str(tmp_path / "ge2e")]) == 0
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(1)
+    t = np.arange(24000) / 16000
+    wav, spk = [], []
+    for s in range(3):
+        for u in range(2):
+            x = np.sin(2 * np.pi * (120 + 60 * s) * t) * 6000 + rng.normal(size=t.size) * 500
+            sf.write(str(data / f"s{s}u{u}.wav"), x.astype(np.int16), 16000)
+            wav.append(f"s{s}-u{u} {data / f's{s}u{u}.wav'}")
+            spk.append(f"s{s}-u{u} s{s}")
+    write_lines(str(data / "wav.scp"), wav)
+    write_lines(str(data / "utt2spk"), spk)
+    base = yaml.safe_load(open(os.path.join(ROOT, "conf", "adapt.yaml")))
+    base["data"] = {"min_chunk_frames": 100, "max_chunk_frames": 100, "batch_size": 3,
+                    "chunks_per_epoch": 6}
+    base["training"].update(epochs=2, freeze_encoder_epochs=1, num_threads=1)
+    (tmp_path / "adapt.yaml").write_text(yaml.safe_dump(base))
+    final = str(tmp_path / "ge2e" / "final.pt")
+    assert adapt.main([str(tmp_path / "adapt.yaml"), final, str(tmp_path / "init.yaml")]) == 0
+    assert yaml.safe_load((tmp_path / "init.yaml").read_text())["features"] == {"type": "waveform"}
+    train(str(tmp_path / "init.yaml"), str(data), str(tmp_path / "exp"))
+    start = checkpoint.load(final)["model"]
+    first = checkpoint.load(str(tmp_path / "exp" / "models" / "epoch_1.pt"))
+    second = checkpoint.load(str(tmp_path / "exp" / "models" / "epoch_2.pt"))
+    assert torch.equal(first["model"]["lstm.weight_ih_l0"], start["lstm.weight_ih_l0"])
+    assert not torch.equal(second["model"]["lstm.weight_ih_l0"], start["lstm.weight_ih_l0"])
+    assert first["loss"]["weight"].shape == (3, 16)
+    model = load_embedding_model(str(tmp_path / "exp" / "final.pt"))
+    with torch.no_grad():
+        emb = model(torch.from_numpy(np.asarray(sf.read(str(data / "s0u0.wav"),
+                                                        dtype="int16")[0], np.float32))[None])
+    assert emb.shape == (1, 16) and torch.isfinite(emb).all()
