@@ -31,12 +31,13 @@ node_rank=0                 # stage 3: this node's rank, 0..nnodes-1
 rdzv_endpoint=              # stage 3: HOST:PORT of node 0 (needed with --nnodes > 1)
 aug=false                   # true: the network trains on the training set + augmented copies (conf/augment.conf)
 unlabelled_data=            # stage 3, label-free configs (ssl:): more data dirs of audio, DIR[,DIR]
+init_from=                  # stage 3: start from this final.pt (trained or imported; docs/pretrained.md)
 help_message="Usage: $0 [--stage N] [--stop-stage N] [--nj N] [--model NAME] [--train-config YAML]
   [--corpus asc|voxceleb|cnceleb|librispeech|folder] [--corpus-root DIR] [--data DIR] [--exp DIR] [--reps LIST]
   [--train-speakers RANGES] [--eval-speakers RANGES] [--calib-speakers RANGES]
   [--force true|false] [--aug true|false]
   [--nproc-per-node N] [--nnodes M --node-rank R --rdzv-endpoint HOST:PORT]
-  [--unlabelled-data DIR[,DIR]]
+  [--unlabelled-data DIR[,DIR]] [--init-from FINAL_PT]
 Stages 0-7 prepare, train, score and evaluate; stage 8 packages the model for the sv command."
 
 cd "$(dirname "$0")"
@@ -79,6 +80,10 @@ dir=$exp/$model
 mfccdir=$exp/mfcc           # feature archives (the scp files in the data dirs point here)
 train_config=${train_config:-conf/$model.yaml}
 [ -f "$train_config" ] || { echo "$0: no training config $train_config (--model/--train-config)" 1>&2; exit 1; }
+if [ -n "$init_from" ]; then   # the config with the model and front-end of --init-from
+  python -m pyutils.models.convert.adapt "$train_config" "$init_from" "$exp/$model/init_config.yaml"
+  train_config=$exp/$model/init_config.yaml
+fi
 # The network's input, from its config: mfcc | fbank (precomputed or on the fly) | waveform.
 feat_type=$(python -m pyutils.cli.config_get "$train_config" features.type mfcc)
 feat_conf=$(python -m pyutils.cli.config_get "$train_config" features.conf conf/mfcc.conf)

@@ -2,7 +2,9 @@
 from pyutils.models.campplus import CAMPPlus
 from pyutils.models.ecapa import ECAPATDNN, ECAPATDNN512, ECAPATDNN1024
 from pyutils.models.eres2net import ERes2Net
+from pyutils.models.ge2e import GE2E
 from pyutils.models.resnet import ResNet18, ResNet34
+from pyutils.models.sb_ecapa import SpeechBrainECAPA
 from pyutils.models.ssl import SSLSpeakerModel
 from pyutils.models.tdnn import XVectorTDNN
 from pyutils.models.wav2spk import Wav2Spk
@@ -19,6 +21,13 @@ MODELS = {
     "eres2net": ERes2Net,         # ERes2Net-base
 }
 
+# Networks with their own (imported) front-end, outside tests/test_model_zoo.py's geometry
+# checks: tested in tests/test_import_resemblyzer.py and tests/test_import_speechbrain.py.
+RECURRENT = {
+    "ge2e": GE2E,                 # Resemblyzer's LSTM encoder (waveform in, own mel front-end)
+    "sb_ecapa": SpeechBrainECAPA,  # SpeechBrain's Fbank + ECAPA-TDNN (waveform in)
+}
+
 # Networks built around a pretrained checkpoint (a local directory named in the config),
 # so not buildable from defaults alone: tested in tests/test_ssl_frontend.py.
 PRETRAINED = {
@@ -30,7 +39,9 @@ def build_model(name: str, **kwargs):
     """Instantiate the network ``name`` with keyword arguments from the YAML config."""
     if name in PRETRAINED:
         return PRETRAINED[name](**kwargs)
+    if name in RECURRENT:
+        return RECURRENT[name](**kwargs)
     if name not in MODELS:
         raise ValueError(f"unknown model '{name}'; known: "
-                         f"{', '.join(sorted(set(MODELS) | set(PRETRAINED)))}")
+                         f"{', '.join(sorted(set(MODELS) | set(PRETRAINED) | set(RECURRENT)))}")
     return MODELS[name](**kwargs)

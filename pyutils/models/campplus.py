@@ -132,8 +132,10 @@ class CAMPPlus(nn.Module):
 
     def __init__(self, feat_dim: int = 80, embed_dim: int = 512, growth_rate: int = 32,
                  bn_size: int = 4, init_channels: int = 128,
-                 blocks=((12, 3, 1), (24, 3, 2), (16, 3, 2))):
+                 blocks=((12, 3, 1), (24, 3, 2), (16, 3, 2)), stats_eps: float = 1e-7):
+        # stats_eps: added to the pooled variance (WeSpeaker 1e-7; 3D-Speaker's std has none)
         super().__init__()
+        self.stats_eps = float(stats_eps)
         self.fcm = FCM(feat_dim)
         layers = [nn.Conv1d(self.fcm.out_channels, init_channels, 5, stride=2, padding=2,
                             bias=False), nn.BatchNorm1d(init_channels), nn.ReLU()]
@@ -158,7 +160,7 @@ class CAMPPlus(nn.Module):
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         x = self.frame_level(feats)
-        stats = torch.cat([x.mean(dim=-1), torch.sqrt(x.var(dim=-1) + 1e-7)], dim=1)
+        stats = torch.cat([x.mean(dim=-1), torch.sqrt(x.var(dim=-1) + self.stats_eps)], dim=1)
         return self.embedding_norm(self.embedding(stats))
 
     def num_parameters(self) -> int:

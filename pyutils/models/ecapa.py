@@ -55,10 +55,11 @@ class ConvReluBn(nn.Module):
     """Conv1d (zero-padded, 'same' length) -> ReLU -> BatchNorm1d."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1,
-                 dilation: int = 1):
+                 dilation: int = 1, padding_mode: str = "zeros"):
         super().__init__()
         self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, dilation=dilation,
-                              padding=dilation * (kernel_size - 1) // 2)
+                              padding=dilation * (kernel_size - 1) // 2,
+                              padding_mode=padding_mode)
         self.relu = nn.ReLU()
         self.norm = nn.BatchNorm1d(out_channels)
 
@@ -69,17 +70,26 @@ class ConvReluBn(nn.Module):
 class Res2Conv(nn.Module):
     """Res2Net dilated convolution: ``scale`` channel groups, chained."""
 
-    def __init__(self, channels: int, kernel_size: int, dilation: int, scale: int = 8):
+    def __init__(self, channels: int, kernel_size: int, dilation: int, scale: int = 8,
+                 padding_mode: str = "zeros", pass_last: bool = False):
+        # pass_last: WeSpeaker's order (groups 1..7 chained, group 8 passed through)
         super().__init__()
+        self.pass_last = pass_last
         if channels % scale:
             raise ValueError(f"channels {channels} not divisible by scale {scale}")
         self.scale = scale
         width = channels // scale
-        self.convs = nn.ModuleList(ConvReluBn(width, width, kernel_size, dilation)
+        self.convs = nn.ModuleList(ConvReluBn(width, width, kernel_size, dilation, padding_mode)
                                    for _ in range(scale - 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         groups = torch.chunk(x, self.scale, dim=1)
+        if self.pass_last:
+            outputs, previous = [], None
+            for group, conv in zip(groups[:-1], self.convs):
+                previous = conv(group if previous is None else group + previous)
+                outputs.append(previous)
+            return torch.cat(outputs + [groups[-1]], dim=1)
         outputs, previous = [groups[0]], None
         for group, conv in zip(groups[1:], self.convs):
             previous = conv(group if previous is None else group + previous)
@@ -104,11 +114,11 @@ class SERes2Block(nn.Module):
     """1x1 conv -> Res2 dilated conv -> 1x1 conv -> SE, plus the input."""
 
     def __init__(self, channels: int, kernel_size: int, dilation: int, scale: int = 8,
-                 se_bottleneck: int = 128):
+                 se_bottleneck: int = 128, padding_mode: str = "zeros", pass_last: bool = False):
         super().__init__()
         self.body = nn.Sequential(
             ConvReluBn(channels, channels, 1),
-            Res2Conv(channels, kernel_size, dilation, scale),
+            Res2Conv(channels, kernel_size, dilation, scale, padding_mode, pass_last),
             ConvReluBn(channels, channels, 1),
             SqueezeExcitation(channels, se_bottleneck))
 
@@ -129,15 +139,31 @@ class ECAPATDNN(nn.Module):
     def __init__(self, feat_dim: int = 80, channels: int = 512, embed_dim: int = 192,
                  mfa_channels: int = 1536, scale: int = 8, se_bottleneck: int = 128,
                  attention_bottleneck: int = 128, global_context: bool = True,
-                 final_bn: bool = True, kernel_size: int = 3, dilations=(2, 3, 4)):
+                 final_bn: bool = True, kernel_size: int = 3, dilations=(2, 3, 4),
+                 layout: str = "paper"):
+        # layout (imported models, pyutils.models.convert): "speechbrain": SpeechBrain's
+        # ECAPA_TDNN: reflect-padded convolutions, BatchNorm after the MFA, ReLU + BatchNorm
+        # inside the attention, variance floor 1e-12; "wespeaker": WeSpeaker's ECAPA_TDNN:
+        # Res2 groups chained from the first (the last passed through) and its ASTP arithmetic
         super().__init__()
+        if layout not in ("paper", "speechbrain", "wespeaker"):
+            raise ValueError(f"model.layout must be paper, speechbrain or wespeaker, got "
+                             f"'{layout}'")
+        speechbrain = layout == "speechbrain"
         self.kernel_size, self.dilations, self.scale = kernel_size, tuple(dilations), scale
-        self.layer1 = ConvReluBn(feat_dim, channels, kernel_size=5)
+        padding = "reflect" if speechbrain else "zeros"
+        self.layer1 = ConvReluBn(feat_dim, channels, kernel_size=5, padding_mode=padding)
         self.blocks = nn.ModuleList(
-            SERes2Block(channels, kernel_size, d, scale, se_bottleneck) for d in self.dilations)
+            SERes2Block(channels, kernel_size, d, scale, se_bottleneck, padding,
+                        pass_last=layout == "wespeaker")
+            for d in self.dilations)
         self.mfa = nn.Sequential(
-            nn.Conv1d(channels * len(self.dilations), mfa_channels, kernel_size=1), nn.ReLU())
-        self.pooling = AttentiveStatsPooling(mfa_channels, attention_bottleneck, global_context)
+            nn.Conv1d(channels * len(self.dilations), mfa_channels, kernel_size=1), nn.ReLU(),
+            *([nn.BatchNorm1d(mfa_channels)] if speechbrain else []))
+        self.pooling = AttentiveStatsPooling(mfa_channels, attention_bottleneck, global_context,
+                                             variance_floor=1e-12 if speechbrain else 1e-10,
+                                             attention_norm=speechbrain,
+                                             wespeaker_stats=layout == "wespeaker")
         self.pooling_norm = nn.BatchNorm1d(2 * mfa_channels)
         self.embedding = nn.Linear(2 * mfa_channels, embed_dim)
         self.embedding_norm = nn.BatchNorm1d(embed_dim) if final_bn else nn.Identity()

@@ -96,8 +96,11 @@ class ERes2Net(nn.Module):
     frame_shift = 8
 
     def __init__(self, feat_dim: int = 80, embed_dim: int = 192, m_channels: int = 32,
-                 num_blocks=(3, 4, 6, 3), base_width: int = 32, scale: int = 2):
+                 num_blocks=(3, 4, 6, 3), base_width: int = 32, scale: int = 2,
+                 stats_eps: float = 1e-7):
+        # stats_eps: added to the pooled variance (WeSpeaker 1e-7, 3D-Speaker 1e-8)
         super().__init__()
+        self.stats_eps = float(stats_eps)
         self.conv1 = nn.Conv2d(1, m_channels, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(m_channels)
         self.relu = _relu()
@@ -134,7 +137,7 @@ class ERes2Net(nn.Module):
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         x = self.frame_level(feats)
-        stats = torch.cat([x.mean(dim=-1), torch.sqrt(x.var(dim=-1) + 1e-7)], dim=1)
+        stats = torch.cat([x.mean(dim=-1), torch.sqrt(x.var(dim=-1) + self.stats_eps)], dim=1)
         return self.embedding(stats)
 
     def num_parameters(self) -> int:

@@ -37,6 +37,18 @@ class StatsPooling(nn.Module):
             return torch.cat([mean, var.clamp(min=self.variance_floor).sqrt()], dim=1)
 
 
+class TemporalStatsPooling(nn.Module):
+    """WeSpeaker's TSTP: mean and sqrt(unbiased variance + 1e-7) over time.
+
+    (batch, channels, frames) -> (batch, 2 * channels); what imported WeSpeaker
+    ResNets were trained with (``model.pooling: tstp``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with _no_autocast(x):
+            x = _fp32(x)
+            return torch.cat([x.mean(dim=2), torch.sqrt(x.var(dim=2) + 1e-7)], dim=1)
+
+
 class AttentiveStatsPooling(nn.Module):
     """Channel- and context-dependent attentive statistics pooling (ECAPA-TDNN, sec. 2.3).
 
@@ -58,13 +70,20 @@ class AttentiveStatsPooling(nn.Module):
     """
 
     def __init__(self, channels: int, bottleneck: int = 128, global_context: bool = True,
-                 variance_floor: float = 1e-10):
+                 variance_floor: float = 1e-10, attention_norm: bool = False,
+                 wespeaker_stats: bool = False):
+        # attention_norm: ReLU + BatchNorm after W (SpeechBrain's TDNNBlock), before the tanh;
+        # wespeaker_stats: WeSpeaker's ASTP arithmetic (context std sqrt(unbiased var + 1e-7),
+        # pooled var E[x^2] - mean^2 floored at 1e-7), for imported WeSpeaker models
         super().__init__()
         self.global_context = global_context
         self.variance_floor = variance_floor
+        self.wespeaker_stats = wespeaker_stats
         context_dim = 3 * channels if global_context else channels
+        norm = [nn.ReLU(), nn.BatchNorm1d(bottleneck)] if attention_norm else []
         self.attention = nn.Sequential(
             nn.Conv1d(context_dim, bottleneck, kernel_size=1),   # W, b
+            *norm,
             nn.Tanh(),
             nn.Conv1d(bottleneck, channels, kernel_size=1))      # v_c, k_c
 
@@ -76,9 +95,21 @@ class AttentiveStatsPooling(nn.Module):
             var = (weights * (x - mean.unsqueeze(2)) ** 2).sum(dim=2)
             return mean, var.clamp(min=self.variance_floor).sqrt()
 
+    def _wespeaker_stats(self, x: torch.Tensor, weights: torch.Tensor):
+        with _no_autocast(x):
+            x, weights = _fp32(x), _fp32(weights)
+            mean = (weights * x).sum(dim=2)
+            var = (weights * x * x).sum(dim=2) - mean ** 2
+            return mean, var.clamp(min=1e-7).sqrt()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         frames = x.shape[2]
-        if self.global_context:
+        if self.global_context and self.wespeaker_stats:
+            with _no_autocast(x):
+                mean, std = _fp32(x).mean(dim=2), torch.sqrt(_fp32(x).var(dim=2) + 1e-7)
+            context = torch.cat([x, mean.unsqueeze(2).expand_as(x).to(x.dtype),
+                                 std.unsqueeze(2).expand_as(x).to(x.dtype)], dim=1)
+        elif self.global_context:
             uniform = x.new_full((1, 1, frames), 1.0 / frames)
             mean, std = self._stats(x, uniform)
             context = torch.cat([x, mean.unsqueeze(2).expand_as(x).to(x.dtype),
@@ -88,5 +119,5 @@ class AttentiveStatsPooling(nn.Module):
         scores = self.attention(context)              # autocast dtype under autocast
         with _no_autocast(x):
             alpha = torch.softmax(_fp32(scores), dim=2)
-        mean, std = self._stats(x, alpha)
+        mean, std = (self._wespeaker_stats if self.wespeaker_stats else self._stats)(x, alpha)
         return torch.cat([mean, std], dim=1)

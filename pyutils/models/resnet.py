@@ -22,7 +22,8 @@ the pooled standard deviation uses the biased variance floored at 1e-10
 (this repo's StatsPooling, Kaldi's stats layer) where WeSpeaker takes
 sqrt(unbiased var + 1e-8); and the pooled dimension is computed as
 256 * ceil(feat_dim / 8), so feature sizes that are not multiples of 8
-also work (for 80 it is WeSpeaker's 2560).  With ``two_emb_layer=True`` the
+also work (for 80 it is WeSpeaker's 2560).  ``pooling: tstp`` takes WeSpeaker's
+statistics instead (pooling.TemporalStatsPooling), as imported WeSpeaker models need.  With ``two_emb_layer=True`` the
 second segment layer (ReLU -> BN without affine -> affine) goes into
 ``head``, so the extracted embedding is the first affine output (Kaldi's
 convention; WeSpeaker would extract the second).
@@ -44,7 +45,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from pyutils.models.pooling import StatsPooling
+from pyutils.models.pooling import StatsPooling, TemporalStatsPooling
 
 
 class BasicBlock(nn.Module):
@@ -85,8 +86,11 @@ class ResNet(nn.Module):
     frame_shift = 8            # product of the stage strides
 
     def __init__(self, num_blocks: Sequence[int] = (3, 4, 6, 3), feat_dim: int = 80,
-                 embed_dim: int = 256, m_channels: int = 32, two_emb_layer: bool = False):
+                 embed_dim: int = 256, m_channels: int = 32, two_emb_layer: bool = False,
+                 pooling: str = "stats"):
         super().__init__()
+        if pooling not in ("stats", "tstp"):
+            raise ValueError(f"model.pooling must be stats or tstp, got '{pooling}'")
         if len(num_blocks) != 4:
             raise ValueError(f"num_blocks needs 4 stage sizes, got {list(num_blocks)}")
         self.num_blocks = tuple(int(n) for n in num_blocks)
@@ -103,7 +107,7 @@ class ResNet(nn.Module):
             stages.append(nn.Sequential(*layers))
         self.stages = nn.Sequential(*stages)
         self.frame_dim = in_channels * _ceil_halvings(feat_dim, 3)
-        self.pooling = StatsPooling()
+        self.pooling = StatsPooling() if pooling == "stats" else TemporalStatsPooling()
         self.embedding = nn.Linear(2 * self.frame_dim, embed_dim)          # WeSpeaker seg_1
         if two_emb_layer:
             self.head = nn.Sequential(nn.ReLU(), nn.BatchNorm1d(embed_dim, affine=False),
@@ -146,8 +150,8 @@ class ResNet34(ResNet):
     """
 
     def __init__(self, feat_dim: int = 80, embed_dim: int = 256, m_channels: int = 32,
-                 two_emb_layer: bool = False):
-        super().__init__((3, 4, 6, 3), feat_dim, embed_dim, m_channels, two_emb_layer)
+                 two_emb_layer: bool = False, pooling: str = "stats"):
+        super().__init__((3, 4, 6, 3), feat_dim, embed_dim, m_channels, two_emb_layer, pooling)
 
 
 class ResNet18(ResNet):
@@ -157,5 +161,5 @@ class ResNet18(ResNet):
     """
 
     def __init__(self, feat_dim: int = 80, embed_dim: int = 256, m_channels: int = 32,
-                 two_emb_layer: bool = False):
-        super().__init__((2, 2, 2, 2), feat_dim, embed_dim, m_channels, two_emb_layer)
+                 two_emb_layer: bool = False, pooling: str = "stats"):
+        super().__init__((2, 2, 2, 2), feat_dim, embed_dim, m_channels, two_emb_layer, pooling)

@@ -210,8 +210,13 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
         start_epoch = state["epoch"]
         logger.info("resuming from %s (epoch %d done)", resume_from, start_epoch)
     elif train_cfg.get("init_from"):   # a new run from a pre-trained encoder (head, loss fresh)
-        from pyutils.training.selfsup.pretrained import init_encoder
+        from pyutils.training.selfsup.pretrained import init_classifier, init_encoder
         init_encoder(model, str(train_cfg["init_from"]), config["model"], source.feat_dim)
+        if train_cfg.get("init_head", "fresh") not in ("fresh", "keep"):
+            raise ValueError(f"training.init_head must be fresh or keep, got "
+                             f"'{train_cfg['init_head']}'")
+        if train_cfg.get("init_head", "fresh") == "keep":   # large-margin fine-tuning
+            init_classifier(model, loss_fn, str(train_cfg["init_from"]))
     if rank.main:   # only now: config.yaml records the run that continues
         with atomic_output(recorded_path) as out:
             yaml.safe_dump(config, out, sort_keys=False)
@@ -227,6 +232,9 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
         train_net = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None)
         logger.info("DistributedDataParallel: %d process(es), %s", rank.world, rank.backend)
+    if int(train_cfg.get("freeze_encoder_epochs", 0)) > 0 and rank.distributed:
+        raise ValueError("training.freeze_encoder_epochs needs a single training process "
+                         "(DistributedDataParallel keeps the set of trained tensors fixed)")
     last_epoch = epochs if max_epochs is None else min(epochs, max_epochs)
     chunk_loader = None     # raw data: built once, its worker processes serve every epoch
     for epoch in range(start_epoch + 1, last_epoch + 1):
@@ -235,6 +243,11 @@ def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
             chunk_loader = (own(data_cfg, chunk_range, batch_size, seed, rank, device) if own else
                             build_loader(source, data_cfg, chunk_range, batch_size, seed, rank,
                                          device))
+        if int(train_cfg.get("freeze_encoder_epochs", 0)) > 0:   # adaptation: head first
+            from pyutils.training.selfsup.pretrained import set_encoder_trainable
+            if set_encoder_trainable(model, epoch > int(train_cfg["freeze_encoder_epochs"])):
+                logger.info("epoch %d: encoder %s", epoch, "trainable" if epoch >
+                            int(train_cfg["freeze_encoder_epochs"]) else "frozen")
         stats = run_epoch(train_net, optimizer, scheduler, source, chunk_loader,
                           float(train_cfg.get("grad_clip", 0.0)), seed, epoch, epochs, rank,
                           device, scaler, micro)

@@ -9,6 +9,7 @@
     sv score   --package P --trials T --enroll-scp E.scp    trials -> scores (back-ends)
     sv eval    --package P DATA_DIR OUT_DIR                 features, embeddings, scores, metrics
     sv package --model final.pt --backend-dir B OUT         build a package (stage 8)
+    sv import  --from wespeaker|3dspeaker|speechbrain|hf|resemblyzer SRC OUT   a pretrained model
 
 ``python -m pyutils.cli`` is the same command.  ``--runtime onnx`` runs the
 network with ONNX Runtime and needs no PyTorch.  Errors are one line naming
@@ -21,11 +22,13 @@ import logging
 import sys
 from typing import List, Optional
 
-from pyutils.cli.sv import embed, enroll, evaluate, identify, package, score, threshold, verify
+from pyutils.cli.sv import (embed, enroll, evaluate, identify, importer, package, score, threshold,
+                           verify)
 from pyutils.cli.sv.common import SvError
 
 COMMANDS = {"embed": embed, "verify": verify, "score": score, "eval": evaluate,
-            "package": package, "enroll": enroll, "identify": identify, "threshold": threshold}
+            "package": package, "enroll": enroll, "identify": identify, "threshold": threshold,
+            "import": importer}
 
 
 def build_parser() -> argparse.ArgumentParser:

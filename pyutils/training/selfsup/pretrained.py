@@ -8,10 +8,15 @@ The head and the loss (classifier, margins) stay as initialised, and so do
 the optimiser and scheduler: this is a new run, not a resume.  The two
 architectures must match: the same ``model`` section (name and options) and
 the same input dimension, else a clear error says what differs.
+
+``training.init_head: keep`` also keeps the head and the loss's classifier (large-margin
+fine-tuning of the same speakers, conf/*_lm.yaml); ``training.freeze_encoder_epochs: N``
+trains only the head and classifier for the first N epochs (adapting to new speakers).
 """
 from __future__ import annotations
 
 import logging
+import os
 from typing import List
 
 import torch
@@ -61,3 +66,43 @@ def init_encoder(model: torch.nn.Module, path: str, model_config: dict, feat_dim
                 len(wanted), sum(saved["model"][k].numel() for k in wanted),
                 ", ".join(left) if left else "no network tensor")
     return wanted
+
+
+def init_classifier(model: torch.nn.Module, loss_fn: torch.nn.Module, path: str) -> None:
+    """``training.init_head: keep`` (large-margin fine-tuning): also the network's ``head.*``
+    and the loss's classifier from the run of ``path``, which must have the same classes.
+
+    ``final.pt`` keeps no loss state, so the classifier comes from the checkpoint itself if
+    it has one (an ``epoch_N.pt``), else from the last ``models/epoch_N.pt`` beside it."""
+    saved = checkpoint.load(path)
+    source = path
+    if "loss" not in saved:
+        source = checkpoint.latest(os.path.join(os.path.dirname(path) or ".", "models"))
+        if source is None:
+            raise ValueError(f"training.init_head: keep: {path} holds no classifier and no "
+                             f"models/epoch_N.pt is beside it (an imported model has none: "
+                             f"use init_head: fresh)")
+    with_loss = saved if source == path else checkpoint.load(source)
+    ours = loss_fn.state_dict()
+    for key, value in with_loss["loss"].items():
+        if key in ours and tuple(ours[key].shape) != tuple(value.shape):
+            raise ValueError(f"training.init_head: keep: {source}: loss '{key}' has shape "
+                             f"{tuple(value.shape)}, this run's {tuple(ours[key].shape)} "
+                             f"(other speakers or speed perturbation?)")
+    loss_fn.load_state_dict(with_loss["loss"])
+    head = {k: v for k, v in with_loss["model"].items() if k.startswith(HEAD_PREFIX)}
+    model.load_state_dict(head, strict=False)
+    logger.info("training.init_head: keep: the classifier (%s) and %d head tensors from %s",
+                ", ".join(sorted(with_loss["loss"])), len(head), source)
+
+
+def set_encoder_trainable(model: torch.nn.Module, trainable: bool) -> int:
+    """``training.freeze_encoder_epochs``: (un)freeze every parameter outside ``head.*``;
+    returns how many tensors changed.  Frozen tensors get no gradient, so the optimiser
+    leaves them (and their weight decay) alone; batch-norm statistics still adapt."""
+    changed = 0
+    for name, param in model.named_parameters():
+        if not name.startswith(HEAD_PREFIX) and param.requires_grad != trainable:
+            param.requires_grad_(trainable)
+            changed += 1
+    return changed

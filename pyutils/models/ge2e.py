@@ -1,0 +1,87 @@
+"""GE2E speaker encoder (Wan et al. 2018) as Resemblyzer ships it: ``model.name: ge2e``.
+
+Network: 40 mel bands -> 3-layer LSTM (256) -> last hidden state of the top
+layer -> linear 256 -> ReLU -> L2 norm (Resemblyzer's ``VoiceEncoder``; its
+``lstm.*``/``linear.*`` weights load unchanged, see
+:mod:`pyutils.models.convert.resemblyzer`).
+
+Parameters (default configuration): 1,423,616.
+
+The model takes the waveform (``input_type = "waveform"``, 16 kHz, int16
+scale) and owns its front-end (:mod:`pyutils.features.ge2e_mel`):
+
+- eval (extraction, ``sv``): Resemblyzer's ``preprocess_wav`` (volume to
+  -30 dBFS, raise only; WebRTC VAD trimming, ``vad: true``), then
+  ``embed_utterance``: 1.6 s partial windows every 1/``rate`` s, each
+  embedded, averaged and L2-normalised.  Equals the package's embeddings
+  (tests/test_import_resemblyzer.py).  Audio the VAD finds no speech in is
+  embedded untrimmed (Resemblyzer would fail);
+- train: the mel spectrogram of each chunk through the LSTM as one sequence
+  (the trainer's chunks take the place of GE2E's partials).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from pyutils.features import ge2e_mel
+
+INT16_SCALE = 32768.0
+
+
+class GE2E(nn.Module):
+    """LSTM speaker encoder on 40-band mel power spectra; ``head`` is the identity."""
+
+    input_type = "waveform"
+    frame_shift = 160            # samples per 10 ms frame: the unit of chunk options
+
+    def __init__(self, feat_dim: Optional[int] = None, num_mels: int = ge2e_mel.NUM_MELS,
+                 hidden_size: int = 256, num_layers: int = 3, embed_dim: int = 256,
+                 vad: bool = True, vad_mode: int = 3, rate: float = 1.3,
+                 min_coverage: float = 0.75):
+        # feat_dim is accepted for the common build_model interface; a waveform has none.
+        super().__init__()
+        self.num_mels = int(num_mels)
+        self.lstm = nn.LSTM(self.num_mels, hidden_size, num_layers, batch_first=True)
+        self.linear = nn.Linear(hidden_size, embed_dim)
+        self.relu = nn.ReLU()
+        self.head = nn.Identity()
+        self.embed_dim = self.head_dim = int(embed_dim)
+        self.vad, self.vad_mode = bool(vad), int(vad_mode)
+        self.rate, self.min_coverage = float(rate), float(min_coverage)
+        self.receptive_field = 1
+
+    def embed_mels(self, mels: torch.Tensor) -> torch.Tensor:
+        """(batch, frames, num_mels) -> (batch, embed_dim) L2-normed embeddings."""
+        _, (hidden, _) = self.lstm(mels)
+        raw = self.relu(self.linear(hidden[-1]))
+        return raw / torch.norm(raw, dim=1, keepdim=True).clamp_min(1e-12)
+
+    def _mels(self, wav: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(ge2e_mel.mel_spectrogram(wav))
+
+    def embed_utterance(self, wav: np.ndarray) -> torch.Tensor:
+        """(embed_dim,) embedding of one float waveform in [-1, 1] (Resemblyzer's pipeline)."""
+        wav = ge2e_mel.normalize_volume(np.asarray(wav, dtype=np.float64))
+        if self.vad:
+            trimmed = ge2e_mel.trim_long_silences(wav, self.vad_mode)
+            wav = trimmed if len(trimmed) else wav
+        mels = ge2e_mel.partial_mels(wav, self.rate, self.min_coverage)
+        device = self.linear.weight.device
+        partials = self.embed_mels(torch.from_numpy(mels).to(device))
+        mean = partials.mean(dim=0)
+        return mean / torch.norm(mean).clamp_min(1e-12)
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        """(batch, samples) int16-scale waveform -> (batch, embed_dim)."""
+        audio = waveform.detach().double().cpu().numpy() / INT16_SCALE
+        if not self.training:
+            return torch.stack([self.embed_utterance(wav) for wav in audio])
+        mels = torch.stack([self._mels(wav) for wav in audio]).to(self.linear.weight.device)
+        return self.embed_mels(mels)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

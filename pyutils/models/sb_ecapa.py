@@ -1,0 +1,53 @@
+"""SpeechBrain's speaker ECAPA-TDNN with its own front-end: ``model.name: sb_ecapa``.
+
+The waveform (``input_type = "waveform"``, 16 kHz, int16 scale) goes through SpeechBrain's
+Fbank + sentence mean normalisation (:mod:`pyutils.features.sb_fbank`), then
+:class:`pyutils.models.ecapa.ECAPATDNN` built with ``layout: speechbrain`` (reflect padding,
+MFA and attention batch norms) and without the final batch norm, as SpeechBrain's
+``ECAPA_TDNN`` (``spkrec-ecapa-voxceleb``: C=1024, MFA 3072, 192-dim).  Imported by
+:mod:`pyutils.models.convert.speechbrain`; parity in tests/test_import_speechbrain.py.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from pyutils.features import sb_fbank
+from pyutils.models.ecapa import ECAPATDNN
+
+INT16_SCALE = 32768.0
+
+
+class SpeechBrainECAPA(nn.Module):
+    """SpeechBrain Fbank -> ECAPA-TDNN; ``head`` is the identity."""
+
+    input_type = "waveform"
+    frame_shift = 160
+    receptive_field = 1
+
+    def __init__(self, feat_dim: Optional[int] = None, num_mels: int = 80,
+                 channels: int = 1024, mfa_channels: int = 3072, embed_dim: int = 192,
+                 attention_bottleneck: int = 128, se_bottleneck: int = 128, scale: int = 8):
+        super().__init__()
+        self.num_mels = int(num_mels)
+        self.ecapa = ECAPATDNN(feat_dim=self.num_mels, channels=channels, embed_dim=embed_dim,
+                               mfa_channels=mfa_channels, scale=scale,
+                               se_bottleneck=se_bottleneck,
+                               attention_bottleneck=attention_bottleneck, final_bn=False,
+                               layout="speechbrain")
+        self.head = nn.Identity()
+        self.embed_dim = self.head_dim = int(embed_dim)
+
+    def features(self, waveform: torch.Tensor) -> torch.Tensor:
+        audio = waveform.detach().double().cpu().numpy() / INT16_SCALE
+        feats = [torch.from_numpy(sb_fbank.features(wav, self.num_mels)) for wav in audio]
+        return torch.stack(feats).to(next(self.parameters()).device)
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        """(batch, samples) int16-scale waveform -> (batch, embed_dim)."""
+        return self.ecapa(self.features(waveform))
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
