@@ -44,6 +44,7 @@ cd "$(dirname "$0")"
 . ./cmd.sh
 . ./conf/feats.conf
 . ./conf/backend.conf
+. ./conf/extract.conf
 . utils/parse_options.sh
 [ $# -eq 0 ] || { echo "$0: unexpected argument '$1' (options are --name value; --help)" 1>&2; exit 1; }
 for opt in stage stop_stage nj; do
@@ -149,11 +150,12 @@ fi
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   input=feats; [ $feat_type = waveform ] && input=waveform
   for x in "$ftrain" "$feval" $fcalib; do
-    steps/extract_embeddings.sh --nj $nj --cmd "$cpu_cmd" --input $input \
+    steps/extract_embeddings.sh --nj $nj --cmd "$cpu_cmd" --input $input --engine $extract_engine \
       "$dir/final.pt" "$x" "$dir/embeddings_$(basename "${x%_fbank}")"
   done
   if [ $backend_window -gt 0 ]; then
-    steps/extract_embeddings.sh --nj $nj --cmd "$cpu_cmd" --input $input --window $backend_window \
+    steps/extract_embeddings.sh --nj $nj --cmd "$cpu_cmd" --input $input --engine $extract_engine \
+      --batch-size $extract_batch_size --window $backend_window \
       --window-shift $backend_window_shift "$dir/final.pt" "$ftrain" "$dir/embeddings_train_windows"
   fi
 fi
