@@ -45,6 +45,7 @@ cd "$(dirname "$0")"
 . ./cmd.sh
 . ./conf/feats.conf
 . ./conf/backend.conf
+. ./conf/extract.conf
 . utils/parse_options.sh
 [ $# -eq 0 ] || { echo "$0: unexpected argument '$1' (options are --name value; --help)" 1>&2; exit 1; }
 # Every number, once, before any work: the options' and conf/feats.conf's and
@@ -165,15 +166,16 @@ fi
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   input=feats; [ $feat_type = waveform ] && input=waveform
   for x in "$ftrain" "$feval" $fcalib; do
-    steps/extract_embeddings.sh --nj $nj --cmd "$cpu_cmd" --input $input \
+    steps/extract_embeddings.sh --nj $nj --cmd "$cpu_cmd" --input $input --engine $extract_engine \
       "$dir/final.pt" "$x" "$dir/embeddings_$(basename "${x%_fbank}")"
   done
   if [ $backend_window -gt 0 ]; then
-    steps/extract_embeddings.sh --nj $nj --cmd "$cpu_cmd" --input $input --window $backend_window \
+    steps/extract_embeddings.sh --nj $nj --cmd "$cpu_cmd" --input $input --engine $extract_engine \
+      --batch-size $extract_batch_size --window $backend_window \
       --window-shift $backend_window_shift "$dir/final.pt" "$ftrain" "$dir/embeddings_train_windows"
   fi
   if [ -n "$adapt" ]; then   # the in-domain set of plda_adapt_data (conf/backend.conf)
-    steps/extract_embeddings.sh --nj $nj --cmd "$cpu_cmd" --input $input \
+    steps/extract_embeddings.sh --nj $nj --cmd "$cpu_cmd" --input $input --engine $extract_engine \
       "$dir/final.pt" "$fadapt" "$dir/embeddings_adapt"
   fi
 fi

@@ -336,7 +336,8 @@ def bench_loader(name: str, quick: bool) -> list:
 
 def bench_extract(name: str, quick: bool) -> list:
     import torch
-    from pyutils.extraction.extract import embed, set_threads
+    from pyutils.extraction.extract import embed
+    from pyutils.utils.threads import set_threads
     set_threads(1)
     torch.manual_seed(0)
     _, model, feat_dim, unit = model_setup(name)

@@ -17,9 +17,11 @@ window_shift=0      # (sub-segment ids <utt>-<first>-<end>; writes <dir>/utt2spk
 num_threads=1       # torch threads per job (results do not depend on it)
 input=feats         # feats: feats.scp + vad.scp (CMN, voiced frames); waveform: wav.scp audio
 device=cpu          # auto, cpu, cuda or cuda:N (embeddings agree across devices to float rounding)
-help_message="Usage: $0 [--nj N] [--cmd CMD] [--input feats|waveform] [--num-threads T] [--device D] [--chunk-size F] [--window F --window-shift F] <model.pt> <data> <dir>"
+engine=torch        # torch | compiled (torch.compile) | onnx (ONNX Runtime; exported once per model)
+batch_size=1        # >1: equal-length windows of one utterance share a forward pass (float rounding ~1e-6)
+help_message="Usage: $0 [--nj N] [--cmd CMD] [--input feats|waveform] [--num-threads T] [--device D] [--engine torch|compiled|onnx] [--batch-size N] [--chunk-size F] [--window F --window-shift F] <model.pt> <data> <dir>"
 . "$SV_ROOT/utils/parse_options.sh"
-for opt in nj chunk_size min_chunk_size num_threads; do check_int $opt 1; done
+for opt in nj chunk_size min_chunk_size num_threads batch_size; do check_int $opt 1; done
 check_int window 0; check_int window_shift 0
 [ $# -eq 3 ] || { echo -e "$help_message" 1>&2; exit 1; }
 model=$1 data=$2 dir=$3
@@ -29,9 +31,13 @@ case $input in
   waveform) inputs=("$data/wav.scp" "$data/segments") ;;   # a missing file hashes its name
   *) echo "$0: --input must be feats or waveform, got '$input'" 1>&2; exit 1 ;;
 esac
+case $engine in
+  torch|compiled|onnx) ;;
+  *) echo "$0: --engine must be torch, compiled or onnx, got '$engine'" 1>&2; exit 1 ;;
+esac
 # upstream markers (features, training) change whenever those stages reran
 stamp=("$model" "$(dirname "$model")/.done" "${inputs[@]}" "$data/spk2utt" "$input"
-       "$chunk_size $min_chunk_size $window $window_shift" "$dir/xvector.scp")
+       "$chunk_size $min_chunk_size $window $window_shift" "engine=$engine batch=$batch_size" "$dir/xvector.scp")
 # QMF quality measures beside the embeddings (utt2speech_dur, utt2magnitude; cheap,
 # remade when older than xvector.scp; windows get none)
 quality_measures() {
@@ -58,10 +64,25 @@ if [ $input = feats ]; then
 else
   job_inputs=(--data-dir "$sdata/JOB")
 fi
+engine_opts=(--engine $engine --batch-size $batch_size)
+if [ $engine = onnx ]; then
+  # One export per model, shared by every data set and job; a network that does
+  # not export leaves no file and the jobs extract with PyTorch (logged).
+  onnx=$(dirname "$model")/extract/embedding.onnx
+  python -m pyutils.cli.export_onnx --model "$model" --out "$onnx" \
+    --min-chunk-size $min_chunk_size --stamp-extra "$(dirname "$model")/.done" \
+    2> "$dir/log/export_onnx.log" || { tail -n 5 "$dir/log/export_onnx.log" 1>&2; exit 1; }
+  if [ -f "$onnx" ]; then
+    engine_opts+=(--onnx-path "$onnx")
+  else
+    echo "$0: warning: the network did not export to ONNX ($dir/log/export_onnx.log); extracting with PyTorch" 1>&2
+    engine_opts=(--engine torch --batch-size $batch_size)
+  fi
+fi
 echo "$0: embeddings of $data in $nj jobs; progress in $dir/log/extract.*.log"
 $cmd --num-threads $num_threads JOB=1:$nj "$dir/log/extract.JOB.log" \
   python -m pyutils.cli.extract_embeddings --model "$model" "${job_inputs[@]}" \
-    --num-threads $num_threads --device $device "${upstream[@]}" \
+    --num-threads $num_threads --device $device "${engine_opts[@]}" "${upstream[@]}" \
     --chunk-size $chunk_size --min-chunk-size $min_chunk_size \
     --window $window --window-shift $window_shift \
     --ark "$dir/xvector.JOB.ark" --scp "$dir/xvector.JOB.scp"

@@ -39,6 +39,12 @@ def main(argv=None):
     parser.add_argument("--window", type=int, default=0,
                         help="embed sliding windows of this many voiced frames (0: whole utterance)")
     parser.add_argument("--window-shift", type=int, default=0, help="window shift (default: --window)")
+    parser.add_argument("--engine", default="torch", choices=("torch", "compiled", "onnx"),
+                        help="what runs the network (pyutils.extraction.engines)")
+    parser.add_argument("--onnx-path", help="--engine onnx: the exported network "
+                        "(exported here when missing)")
+    parser.add_argument("--batch-size", type=int, default=1,
+                        help="equal-length windows of one utterance per forward pass")
     parser.add_argument("--device", default="cpu",
                         help="auto, cpu, cuda or cuda:N (the checkpoint loads on any of them)")
     args = parser.parse_args(argv)
@@ -49,6 +55,8 @@ def main(argv=None):
               else [args.feats_scp, args.vad_scp, args.cmvn_config])
     stamp = fingerprint(args.model, *inputs,
                         f"{args.chunk_size} {args.min_chunk_size} {args.window} {args.window_shift}",
+                        f"engine={args.engine} batch={args.batch_size}",
+                        *([args.onnx_path] if args.engine == "onnx" else []),
                         *args.stamp_extra)
     if job_done(marker, stamp):
         logging.getLogger("extract").info("%s matches the inputs; job already done", marker)
@@ -57,7 +65,8 @@ def main(argv=None):
         counts = extract(args.model, args.feats_scp, args.vad_scp, args.ark, args.scp,
                          cmn_options(args.cmvn_config) if args.cmvn_config else None,
                          args.chunk_size, args.min_chunk_size, args.num_threads, args.window,
-                         args.window_shift, data_dir=args.data_dir, device=args.device)
+                         args.window_shift, data_dir=args.data_dir, device=args.device,
+                         engine=args.engine, onnx_path=args.onnx_path, batch_size=args.batch_size)
     except (TableError, ValueError, FileNotFoundError, AudioError) as err:
         logging.getLogger("extract").error("%s", err)
         sys.exit(1)

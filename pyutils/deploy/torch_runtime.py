@@ -5,9 +5,9 @@ import numpy as np
 import torch
 
 from pyutils.deploy.runtime import Embedder
-from pyutils.extraction.extract import set_threads
 from pyutils.models import build_model
 from pyutils.training.device import resolve_device
+from pyutils.utils.threads import set_threads
 
 
 def build_network(state: dict) -> torch.nn.Module:

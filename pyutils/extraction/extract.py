@@ -8,15 +8,15 @@ padded by repeating its first and last frames (Kaldi's --pad-input).
 Utterances with no voiced frame are skipped, logged and counted, as
 ``select-voiced-frames`` does.
 
-Speed: each utterance (or chunk, or window) goes through the network on its
-own, under ``torch.inference_mode`` with ``num_threads`` intra-op threads.
-The frame layers are matrix products over ~10^3 frames, already compute
-bound (the x-vector TDNN runs at a real-time factor of 0.004 on one core,
-bench/run_bench.py), so batching utterances gains nothing measurable; it
-would also change the float32 rounding of the statistics pooling, whose
-variance cancels for nearly constant channels (batched and single results
-differ by up to ~1e-5).  Per-utterance results are therefore bit-identical
-whatever the job split or batch order.
+Speed: the network runs through an extraction engine
+(:mod:`pyutils.extraction.engines`: eager PyTorch, ``torch.compile`` or ONNX
+Runtime) with ``num_threads`` intra-op threads.  With ``batch_size`` > 1 the
+equal-length windows of one utterance share a forward pass (one dense tensor,
+no padding); batches never span utterances, so an utterance's embedding does
+not depend on the job split or on its neighbours.  The default (1) keeps every
+embedding bit-identical to one-at-a-time extraction: batching changes the
+float32 rounding of the matrix products (about 1e-6) and, measured on this
+2-core CPU, gains 5-20 % (docs/benchmark.md).
 
 With ``window`` > 0 each utterance instead yields one embedding per sliding
 window of voiced frames, keyed ``<utt>-<first>-<end>`` (frame indices, as
@@ -28,7 +28,7 @@ fewer).
 from __future__ import annotations
 
 import logging
-import sys
+import os
 import time
 from typing import Dict, Iterable, Optional, Tuple
 
@@ -39,10 +39,12 @@ import torch
 from pyutils.data.audio import AudioReader
 from pyutils.data.datadir import DataDir, read_scp
 from pyutils.extraction.chunks import chunked_embedding, pad_chunk  # noqa: F401  (pad_chunk re-exported)
+from pyutils.extraction.engines import build_embedder, export_for_extraction
 from pyutils.features.pipeline import cmn_voiced
 from pyutils.models import build_model
 from pyutils.training import checkpoint
 from pyutils.training.device import resolve_device
+from pyutils.utils.threads import set_threads
 from pyutils.utils.arkio import ArkScpWriter
 from pyutils.utils.fileio import TableError
 from pyutils.utils.progress import progress
@@ -52,10 +54,10 @@ logger = logging.getLogger(__name__)
 
 def load_embedding_model(path: str, device: str = "cpu") -> torch.nn.Module:
     """Rebuild the network of ``final.pt`` in eval mode (on ``device``)."""
-    return _load_model(path, device)[0]
+    return load_model_and_dim(path, device)[0]
 
 
-def _load_model(path: str, device: str = "cpu"):
+def load_model_and_dim(path: str, device: str = "cpu"):
     """(network in eval mode, its input dimension) from ``final.pt``, loaded with
     map_location="cpu" (a GPU-trained model loads anywhere), then moved to ``device``."""
     state = checkpoint.load(path)
@@ -64,15 +66,6 @@ def _load_model(path: str, device: str = "cpu"):
                         **{k: v for k, v in config.items() if k != "name"})
     model.load_state_dict(state["model"])
     return model.eval().to(resolve_device(device)), state["feat_dim"]
-
-
-def set_threads(num_threads: int) -> None:
-    """Intra-op threads for this process; one inter-op thread (a job is sequential)."""
-    torch.set_num_threads(max(1, int(num_threads)))
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:   # already set, or parallel work already started
-        pass
 
 
 @torch.inference_mode()
@@ -134,16 +127,19 @@ def extract(model_path: str, feats_scp: Optional[str], vad_scp: Optional[str], a
             scp: str, cmn: Optional[dict] = None, chunk_size: int = 10000,
             min_chunk_size: int = 25, num_threads: int = 1, window: int = 0,
             window_shift: int = 0, data_dir: Optional[str] = None,
-            sample_rate: int = 16000, device: str = "cpu") -> dict:
+            sample_rate: int = 16000, device: str = "cpu", engine: str = "torch",
+            onnx_path: Optional[str] = None, batch_size: int = 1) -> dict:
     """Write one embedding per utterance to ark/scp; return counts for the log.
 
     Feature models read ``feats_scp``/``vad_scp`` (+ ``cmn``); waveform models
     read the audio of ``data_dir``.  ``chunk_size``, ``min_chunk_size`` and the
     window options are in 10 ms frames either way (a waveform model converts
-    them with its frame shift, 160 samples at 16 kHz).
+    them with its frame shift, 160 samples at 16 kHz).  ``engine`` runs the network
+    (``onnx`` reads ``onnx_path``, exporting it first when it is missing); up to
+    ``batch_size`` equal-length windows of one utterance share a forward pass.
     """
     set_threads(num_threads)
-    model, feat_dim = _load_model(model_path, device)
+    model, feat_dim = load_model_and_dim(model_path, device)
     input_type = getattr(model, "input_type", "feats")
     if input_type == "waveform":
         if data_dir is None:
@@ -158,6 +154,9 @@ def extract(model_path: str, feats_scp: Optional[str], vad_scp: Optional[str], a
         num_utts = len(read_scp(feats_scp))
         inputs = _voiced_features(feats_scp, vad_scp, cmn, feat_dim)
     chunk, min_chunk = chunk_size * unit, min_chunk_size * unit
+    if engine == "onnx" and onnx_path and not os.path.exists(onnx_path):
+        onnx_path = export_for_extraction(model, feat_dim, onnx_path, min_chunk_size)
+    embedder = build_embedder(engine, model, chunk, min_chunk, num_threads, device, onnx_path)
     done = skipped = padded = frames = 0
     start = time.time()
     busy = 0.0
@@ -175,11 +174,12 @@ def extract(model_path: str, feats_scp: Optional[str], vad_scp: Optional[str], a
                                "skip such audio)", utt, -(-x.shape[0] // unit), min_chunk_size)
             tick = time.perf_counter()
             if window > 0:
-                for first, end in windows(x.shape[0], window * unit, (window_shift or window) * unit):
-                    writer.write(f"{utt}-{first // unit:07d}-{-(-end // unit):07d}",
-                                 embed(model, x[first:end], chunk, min_chunk))
+                spans = windows(x.shape[0], window * unit, (window_shift or window) * unit)
+                vectors = embedder.embed_many([x[first:end] for first, end in spans], batch_size)
+                for (first, end), vector in zip(spans, vectors):
+                    writer.write(f"{utt}-{first // unit:07d}-{-(-end // unit):07d}", vector)
             else:
-                writer.write(utt, embed(model, x, chunk, min_chunk))
+                writer.write(utt, embedder.embed(x))
             busy += time.perf_counter() - tick
             done += 1
             frames += x.shape[0] / unit

@@ -1,0 +1,110 @@
+"""Extraction engines (pyutils.extraction.engines) and batched windows: every engine
+gives the eager PyTorch embeddings within 1e-4, and batching the equal-length windows
+of an utterance gives its one-at-a-time embeddings (and the same bytes whatever the
+job split)."""
+import os
+
+import numpy as np
+import pytest
+
+from pyutils.extraction.extract import extract
+from pyutils.features.pipeline import cmn_options
+from pyutils.training import checkpoint
+from pyutils.utils.arkio import load_scp_dict, write_scp_dict
+from pyutils.utils.fileio import write_lines
+from tests.conftest import ROOT
+
+# Each network at reduced width (the layer types of conf/<model>.yaml), random weights.
+SMALL = {
+    "xvector": ({"frame_dims": [64, 64, 64, 64, 128], "embed_dim": 32}, 30),
+    "resnet34": ({"m_channels": 8, "embed_dim": 32}, 80),
+    "ecapa_c512": ({"embed_dim": 32}, 80),
+    "campplus": ({"growth_rate": 8, "init_channels": 32, "embed_dim": 32,
+                  "blocks": [[2, 3, 1], [2, 3, 2], [2, 3, 2]]}, 80),
+    "eres2net": ({"m_channels": 8, "num_blocks": [1, 1, 1, 1], "embed_dim": 32}, 80),
+}
+
+
+def _model(root, name):
+    import torch
+
+    from pyutils.models import build_model
+    config, dim = SMALL[name]
+    torch.manual_seed(1)
+    model = build_model(name, feat_dim=dim, **config)
+    path = os.path.join(root, "final.pt")
+    checkpoint.save(path, {"config": {"model": {"name": name, **config}}, "feat_dim": dim,
+                           "model": model.state_dict()})
+    return path
+
+
+def _features(root, dim, lengths, seed=0):
+    rng = np.random.default_rng(seed)
+    feats = {f"u{i}": rng.normal(size=(n, dim)).astype(np.float32) for i, n in enumerate(lengths)}
+    vad = {u: (rng.random(x.shape[0]) > 0.1).astype(np.float32) for u, x in feats.items()}
+    os.makedirs(root, exist_ok=True)
+    write_scp_dict(os.path.join(root, "feats.ark"), os.path.join(root, "feats.scp"), feats)
+    write_scp_dict(os.path.join(root, "vad.ark"), os.path.join(root, "vad.scp"), vad)
+    return os.path.join(root, "feats.scp"), os.path.join(root, "vad.scp")
+
+
+def _extract(tmp, name, model, feats, vad, **kw):
+    cmn = cmn_options(os.path.join(ROOT, "conf", "cmvn.conf"))
+    ark, scp = os.path.join(tmp, name + ".ark"), os.path.join(tmp, name + ".scp")
+    counts = extract(model, feats, vad, ark, scp, cmn, **kw)
+    return load_scp_dict(scp), counts
+
+
+CASES = ([pytest.param(n, "onnx", marks=[] if n == "xvector" else pytest.mark.slow) for n in SMALL]
+         + [pytest.param("xvector", "compiled", marks=pytest.mark.slow)])
+
+
+@pytest.mark.parametrize("name,engine", CASES)
+def test_engine_matches_eager_pytorch(name, engine, tmp_path):
+    model = _model(str(tmp_path), name)
+    feats, vad = _features(str(tmp_path / "d"), SMALL[name][1], [90, 317, 1200])
+    want, _ = _extract(str(tmp_path), "torch", model, feats, vad, chunk_size=500)
+    onnx = str(tmp_path / "extract" / "embedding.onnx")
+    got, _ = _extract(str(tmp_path), engine, model, feats, vad, chunk_size=500, engine=engine,
+                      onnx_path=onnx)
+    if engine == "onnx":
+        assert os.path.exists(onnx), "the network should have exported"
+    for utt, vector in want.items():
+        np.testing.assert_allclose(got[utt], vector, rtol=1e-4,
+                                   atol=1e-4 * float(np.abs(vector).max()))
+
+
+def test_batched_windows_equal_single_windows_and_do_not_depend_on_the_split(tmp_path):
+    model = _model(str(tmp_path), "xvector")
+    feats, vad = _features(str(tmp_path / "d"), 30, [700, 1000, 450])
+    opts = dict(window=100, window_shift=50)
+    single, _ = _extract(str(tmp_path), "single", model, feats, vad, batch_size=1, **opts)
+    batched, _ = _extract(str(tmp_path), "batched", model, feats, vad, batch_size=16, **opts)
+    assert sorted(single) == sorted(batched) and len(single) > 20
+    for key in single:
+        np.testing.assert_allclose(batched[key], single[key], rtol=1e-5, atol=1e-6)
+    # one utterance alone: the same bytes as in the whole set (batches never span utterances)
+    lines = [l for l in open(feats) if l.startswith("u1 ")]
+    write_lines(str(tmp_path / "one.scp"), [l.rstrip("\n") for l in lines])
+    alone, _ = _extract(str(tmp_path), "alone", model, str(tmp_path / "one.scp"), vad,
+                        batch_size=16, **opts)
+    for key, vector in alone.items():
+        assert np.array_equal(vector, batched[key]), key
+
+
+def test_a_network_that_does_not_export_falls_back_to_pytorch(tmp_path, monkeypatch, caplog):
+    import pyutils.extraction.engines as engines
+
+    def fail(*_args, **_kwargs):
+        raise RuntimeError("Duplicate definition of name (embedding)")
+    monkeypatch.setattr(engines, "export_onnx", fail)
+    model = _model(str(tmp_path), "xvector")
+    feats, vad = _features(str(tmp_path / "d"), 30, [200, 300])
+    want, _ = _extract(str(tmp_path), "torch", model, feats, vad)
+    onnx = str(tmp_path / "extract" / "embedding.onnx")
+    with caplog.at_level("WARNING"):
+        got, counts = _extract(str(tmp_path), "onnx", model, feats, vad, engine="onnx",
+                               onnx_path=onnx)
+    assert not os.path.exists(onnx)
+    assert "ONNX export of the network failed" in caplog.text
+    assert all(np.array_equal(got[u], want[u]) for u in want)
