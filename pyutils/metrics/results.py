@@ -84,6 +84,10 @@ class TrialList:
         self.path = path
         self._table = _read_pair_table(path, _parse_label, _LABEL_WHAT)
 
+    def has(self, pair: Pair) -> bool:
+        """Whether ``(utt1, utt2)`` is a trial of the list."""
+        return pair in self._table
+
     def join(self, score_path: str) -> Tuple[np.ndarray, np.ndarray]:
         """Return ``(scores, labels)`` in score-file order.
 
