@@ -33,9 +33,12 @@ class Collision(ValueError):
     """Files that would share an utterance id."""
 
 
-def scan(root: str, extensions):
+def scan(root: str, extensions=None):
     """({utt_id: (speaker, absolute path)}, [(path, reason) of unused files])."""
     utts, sources, unused, collisions = {}, {}, [], []
+    why = f"not a .{'/.'.join(sorted(extensions))} file" if extensions else \
+        "not an audio file libsndfile reads"
+    extensions = set(extensions or audio_extensions())
     for entry in sorted(os.listdir(root)):
         spk_dir = os.path.join(root, entry)
         if not os.path.isdir(spk_dir):
@@ -47,7 +50,7 @@ def scan(root: str, extensions):
             for name in sorted(files):
                 path = os.path.abspath(os.path.join(dirpath, name))
                 if os.path.splitext(name)[1].lstrip(".").lower() not in extensions:
-                    unused.append((path, f"not a .{'/.'.join(sorted(extensions))} file"))
+                    unused.append((path, why))
                     continue
                 rel = os.path.splitext(os.path.relpath(path, spk_dir))[0]
                 utt = WHITESPACE.sub("_", f"{speaker}-{rel.replace(os.sep, '-')}")
@@ -85,7 +88,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         extensions = [e for e in args.ext.lower().replace(".", "").split(",") if e]
-        utts, unused = scan(args.audio_root, set(extensions or audio_extensions()))
+        utts, unused = scan(args.audio_root, set(extensions))
     except (ValueError, OSError) as err:
         sys.exit(f"folder_to_data_dir: {err}")
     if not utts:
