@@ -194,6 +194,9 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   steps/train.sh --cmd "$cuda_cmd" --force $force --nproc-per-node $nproc_per_node \
     --nnodes $nnodes --node-rank $node_rank --rdzv-endpoint "$rdzv_endpoint" \
     --unlabelled-data "$unlabelled_data" "$train_config" "$train_data" "$dir"
+  # machine, date and commit of the training run, for the results page (kept on a rerun)
+  python -m pyutils.cli.run_info --newer-than "$dir/train_summary.json" "$dir/train_info.json" \
+    "corpus=$corpus" "train_data=$train_data"
 fi
 
 # Stage 4: embeddings of train and eval utterances (+ windowed train ones for the back-end).
@@ -262,6 +265,13 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
     [ "$name" = eval ] || scores=$dir/scores_$name out=$dir/$name sets=("$exp"/*/"$name"/) suffix=_$name
     # Subgroup trial lists beside the trials (so762-v1: trials_adult-adult, ...): rows of the table too.
     subgroups=$(for t in "$x"/trials_*; do [ -f "$t" ] && echo -n "${t##*/trials_}=$t "; done || true)
+    c=$corpus; [ "$name" = eval ] || c=${name#eval_}
+    calibration="training utterances (over-confident)"
+    [ -n "$calib" ] && calibration="$(wc -l < "$calib/spk2utt") held-out speakers ($calib)"
+    [ -z "$calibration_trials" ] || calibration="$calibration_trials"
+    python -m pyutils.cli.run_info "$out/run_info.json" "corpus=$c" "eval_set=$name" \
+      "protocol=$(corpus_protocol=$c; . "conf/corpora/$c.conf"; echo "$corpus_protocol")" \
+      "train_data=$train" "calibration=$calibration" "trials=$x/trials"
     steps/compute_metrics.sh --system "$model" --backends "$scored" --subgroups "$subgroups" \
       "$x/trials" "$scores" "$out"
     cat "$out/results.md"
