@@ -103,9 +103,13 @@ def subgroup_row(row: dict, group: str, subgroup: Tuple[str, set], pairs: List[T
     """The metrics of ``row``'s scores restricted to one subgroup's trials."""
     path, members = subgroup
     mask = np.fromiter((pair in members for pair in pairs), dtype=bool, count=len(pairs))
+    try:
+        metrics = summarize(scores[mask], labels[mask])
+    except ValueError as err:
+        raise ValueError(f"subgroup {group} ({path}): {err}") from None
     sub = {"system": row["system"], "backend": f"{row['backend']} [{group}]",
-           "subgroup": group, "scores_backend": row["backend"],
-           **summarize(scores[mask], labels[mask]), "min_cllr": min_cllr(scores[mask], labels[mask]),
+           "subgroup": group, "scores_backend": row["backend"], **metrics,
+           "min_cllr": min_cllr(scores[mask], labels[mask]),
            "scores_path": row["scores_path"], "trials_path": path}
     if speakers is not None:
         add_error_bars(sub, scores[mask], labels[mask], [s for s, m in zip(speakers, mask) if m],
