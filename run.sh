@@ -66,6 +66,9 @@ IFS=, read -r -a corpora <<< "$corpus"
 for c in "${corpora[@]}"; do
   [ -f "conf/corpora/$c.conf" ] && [ -f "local/prepare_$c.py" ] || {
     echo "$0: --corpus $corpus: no conf/corpora/$c.conf or local/prepare_$c.py" 1>&2; exit 1; }
+  # A corpus of short utterances may lower stage 2's min_len (conf/feats.conf): corpus_min_len.
+  corpus_min_len=; . "conf/corpora/$c.conf"
+  [ -z "$corpus_min_len" ] || [ "$corpus_min_len" -ge "$min_len" ] || min_len=$corpus_min_len
 done
 [ ${#corpora[@]} -gt 0 ] || { echo "$0: --corpus is empty" 1>&2; exit 1; }
 [ ${#corpora[@]} -eq 1 ] || [ -z "$calib_holdout_list" ] || {
