@@ -264,8 +264,8 @@ fi
 if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   scored=$(for b in $backends; do echo -n "$b "; for n in $score_norms; do echo -n "${b}_$n "; done; done)
   for x in "${evals[@]}"; do  # results per evaluation set: $dir (eval) or $dir/<set>
-    name=$(basename "$x") scores=$dir/scores out=$dir sets=("$exp"/*/) suffix=
-    [ "$name" = eval ] || scores=$dir/scores_$name out=$dir/$name sets=("$exp"/*/"$name"/) suffix=_$name
+    name=$(basename "$x") scores=$dir/scores out=$dir suffix=
+    [ "$name" = eval ] || scores=$dir/scores_$name out=$dir/$name suffix=_$name
     # Subgroup trial lists beside the trials (so762-v1: trials_adult-adult, ...): rows of the table too.
     subgroups=$(for t in "$x"/trials_*; do [ -f "$t" ] && echo -n "${t##*/trials_}=$t "; done || true)
     c=$corpus; [ "$name" = eval ] || c=${name#eval_}
@@ -279,6 +279,7 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
       "$x/trials" "$scores" "$out"
     cat "$out/results.md"
     mkdir -p "$out/log"
+    sets=("$exp"/*/); [ "$name" = eval ] || sets=("$exp"/*/"$name"/)   # after $out exists
     if python -m pyutils.cli.compare_systems --out "$exp/results$suffix.md" \
         --det-png "$exp/det_all$suffix.png" "${sets[@]}" > /dev/null 2> "$out/log/compare_systems.log"; then
       echo "Every system under $exp on $name: $exp/results$suffix.md, DET curves $exp/det_all$suffix.png"
