@@ -37,7 +37,8 @@ def make_exp(root):
         dump(exp / name / "train_summary.json", {"model": model, "loss": loss, "chunks": 12288,
                                                 "epochs": 4, "train_seconds": 960.0})
         dump(exp / name / "train_info.json", {"date": "2026-12-06T12:00:00Z", "commit": "abc123",
-                                             "machine": "Xeon, 2 CPUs"})
+                                             "machine": "Xeon, 2 CPUs",
+                                             "corpus": "speechocean762"})
         dump(exp / name / "run_info.json", {"protocol": "so762-v1", "eval_set": "eval",
                                            "calibration": "15 held-out speakers (data/calib)"})
     return exp
@@ -71,7 +72,8 @@ def test_page_has_one_table_per_question_with_the_numbers_of_the_json(tmp_path):
     subgroups = page.split("### Subgroups")[1]
     assert "| system | backend | child-child | adult-adult |" in subgroups
     assert "| xvector | plda | 8.00 [7.00, 9.00] | 4.00 [3.00, 5.00] |" in subgroups
-    assert "Calibration: 15 held-out speakers (data/calib)." in page
+    assert ("Trained on: speechocean762. Calibration: 15 held-out speakers (data/calib)."
+            in page)
     assert "![DET curves](exp/speechocean762/det_all.png)" in page
 
 

@@ -69,7 +69,8 @@ def collect(exp_dirs: Sequence[str]) -> Dict[Key, List[dict]]:
                     "machine": trained.get("machine") or run.get("machine"),
                     "date": (trained.get("date") or run.get("date") or "")[:10] or None,
                     "commit": trained.get("commit") or run.get("commit"),
-                    "calibration": run.get("calibration"), "trained_on": run.get("train_data"),
+                    "calibration": run.get("calibration"),
+                    "trained_on": trained.get("corpus") or run.get("train_data"),
                     "exp_dir": exp_dir})
     return groups
 
@@ -232,8 +233,10 @@ def render(groups: Dict[Key, List[dict]], backends: Sequence[str], out_dir: str)
     for (protocol, eval_set), rows in sorted(groups.items()):
         trials = rows[0].get("num_trials")
         calib = {r.get("calibration") for r in rows} - {None}
+        trained = {r.get("trained_on") for r in rows} - {None}
         parts.append(f"\n## {protocol}, {eval_set}" + (f" ({trials:,} trials)" if trials else "")
-                     + "\n\n" + (f"Calibration: {', '.join(sorted(calib))}.\n\n" if calib else ""))
+                     + "\n\n" + (f"Trained on: {', '.join(sorted(trained))}. " if trained else "")
+                     + (f"Calibration: {', '.join(sorted(calib))}." if calib else "") + "\n\n")
         for table in (networks_table(rows, backends), backends_table(rows),
                       label_free_table(rows, backends), subgroups_table(rows)):
             if table:
