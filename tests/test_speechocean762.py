@@ -258,3 +258,10 @@ def test_combined_corpora_refuse_a_calibration_list():
                              "--stop-stage", "0", "--calib-holdout-list", "0001"],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode != 0 and "--calib-holdout-list" in result.stderr
+
+
+def test_calib_speakers_and_calib_holdout_together_are_refused(tmp_path):
+    result = stage0("asc", tmp_path, tmp_path / "data", "--calib-speakers", "16-18",
+                    "--calib-holdout", "2")
+    assert result.returncode != 0
+    assert "--calib-speakers and --calib-holdout(-list) both" in result.stderr

@@ -29,7 +29,6 @@ import numpy as np
 
 from pyutils.metrics.results import (TrialList, format_results_table, read_trials, summarize,
                                      write_results_json)
-from pyutils.metrics.results import read_score_lines
 from pyutils.utils.fileio import TableError, atomic_output, read_table
 from pyutils.utils.log import setup_logging
 
@@ -164,7 +163,7 @@ def main(argv=None) -> int:
         subgroups = subgroup_masks(trials, parse_named_paths(args.subgroup, "--subgroup"))
         sub_rows: List[dict] = []
         for name, path in named_paths:
-            scores, labels = trials.join(path)
+            scores, labels, pairs = trials.join_with_pairs(path)
             try:
                 metrics = summarize(scores, labels)
             except ValueError as err:
@@ -178,7 +177,6 @@ def main(argv=None) -> int:
             if name in llr_paths:
                 llrs, llr_labels = trials.join(llr_paths[name])
                 add_calibrated(rows[-1], llrs, llr_labels)
-            pairs = list(read_score_lines(path)) if utt2spk is not None or subgroups else []
             speakers = None
             if utt2spk is not None:
                 speakers = [utt2spk.get(utt1, utt1) for utt1, _ in pairs]
