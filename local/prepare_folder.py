@@ -3,7 +3,8 @@
 
     local/prepare_folder.py --train-dir DIR --eval-dir DIR OUT
 
-Each of DIR holds ``<speaker>/.../<file>.wav|flac`` (the first folder level
+Each of DIR holds ``<speaker>/.../<file>.<ext>``, any format libsndfile reads
+(wav, flac, ogg/opus, mp3, ...; --ext narrows it) (the first folder level
 names the speaker); utterance ids are ``<speaker>-<relative path, '/' -> '-'>``
 (pyutils.cli.folder_to_data_dir).  OUT/eval gets every unordered pair of its
 utterances as trials when it has at most --max-all-pairs utterances, else
@@ -31,7 +32,7 @@ def make_dir(audio_root: str, out: str, trials: bool, ext: str) -> None:
         raise CorpusError(f"no folder {audio_root} (set folder_train_dir / folder_eval_dir "
                           f"in conf/corpora/folder.conf)")
     shutil.rmtree(out, ignore_errors=True)  # no table of an older preparation survives
-    cmd = [sys.executable, "-m", "pyutils.cli.folder_to_data_dir", "--ext", ext]
+    cmd = [sys.executable, "-m", "pyutils.cli.folder_to_data_dir"] + (["--ext", ext] if ext else [])
     if trials:
         cmd.append("--trials")
     result = subprocess.run(cmd + [audio_root, out])
@@ -44,7 +45,7 @@ def main(argv=None):
     parser.add_argument("--corpus-root", default="", help="relative dirs are under it")
     parser.add_argument("--train-dir", required=True)
     parser.add_argument("--eval-dir", required=True)
-    parser.add_argument("--ext", default="wav,flac")
+    parser.add_argument("--ext", default="", help="e.g. wav,flac (default: every audio format)")
     parser.add_argument("--max-all-pairs", type=int, default=3000)
     parser.add_argument("--trials-per-utt", type=int, default=10)
     parser.add_argument("--seed", type=int, default=777)

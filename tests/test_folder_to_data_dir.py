@@ -52,7 +52,7 @@ def test_odd_names_are_used_and_every_unused_file_is_listed(tmp_path):
     assert wav["spk_1-a_b"] == str(audio / "spk 1" / "a b.wav")     # the real path
     unused = dict(line.rstrip("\n").split("\t") for line in open(tmp_path / "data" / ".unused"))
     assert unused == {str(audio / "loose.wav"): "not in a speaker folder",
-                      str(audio / "spk2" / "notes.txt"): "not a .flac/.wav file"}
+                      str(audio / "spk2" / "notes.txt"): "not an audio file libsndfile reads"}
     assert "2 file(s) not used" in result.stderr and "loose.wav" in result.stderr
 
 

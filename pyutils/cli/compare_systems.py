@@ -40,9 +40,14 @@ def _read_json(path: str):
 def system_rows(system_dir: str) -> List[dict]:
     """Rows of one system: its results joined with its training summary."""
     results = _read_json(os.path.join(system_dir, "results.json"))
-    summary_path = os.path.join(system_dir, "train_summary.json")
+    # Results of a second evaluation set live in <system>/<set>/ (run.sh --corpus a,b).
+    model_dir = system_dir
+    if not os.path.isfile(os.path.join(system_dir, "config.yaml")) and \
+            os.path.isfile(os.path.join(os.path.dirname(system_dir), "config.yaml")):
+        model_dir = os.path.dirname(system_dir)
+    summary_path = os.path.join(model_dir, "train_summary.json")
     summary = _read_json(summary_path) if os.path.isfile(summary_path) else {}
-    config_path = os.path.join(system_dir, "config.yaml")
+    config_path = os.path.join(model_dir, "config.yaml")
     feature_type = "-"                     # not a trained system (e.g. a fusion)
     if os.path.isfile(config_path):
         import yaml
@@ -83,6 +88,8 @@ def plot_all(rows: List[dict], path: str) -> int:
     curves, trial_lists = {}, {}
     for row in rows:
         scores, trials = row.get("scores_path"), row.get("trials_path")
+        if row.get("subgroup"):  # a subset of another row's trials: the chart shows full lists
+            continue
         if not (scores and trials and os.path.isfile(scores) and os.path.isfile(trials)):
             log.info("%s %s: no score file recorded or found; not in %s", row["system"],
                      row["backend"], path)

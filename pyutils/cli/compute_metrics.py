@@ -8,7 +8,9 @@ at the Bayes threshold (p=0.01).  The rows are also written as JSON beside the t
 Nothing is skipped: a trial without a score, a score for a pair that is not
 a trial, a repeated pair, a bad label or a NaN/inf score is an error naming
 the file, line and trial; so is a trial list without target or non-target
-trials.
+trials.  Each ``--subgroup name=trials`` (a subset of --trials, e.g. so762-v1's
+child-child pairs) adds a row per back-end, ``<backend> [<name>]``, from the
+same score files.
 """
 from __future__ import annotations
 
@@ -23,9 +25,10 @@ from pyutils.metrics.cllr import actual_dcf, cllr, min_cllr
 from pyutils.metrics.dcf import compute_min_dcf
 from pyutils.metrics.det import plot_det
 from pyutils.metrics.eer import compute_eer
-from pyutils.metrics.results import (TrialList, format_results_table, summarize,
+import numpy as np
+
+from pyutils.metrics.results import (TrialList, format_results_table, read_trials, summarize,
                                      write_results_json)
-from pyutils.metrics.results import read_score_lines
 from pyutils.utils.fileio import TableError, atomic_output, read_table
 from pyutils.utils.log import setup_logging
 
@@ -48,6 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "is its own speaker)")
     parser.add_argument("--bootstrap", type=int, default=200,
                         help="bootstrap replicates (seed fixed)")
+    parser.add_argument("--subgroup", action="append", default=[], metavar="NAME=TRIALS",
+                        help="a subset of the trials whose metrics get their own rows")
     return parser.parse_args(argv)
 
 
@@ -78,6 +83,38 @@ def add_error_bars(row: dict, scores, labels, speakers, replicates: int) -> None
     row["eer_ci"] = list(speaker_bootstrap_ci(_eer, scores, labels, speakers, replicates))
     row["min_dcf_0.01_ci"] = list(speaker_bootstrap_ci(_min_dcf, scores, labels, speakers,
                                                        replicates))
+
+
+def subgroup_masks(trials: TrialList, specs: List[Tuple[str, str]]) -> Dict[str, Tuple[str, set]]:
+    """``{name: (path, set of pairs)}`` of subgroup lists, each checked to be part of ``trials``."""
+    out = {}
+    for name, path in specs:
+        pairs = {(utt1, utt2) for utt1, utt2, _ in read_trials(path)}
+        outside = [p for p in pairs if not trials.has(p)]
+        if outside:
+            raise ValueError(f"{path}: {len(outside)} trial(s) are not in {trials.path}, e.g. "
+                             f"'{outside[0][0]} {outside[0][1]}'")
+        out[name] = (path, pairs)
+    return out
+
+
+def subgroup_row(row: dict, group: str, subgroup: Tuple[str, set], pairs: List[Tuple[str, str]],
+                 scores, labels, speakers, replicates: int) -> dict:
+    """The metrics of ``row``'s scores restricted to one subgroup's trials."""
+    path, members = subgroup
+    mask = np.fromiter((pair in members for pair in pairs), dtype=bool, count=len(pairs))
+    try:
+        metrics = summarize(scores[mask], labels[mask])
+    except ValueError as err:
+        raise ValueError(f"subgroup {group} ({path}): {err}") from None
+    sub = {"system": row["system"], "backend": f"{row['backend']} [{group}]",
+           "subgroup": group, "scores_backend": row["backend"], **metrics,
+           "min_cllr": min_cllr(scores[mask], labels[mask]),
+           "scores_path": row["scores_path"], "trials_path": path}
+    if speakers is not None:
+        add_error_bars(sub, scores[mask], labels[mask], [s for s, m in zip(speakers, mask) if m],
+                       replicates)
+    return sub
 
 
 def add_calibrated(row: dict, llrs, labels) -> None:
@@ -124,8 +161,10 @@ def main(argv=None) -> int:
         trials = TrialList(args.trials)
         utt2spk = ({utt: spk for _, (utt, spk) in read_table(args.utt2spk, 2, 2)}
                    if args.utt2spk else None)
+        subgroups = subgroup_masks(trials, parse_named_paths(args.subgroup, "--subgroup"))
+        sub_rows: List[dict] = []
         for name, path in named_paths:
-            scores, labels = trials.join(path)
+            scores, labels, pairs = trials.join_with_pairs(path)
             try:
                 metrics = summarize(scores, labels)
             except ValueError as err:
@@ -139,15 +178,20 @@ def main(argv=None) -> int:
             if name in llr_paths:
                 llrs, llr_labels = trials.join(llr_paths[name])
                 add_calibrated(rows[-1], llrs, llr_labels)
+            speakers = None
             if utt2spk is not None:
                 speakers = [(utt2spk.get(utt1, utt1), utt2spk.get(utt2, utt2))
-                             for utt1, utt2 in read_score_lines(path)]
+                            for utt1, utt2 in pairs]
                 add_error_bars(rows[-1], scores, labels, speakers, args.bootstrap)
+            for group, subgroup in subgroups.items():
+                sub_rows.append(subgroup_row(rows[-1], group, subgroup, pairs, scores, labels,
+                                             speakers, args.bootstrap))
+        rows += sub_rows
         text = format_results_table(rows) + format_error_bars(rows)
         with atomic_output(args.results_md) as out:
             out.write(text)
         write_results_json(rows, os.path.splitext(args.results_md)[0] + ".json")
-        plot_det(curves, args.det_png)
+        plot_det(curves, args.det_png)  # the full trial list's curves only
     except (TableError, ValueError, OSError) as err:
         print(f"compute_metrics: error: {err}", file=sys.stderr)
         return 1

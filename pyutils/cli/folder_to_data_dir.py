@@ -1,6 +1,6 @@
 """Make a Kaldi data dir from a folder of audio laid out as <root>/<speaker>/.../<file>.
 
-    python -m pyutils.cli.folder_to_data_dir [--trials] [--ext wav,flac] AUDIO_ROOT DATA_DIR
+    python -m pyutils.cli.folder_to_data_dir [--trials] [--ext wav,flac,...] AUDIO_ROOT DATA_DIR
 
 The first folder level under AUDIO_ROOT names the speaker (VoxCeleb's
 id/video/utt.wav layout works as is).  Utterance ids are
@@ -10,8 +10,11 @@ start with the speaker id as Kaldi requires; whitespace in a name becomes
 listed with its reason in DATA_DIR/.unused (not an audio extension, not in a
 speaker folder); two files that would get the same id (``a.wav`` and
 ``a.flac``, or ``sub-b.wav`` and ``sub/b.wav``) are an error naming both, so
-no file is dropped silently.  With --trials, every unordered pair of
-utterances becomes a trial (fine for a few thousand utterances).
+no file is dropped silently.  By default every format libsndfile reads is
+taken (wav, flac, ogg/opus, mp3, ...: pyutils.data.audio.audio_extensions),
+extensions matched case-insensitively; --ext narrows it.  With --trials,
+every unordered pair of utterances becomes a trial (fine for a few thousand
+utterances).
 """
 import argparse
 import itertools
@@ -19,6 +22,7 @@ import os
 import re
 import sys
 
+from pyutils.data.audio import audio_extensions
 from pyutils.data.datadir import utt2spk_to_spk2utt
 from pyutils.utils.fileio import write_lines
 
@@ -29,9 +33,12 @@ class Collision(ValueError):
     """Files that would share an utterance id."""
 
 
-def scan(root: str, extensions):
+def scan(root: str, extensions=None):
     """({utt_id: (speaker, absolute path)}, [(path, reason) of unused files])."""
     utts, sources, unused, collisions = {}, {}, [], []
+    why = f"not a .{'/.'.join(sorted(extensions))} file" if extensions else \
+        "not an audio file libsndfile reads"
+    extensions = set(extensions or audio_extensions())
     for entry in sorted(os.listdir(root)):
         spk_dir = os.path.join(root, entry)
         if not os.path.isdir(spk_dir):
@@ -43,7 +50,7 @@ def scan(root: str, extensions):
             for name in sorted(files):
                 path = os.path.abspath(os.path.join(dirpath, name))
                 if os.path.splitext(name)[1].lstrip(".").lower() not in extensions:
-                    unused.append((path, f"not a .{'/.'.join(sorted(extensions))} file"))
+                    unused.append((path, why))
                     continue
                 rel = os.path.splitext(os.path.relpath(path, spk_dir))[0]
                 utt = WHITESPACE.sub("_", f"{speaker}-{rel.replace(os.sep, '-')}")
@@ -74,16 +81,19 @@ def write_data_dir(utts, out: str, with_trials: bool) -> None:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", action="store_true", help="write all-pairs trials")
-    parser.add_argument("--ext", default="wav,flac", help="audio file extensions to take")
+    parser.add_argument("--ext", default="", help="audio file extensions to take, e.g. wav,flac "
+                        "(default: every format libsndfile reads)")
     parser.add_argument("audio_root")
     parser.add_argument("data_dir")
     args = parser.parse_args(argv)
     try:
-        utts, unused = scan(args.audio_root, set(args.ext.lower().split(",")))
+        extensions = [e for e in args.ext.lower().replace(".", "").split(",") if e]
+        utts, unused = scan(args.audio_root, set(extensions))
     except (ValueError, OSError) as err:
         sys.exit(f"folder_to_data_dir: {err}")
     if not utts:
-        sys.exit(f"folder_to_data_dir: no *.{{{args.ext}}} files under {args.audio_root}/<speaker>/")
+        sys.exit(f"folder_to_data_dir: no *.{{{','.join(extensions or audio_extensions())}}} "
+                 f"files under {args.audio_root}/<speaker>/")
     write_data_dir(utts, args.data_dir, args.trials)
     unused_list = os.path.join(args.data_dir, ".unused")
     write_lines(unused_list, (f"{path}\t{reason}" for path, reason in unused))

@@ -50,6 +50,28 @@ NO_ENTRY = "no wav.scp entry"       # utterance not in wav.scp / segments
 # data-chunk sizes that mean "unknown length" (written by pipes; Kaldi's list)
 _STREAM_SIZES = (0, 0xFFFFFFFF, 0x7FFFF000)
 
+# File extensions (lower case, no dot) and the libsndfile format that reads each:
+# Ogg Opus/Vorbis (speechocean762's shared copy), MP3 (Common Voice, libsndfile >= 1.1)...
+_EXTENSION_FORMATS = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "oga": "OGG", "opus": "OGG",
+                      "mp3": "MP3", "sph": "NIST", "nist": "NIST", "aiff": "AIFF", "aif": "AIFF",
+                      "au": "AU", "w64": "W64", "rf64": "RF64", "caf": "CAF"}
+
+
+def audio_extensions() -> Tuple[str, ...]:
+    """Extensions of the audio files this libsndfile reads (lower case, no dot).
+
+    Folder scans match them case-insensitively (the original speechocean762
+    has ``.WAV``); a format the installed libsndfile lacks (MP3 before 1.1.0)
+    is left out, so its files are listed as unused rather than failing later.
+    """
+    known = sf.available_formats()
+    return tuple(ext for ext, fmt in _EXTENSION_FORMATS.items() if fmt in known)
+
+
+def is_audio_file(name: str) -> bool:
+    """Whether ``name`` has the extension of a format :func:`audio_extensions` lists."""
+    return os.path.splitext(name)[1].lstrip(".").lower() in audio_extensions()
+
 
 class AudioError(RuntimeError):
     """Audio that cannot be read or does not fit the request; names its source.
@@ -152,7 +174,8 @@ def read_wav_scp_entry(value: str, expected_rate: Optional[int] = None,
                        channel: Optional[int] = None) -> Tuple[np.ndarray, int]:
     """Read one wav.scp value; return ``(samples, rate)``, samples 1-D on the int16 scale.
 
-    Any format soundfile knows (wav, flac, ...) works, from a file or a pipe.
+    Any format libsndfile reads works (wav, flac, Ogg Opus/Vorbis, mp3, ...;
+    :func:`audio_extensions`), from a file or a pipe.
     Multi-channel audio needs ``channel`` (0-based).  Missing, unreadable,
     non-audio, truncated, zero-length and non-finite audio raise
     :class:`AudioError` with the matching ``reason``; so does a rate other

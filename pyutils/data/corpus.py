@@ -12,7 +12,7 @@ import os
 import random
 import shlex
 import shutil
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from pyutils.utils.fileio import write_lines
 
@@ -63,18 +63,29 @@ def audio_value(path: str, command: str = "") -> str:
     return command.replace("{}", shlex.quote(path)) + " |"
 
 
+def check_speaker_order(utts: Utts, ids: Optional[Sequence[str]] = None) -> None:
+    """Kaldi's rule: utt2spk sorted by utterance is sorted by speaker too.
+
+    Speaker ids that prefix their utterance ids guarantee it; speechocean762's
+    own ids (speaker ``0001``, utterances ``00001nnnn``) keep it without a prefix.
+    """
+    ids = c_sorted(utts) if ids is None else ids
+    for prev, utt in zip(ids, ids[1:]):
+        if utts[utt][0].encode("utf-8") < utts[prev][0].encode("utf-8"):
+            raise CorpusError(f"utterance '{utt}' of speaker '{utts[utt][0]}' sorts after "
+                              f"'{prev}' of speaker '{utts[prev][0]}': utt2spk would not be "
+                              f"sorted by speaker (make speaker ids prefixes of utterance ids)")
+
+
 def write_data_dir(final_dir: str, utts: Utts, trials: Optional[Sequence[str]] = None) -> None:
     """Write wav.scp, utt2spk, spk2utt (and trials lines) as a new dir, swapped in whole."""
     if not utts:
         raise CorpusError(f"{final_dir}: no utterances to write")
-    bad = [u for u, (s, _) in utts.items() if not u.startswith(s)]
-    if bad:
-        raise CorpusError(f"utterance '{bad[0]}' does not start with its speaker id "
-                          f"'{utts[bad[0]][0]}' (Kaldi sorts utt2spk by both)")
+    ids = c_sorted(utts)
+    check_speaker_order(utts, ids)
     tmp = final_dir.rstrip("/") + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
-    ids = c_sorted(utts)
     write_lines(os.path.join(tmp, "wav.scp"), (f"{u} {utts[u][1]}" for u in ids))
     write_lines(os.path.join(tmp, "utt2spk"), (f"{u} {utts[u][0]}" for u in ids))
     spk2utt: Dict[str, List[str]] = {}
@@ -130,3 +141,26 @@ def sampled_trials(utts: Utts, per_utt: int, seed: int) -> List[str]:
             pairs.add((u, v) if u < v else (v, u))
     return [f"{a} {b} {'target' if utts[a][0] == utts[b][0] else 'nontarget'}"
             for a, b in sorted(pairs)]
+
+
+def pair_trials(utts: Utts, keep: Optional[Callable[[str, str], bool]] = None) -> Iterator[str]:
+    """Every unordered pair of utterances, first id < second in C order, as
+    ``utt1 utt2 target|nontarget`` lines in C order of (utt1, utt2); with
+    ``keep(spk1, spk2)`` only the pairs it accepts (a subgroup's trials)."""
+    ids = c_sorted(utts)
+    for i, first in enumerate(ids):
+        spk1 = utts[first][0]
+        for second in ids[i + 1:]:
+            spk2 = utts[second][0]
+            if keep is None or keep(spk1, spk2):
+                yield f"{first} {second} {'target' if spk1 == spk2 else 'nontarget'}"
+
+
+def spaced_speakers(speakers: Iterable[str], num: int) -> List[str]:
+    """``num`` speakers spread evenly over the C-sorted list: the one at index
+    ``floor((i + 0.5) * S / num)`` for i = 0..num-1 (no randomness to document)."""
+    ordered = c_sorted(set(speakers))
+    if not 0 < num < len(ordered):
+        raise CorpusError(f"cannot hold out {num} of {len(ordered)} speakers "
+                          f"(at least one must stay)")
+    return [ordered[int((i + 0.5) * len(ordered) / num)] for i in range(num)]

@@ -84,12 +84,22 @@ class TrialList:
         self.path = path
         self._table = _read_pair_table(path, _parse_label, _LABEL_WHAT)
 
+    def has(self, pair: Pair) -> bool:
+        """Whether ``(utt1, utt2)`` is a trial of the list."""
+        return pair in self._table
+
     def join(self, score_path: str) -> Tuple[np.ndarray, np.ndarray]:
         """Return ``(scores, labels)`` in score-file order.
 
         compute_min_dcf.py collects scores in score-file order and its stable
         sort keeps that order among tied scores, so we do the same.
         """
+        values, labels, _ = self.join_with_pairs(score_path)
+        return values, labels
+
+    def join_with_pairs(self, score_path: str) -> Tuple[np.ndarray, np.ndarray, List[Pair]]:
+        """:meth:`join` plus the ``(utt1, utt2)`` pairs in score-file order (one read
+        of the score file where the caller needs both)."""
         scores = _read_pair_table(score_path, _parse_score, "score")
         for pair, (_, lineno) in self._table.items():
             if pair not in scores:
@@ -103,7 +113,7 @@ class TrialList:
                                  f"which is not a trial in {self.path}")
             values[i] = score
             labels[i] = self._table[pair][0]
-        return values, labels
+        return values, labels, list(scores)
 
 
 def load_scored_trials(score_path: str, trials_path: str) -> Tuple[np.ndarray, np.ndarray]:

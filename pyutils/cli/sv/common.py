@@ -9,13 +9,13 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from pyutils.data.audio import AudioError
+from pyutils.data.audio import AudioError, audio_extensions
 from pyutils.utils.fileio import TableError
 from pyutils.utils.progress import progress
 
 logger = logging.getLogger("sv")
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".sph", ".aiff", ".aif", ".au")
+AUDIO_EXTENSIONS = tuple(f".{ext}" for ext in audio_extensions())  # what libsndfile reads
 
 
 class SvError(RuntimeError):
