@@ -20,6 +20,10 @@ Rows (each group runs in its own subprocess, so its peak RSS is its own):
                    ratios loader / compute-only, and CPU ms per chunk of the training step
                    and of the featurisation (whole utterance vs chunk span) are rows too;
                    ``BENCH_LOADER_STEPS`` (8) timed steps per row, ``BENCH_LOADER_REPEATS`` (3);
+* ``engines-<model>`` stage 4's extraction engines (pyutils.extraction.engines) on one 10 s
+                   input of every network of the zoo: eager PyTorch, torch.compile and ONNX
+                   Runtime, at 1 and 2 threads (best of the repeats, with their range), the
+                   speed-up ratios, and 20 windows of 300 frames batched (16) vs one at a time;
 * ``cosine``, ``plda`` trials/s of pyutils.backends.scoring.score_trials on 1M random trials
                    over 2,000 synthetic 512-dim embeddings, parsing and writing included.
 
@@ -54,8 +58,10 @@ sys.path.insert(0, ROOT)
 
 MODELS = ("xvector", "resnet34", "ecapa_c512", "wav2spk")
 LOADER_MODELS = ("xvector", "ecapa_c512")
+ENGINE_MODELS = ("xvector", "resnet34", "ecapa_c512", "wav2spk", "campplus", "eres2net")
 GROUPS = (["features"] + [f"train-{m}" for m in MODELS] + [f"loader-{m}" for m in LOADER_MODELS]
-          + [f"extract-{m}" for m in MODELS] + ["cosine", "plda"])
+          + [f"extract-{m}" for m in MODELS] + [f"engines-{m}" for m in ENGINE_MODELS]
+          + ["cosine", "plda"])
 NUM_CLASSES = 18          # ASC training speakers (protocol asc-v1)
 EXTRACT_SECONDS = 10.0
 CORPUS = os.path.join(os.environ.get("SV_CORPUS_ROOT", os.path.join(ROOT, "..", "shared", "corpora")),
@@ -360,6 +366,66 @@ def bench_extract(name: str, quick: bool) -> list:
     return [row]
 
 
+def _best_of(run, repeats: int):
+    """(best, worst) wall seconds of ``repeats`` calls of ``run`` after one warm-up call."""
+    run()
+    times = []
+    for _ in range(repeats):
+        tick = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - tick)
+    return min(times), max(times)
+
+
+def bench_engines(name: str, quick: bool) -> list:
+    """Extraction RTF per engine and thread count; batched vs single windows."""
+    from pyutils.extraction.engines import build_embedder, export_for_extraction
+    from pyutils.utils.threads import set_threads
+    import torch
+    torch.manual_seed(0)
+    _, model, feat_dim, unit = model_setup(name)
+    model.eval()
+    gen = torch.Generator().manual_seed(0)
+    x = random_input(1, int(EXTRACT_SECONDS * 100), feat_dim, unit, gen)[0].numpy()
+    chunk, min_chunk = 10000 * unit, 25 * unit
+    repeats = 1 if quick else 5
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tick = time.perf_counter()
+        onnx = export_for_extraction(model, feat_dim, os.path.join(tmp, "embedding.onnx"))
+        rows.append({"measurement": f"{name}: ONNX export + check, once per model",
+                     "value": time.perf_counter() - tick, "unit": "s", "higher": False})
+        for threads in (1, 2):
+            set_threads(threads)
+            rtf = {}
+            for engine in ("torch", "compiled", "onnx"):
+                if engine == "onnx" and onnx is None:
+                    continue
+                embedder = build_embedder(engine, model, chunk, min_chunk, threads, "cpu", onnx)
+                tick = time.perf_counter()
+                embedder.embed(x)                       # compiles (compiled), warms up
+                first = time.perf_counter() - tick
+                best, worst = _best_of(lambda: embedder.embed(x), repeats)
+                rtf[engine] = best / EXTRACT_SECONDS
+                rows.append({"measurement": f"{name}: extraction RTF, {engine}, {threads} thread(s) "
+                                            f"(10 s input; best of {repeats}, worst "
+                                            f"{worst / EXTRACT_SECONDS:.4g}; first call {first:.1f} s)",
+                             "value": rtf[engine], "unit": "s / s audio", "higher": False})
+            for engine in ("compiled", "onnx"):
+                if engine in rtf:
+                    rows.append({"measurement": f"{name}: eager / {engine} RTF, {threads} thread(s)",
+                                 "value": rtf["torch"] / rtf[engine], "unit": "x",
+                                 "target": 1.5})
+        set_threads(1)
+        windows = [random_input(1, 300, feat_dim, unit, gen)[0].numpy() for _ in range(20)]
+        embedder = build_embedder("torch", model, chunk, min_chunk, 1, "cpu")
+        single, _ = _best_of(lambda: embedder.embed_many(windows, 1), repeats)
+        batched, _ = _best_of(lambda: embedder.embed_many(windows, 16), repeats)
+        rows.append({"measurement": f"{name}: 20 windows of 3 s, one at a time / batched by 16 "
+                                    f"(torch, 1 thread)", "value": single / batched, "unit": "x"})
+    return rows
+
+
 def bench_scoring(kind: str, quick: bool) -> list:
     from pyutils.backends.cosine import CosineBackend
     from pyutils.backends.plda import Plda, PldaBackend
@@ -407,6 +473,8 @@ def run_group(group: str, quick: bool) -> list:
     kind, name = group.split("-", 1)
     if kind == "loader":
         return bench_loader(name, quick)
+    if kind == "engines":
+        return bench_engines(name, quick)
     return bench_train(name, quick) if kind == "train" else bench_extract(name, quick)
 
 
