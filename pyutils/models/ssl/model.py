@@ -24,6 +24,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from pyutils.models.base import EmbeddingNet
 from pyutils.models.ssl.frontend import SSLFrontend
 from pyutils.models.ssl.xvector_head import HFXVectorHead
 
@@ -43,7 +44,7 @@ def build_head(name: str, feat_dim: int, **kwargs) -> nn.Module:
     return build_model(name, feat_dim=feat_dim, **kwargs)
 
 
-class SSLSpeakerModel(nn.Module):
+class SSLSpeakerModel(EmbeddingNet):
     """Pretrained encoder -> weighted hidden states -> speaker head -> embedding."""
 
     input_type = "waveform"
@@ -96,6 +97,3 @@ class SSLSpeakerModel(nn.Module):
             raise ValueError(f"{type(self.speaker_net).__name__} takes no padding lengths; "
                              f"embed utterances of different lengths one at a time")
         return self.speaker_net(features, frames)
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
