@@ -127,6 +127,12 @@ class BadInput(EmbeddingNet):
         self.set_head(4)
 
 
+class NoHead(EmbeddingNet):
+    def __init__(self, **kwargs):
+        super().__init__()
+        self.embed_dim = 4
+
+
 @pytest.mark.parametrize("registry", ["MODELS", "PRETRAINED"])
 def test_build_model_refuses_a_class_that_is_not_an_embedding_net(monkeypatch, registry):
     monkeypatch.setitem(getattr(models, registry), "plain", NotANetwork)
@@ -135,6 +141,9 @@ def test_build_model_refuses_a_class_that_is_not_an_embedding_net(monkeypatch, r
     monkeypatch.setitem(getattr(models, registry), "bad_input", BadInput)
     with pytest.raises(TypeError, match="BadInput.input_type is 'spectrogram'"):
         build_model("bad_input", feat_dim=4)
+    monkeypatch.setitem(getattr(models, registry), "no_head", NoHead)
+    with pytest.raises(TypeError, match="NoHead did not set head_dim, head"):
+        build_model("no_head", feat_dim=4)
 
 
 def test_set_head_defaults_and_explicit_head():

@@ -2,7 +2,7 @@
 
 Every network is a :class:`pyutils.models.base.EmbeddingNet` (what a network
 provides to be trained, extracted, exported and packaged: see its docstring)."""
-from pyutils.models.base import EmbeddingNet, check_network_class
+from pyutils.models.base import EmbeddingNet, check_network, check_network_class  # noqa: F401
 from pyutils.models.campplus import CAMPPlus
 from pyutils.models.ecapa import ECAPATDNN, ECAPATDNN512, ECAPATDNN1024
 from pyutils.models.eres2net import ERes2Net
@@ -32,7 +32,8 @@ PRETRAINED = {
 
 def build_model(name: str, **kwargs):
     """Instantiate the network ``name`` with keyword arguments from the YAML config;
-    a registered class that is not an :class:`EmbeddingNet` is refused (TypeError)."""
+    a registered class that is not an :class:`EmbeddingNet`, or a network that did not
+    set its ``embed_dim`` and ``head``, is refused (TypeError)."""
     if name in PRETRAINED:
         cls = PRETRAINED[name]
     elif name in MODELS:
@@ -41,4 +42,4 @@ def build_model(name: str, **kwargs):
         raise ValueError(f"unknown model '{name}'; known: "
                          f"{', '.join(sorted(set(MODELS) | set(PRETRAINED)))}")
     check_network_class(cls)
-    return cls(**kwargs)
+    return check_network(cls(**kwargs))

@@ -81,3 +81,15 @@ def check_network_class(cls) -> None:
     if cls.input_type not in INPUT_TYPES:
         raise TypeError(f"{cls.__name__}.input_type is {cls.input_type!r}; "
                         f"expected one of {', '.join(INPUT_TYPES)}")
+
+
+def check_network(model: EmbeddingNet) -> EmbeddingNet:
+    """Refuse a built network that did not set ``embed_dim``, ``head`` and ``head_dim``
+    (:meth:`EmbeddingNet.set_head`); return it."""
+    missing = [name for name in ("embed_dim", "head_dim", "head") if not hasattr(model, name)]
+    if missing:
+        raise TypeError(f"{type(model).__name__} did not set {', '.join(missing)} "
+                        f"(call EmbeddingNet.set_head in its constructor)")
+    if not isinstance(model.head, nn.Module):
+        raise TypeError(f"{type(model).__name__}.head is not a torch.nn.Module")
+    return model
