@@ -73,7 +73,8 @@ def list_audio_files(path: Union[str, os.PathLike], recursive: bool = True) -> L
     return sorted(found)
 
 
-def _as_list(paths: PathList) -> List[str]:
+def as_path_list(paths: PathList) -> List[str]:
+    """One path or several (a ``PathList``, as noise and RIR options give) as a list of str."""
     if isinstance(paths, (str, os.PathLike)):
         return [os.fspath(paths)]
     return [os.fspath(p) for p in paths]
@@ -300,7 +301,7 @@ class NoiseSource:
         self.reader = AudioFiles(self.sample_rate)
         files: Dict[str, List[str]] = {}
         settings: Dict[str, dict] = {}
-        for path in _as_list(paths):
+        for path in as_path_list(paths):
             if is_musan_root(path):
                 for sub, name in MUSAN_SUBDIRS.items():
                     folder = os.path.join(path, sub)
@@ -328,7 +329,7 @@ class NoiseSource:
             except TypeError as err:  # an unknown setting name
                 raise ValueError(f"noise category '{name}': {err}") from None
         if not self.categories:
-            raise ValueError(f"no noise audio files (wav/flac/ogg) under {_as_list(paths)}")
+            raise ValueError(f"no noise audio files (wav/flac/ogg) under {as_path_list(paths)}")
 
     def __repr__(self) -> str:
         parts = ", ".join(f"{c.name}: {len(c.files)} files, {c.snr[0]:g}-{c.snr[1]:g} dB"

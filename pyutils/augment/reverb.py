@@ -38,7 +38,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from pyutils.augment.noise import AudioFiles, PathList, _as_list, list_audio_files, power
+from pyutils.augment.noise import AudioFiles, PathList, as_path_list, list_audio_files, power
 
 logger = logging.getLogger(__name__)
 
@@ -114,13 +114,13 @@ class RirSource:
         self.sample_rate = int(sample_rate)
         self.reader = AudioFiles(self.sample_rate)
         self.categories: Dict[str, List[str]] = {}
-        for path in _as_list(paths):
+        for path in as_path_list(paths):
             for name, files in discover_rirs(path, recursive).items():
                 self.categories.setdefault(name, []).extend(files)
         self.categories = {name: sorted(set(files)) for name, files in
                            sorted(self.categories.items()) if files}
         if not self.categories:
-            raise ValueError(f"no RIR audio files (wav/flac/ogg) under {_as_list(paths)}")
+            raise ValueError(f"no RIR audio files (wav/flac/ogg) under {as_path_list(paths)}")
         if weights is None:
             weights = {k: v for k, v in KALDI_DEFAULT_WEIGHTS.items() if k in self.categories} \
                 or {name: 1.0 for name in self.categories}

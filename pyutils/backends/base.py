@@ -59,8 +59,8 @@ def register_backend(word: str) -> Callable[[Type[Backend]], Type[Backend]]:
 
 
 def backend_names() -> Tuple[str, ...]:
-    """The registered back-end words, sorted."""
-    import pyutils.backends  # noqa: F401  (registers the built-in back-ends)
+    """The registered back-end words, sorted.  The built-in ones are registered by
+    then: importing this module runs ``pyutils/backends/__init__.py`` first."""
     return tuple(sorted(_REGISTRY))
 
 

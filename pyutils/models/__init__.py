@@ -1,4 +1,8 @@
-"""Speaker-embedding networks, built by name from a config (``build_model``)."""
+"""Speaker-embedding networks, built by name from a config (``build_model``).
+
+Every network is a :class:`pyutils.models.base.EmbeddingNet` (what a network
+provides to be trained, extracted, exported and packaged: see its docstring)."""
+from pyutils.models.base import EmbeddingNet, check_network, check_network_class  # noqa: F401
 from pyutils.models.campplus import CAMPPlus
 from pyutils.models.ecapa import ECAPATDNN, ECAPATDNN512, ECAPATDNN1024
 from pyutils.models.eres2net import ERes2Net
@@ -36,12 +40,17 @@ PRETRAINED = {
 
 
 def build_model(name: str, **kwargs):
-    """Instantiate the network ``name`` with keyword arguments from the YAML config."""
+    """Instantiate the network ``name`` with keyword arguments from the YAML config;
+    a registered class that is not an :class:`EmbeddingNet`, or a network that did not
+    set its ``embed_dim`` and ``head``, is refused (TypeError)."""
     if name in PRETRAINED:
-        return PRETRAINED[name](**kwargs)
-    if name in RECURRENT:
-        return RECURRENT[name](**kwargs)
-    if name not in MODELS:
+        cls = PRETRAINED[name]
+    elif name in RECURRENT:
+        cls = RECURRENT[name]
+    elif name in MODELS:
+        cls = MODELS[name]
+    else:
         raise ValueError(f"unknown model '{name}'; known: "
                          f"{', '.join(sorted(set(MODELS) | set(PRETRAINED) | set(RECURRENT)))}")
-    return MODELS[name](**kwargs)
+    check_network_class(cls)
+    return check_network(cls(**kwargs))

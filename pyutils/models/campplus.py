@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pyutils.models.base import EmbeddingNet
+
 
 def _bn_relu(channels: int) -> nn.Sequential:
     return nn.Sequential(nn.BatchNorm1d(channels), nn.ReLU())
@@ -123,10 +125,9 @@ class CAMDenseBlock(nn.ModuleList):
         return x
 
 
-class CAMPPlus(nn.Module):
+class CAMPPlus(EmbeddingNet):
     """CAM++: ``forward`` (batch, frames, feat_dim) -> (batch, embed_dim)."""
 
-    input_type = "feats"
     receptive_field = 393
     frame_shift = 2
 
@@ -151,8 +152,7 @@ class CAMPPlus(nn.Module):
         self.tdnn = nn.Sequential(*layers)
         self.embedding = nn.Linear(2 * channels, embed_dim)
         self.embedding_norm = nn.BatchNorm1d(embed_dim, affine=False)
-        self.head = nn.Identity()
-        self.embed_dim = self.head_dim = embed_dim
+        self.set_head(embed_dim)
 
     def frame_level(self, feats: torch.Tensor) -> torch.Tensor:
         """(batch, frames, feat_dim) -> (batch, channels, ceil(frames / 2))."""
@@ -162,6 +162,3 @@ class CAMPPlus(nn.Module):
         x = self.frame_level(feats)
         stats = torch.cat([x.mean(dim=-1), torch.sqrt(x.var(dim=-1) + self.stats_eps)], dim=1)
         return self.embedding_norm(self.embedding(stats))
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())

@@ -48,6 +48,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pyutils.models.base import EmbeddingNet
 from pyutils.models.pooling import AttentiveStatsPooling
 
 
@@ -126,14 +127,13 @@ class SERes2Block(nn.Module):
         return x + self.body(x)
 
 
-class ECAPATDNN(nn.Module):
+class ECAPATDNN(EmbeddingNet):
     """ECAPA-TDNN: ``forward`` gives the 192-dim embedding; ``head`` is the identity.
 
     Parameters for 80-dim fbank, 192-dim embedding: C=512 6,191,104; C=1024
     14,657,472.  Receptive field (convolutional path) 131 frames, frame shift 1.
     """
 
-    input_type = "feats"
     frame_shift = 1
 
     def __init__(self, feat_dim: int = 80, channels: int = 512, embed_dim: int = 192,
@@ -167,9 +167,7 @@ class ECAPATDNN(nn.Module):
         self.pooling_norm = nn.BatchNorm1d(2 * mfa_channels)
         self.embedding = nn.Linear(2 * mfa_channels, embed_dim)
         self.embedding_norm = nn.BatchNorm1d(embed_dim) if final_bn else nn.Identity()
-        self.head = nn.Identity()
-        self.embed_dim = embed_dim
-        self.head_dim = embed_dim
+        self.set_head(embed_dim)
 
     @property
     def receptive_field(self) -> int:
@@ -189,9 +187,6 @@ class ECAPATDNN(nn.Module):
         """(batch, frames, feat_dim) -> (batch, embed_dim) embeddings."""
         stats = self.pooling_norm(self.pooling(self.frame_level(feats)))
         return self.embedding_norm(self.embedding(stats))
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
 
 
 class ECAPATDNN512(ECAPATDNN):

@@ -29,6 +29,8 @@ import math
 import torch
 from torch import nn
 
+from pyutils.models.base import EmbeddingNet
+
 
 def _relu() -> nn.Module:
     return nn.Hardtanh(0.0, 20.0)
@@ -88,10 +90,9 @@ class ERes2NetBlock(nn.Module):
         return self.relu(out + self.shortcut(x))
 
 
-class ERes2Net(nn.Module):
+class ERes2Net(EmbeddingNet):
     """ERes2Net: ``forward`` (batch, frames, feat_dim) -> (batch, embed_dim)."""
 
-    input_type = "feats"
     receptive_field = 239
     frame_shift = 8
 
@@ -120,8 +121,7 @@ class ERes2Net(nn.Module):
         self.fuse = nn.ModuleList(AFF(c * 2 ** (i + 2)) for i in range(3))
         self.frame_dim = in_ch * math.ceil(feat_dim / 8)
         self.embedding = nn.Linear(2 * self.frame_dim, embed_dim)
-        self.head = nn.Identity()
-        self.embed_dim = self.head_dim = embed_dim
+        self.set_head(embed_dim)
 
     def frame_level(self, feats: torch.Tensor) -> torch.Tensor:
         """(batch, frames, feat_dim) -> (batch, 512 * ceil(feat_dim/8), ceil(frames/8))."""
@@ -139,6 +139,3 @@ class ERes2Net(nn.Module):
         x = self.frame_level(feats)
         stats = torch.cat([x.mean(dim=-1), torch.sqrt(x.var(dim=-1) + self.stats_eps)], dim=1)
         return self.embedding(stats)
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())

@@ -28,11 +28,12 @@ import torch
 from torch import nn
 
 from pyutils.features import ge2e_mel
+from pyutils.models.base import EmbeddingNet
 
 INT16_SCALE = 32768.0
 
 
-class GE2E(nn.Module):
+class GE2E(EmbeddingNet):
     """LSTM speaker encoder on 40-band mel power spectra; ``head`` is the identity."""
 
     input_type = "waveform"
@@ -48,8 +49,7 @@ class GE2E(nn.Module):
         self.lstm = nn.LSTM(self.num_mels, hidden_size, num_layers, batch_first=True)
         self.linear = nn.Linear(hidden_size, embed_dim)
         self.relu = nn.ReLU()
-        self.head = nn.Identity()
-        self.embed_dim = self.head_dim = int(embed_dim)
+        self.set_head(int(embed_dim))
         self.vad, self.vad_mode = bool(vad), int(vad_mode)
         self.rate, self.min_coverage = float(rate), float(min_coverage)
         self.receptive_field = 1
@@ -83,5 +83,3 @@ class GE2E(nn.Module):
         mels = torch.stack([self._mels(wav) for wav in audio]).to(self.linear.weight.device)
         return self.embed_mels(mels)
 
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())

@@ -45,6 +45,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from pyutils.models.base import EmbeddingNet
 from pyutils.models.pooling import StatsPooling, TemporalStatsPooling
 
 
@@ -78,10 +79,9 @@ def _ceil_halvings(size: int, times: int) -> int:
     return size
 
 
-class ResNet(nn.Module):
+class ResNet(EmbeddingNet):
     """ResNet speaker-embedding network with BasicBlocks (WeSpeaker ResNet18/34)."""
 
-    input_type = "feats"
     stage_strides = (1, 2, 2, 2)
     frame_shift = 8            # product of the stage strides
 
@@ -109,13 +109,11 @@ class ResNet(nn.Module):
         self.frame_dim = in_channels * _ceil_halvings(feat_dim, 3)
         self.pooling = StatsPooling() if pooling == "stats" else TemporalStatsPooling()
         self.embedding = nn.Linear(2 * self.frame_dim, embed_dim)          # WeSpeaker seg_1
+        head = None                                                         # identity
         if two_emb_layer:
-            self.head = nn.Sequential(nn.ReLU(), nn.BatchNorm1d(embed_dim, affine=False),
-                                      nn.Linear(embed_dim, embed_dim))     # seg_bn_1, seg_2
-        else:
-            self.head = nn.Identity()
-        self.embed_dim = embed_dim
-        self.head_dim = embed_dim
+            head = nn.Sequential(nn.ReLU(), nn.BatchNorm1d(embed_dim, affine=False),
+                                 nn.Linear(embed_dim, embed_dim))           # seg_bn_1, seg_2
+        self.set_head(embed_dim, head)
 
     @property
     def receptive_field(self) -> int:
@@ -138,9 +136,6 @@ class ResNet(nn.Module):
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         """(batch, frames, feat_dim) -> (batch, embed_dim) embeddings."""
         return self.embedding(self.pooling(self.frame_level(feats)))
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
 
 
 class ResNet34(ResNet):

@@ -12,15 +12,14 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-from torch import nn
-
 from pyutils.features import sb_fbank
+from pyutils.models.base import EmbeddingNet
 from pyutils.models.ecapa import ECAPATDNN
 
 INT16_SCALE = 32768.0
 
 
-class SpeechBrainECAPA(nn.Module):
+class SpeechBrainECAPA(EmbeddingNet):
     """SpeechBrain Fbank -> ECAPA-TDNN; ``head`` is the identity."""
 
     input_type = "waveform"
@@ -37,8 +36,7 @@ class SpeechBrainECAPA(nn.Module):
                                se_bottleneck=se_bottleneck,
                                attention_bottleneck=attention_bottleneck, final_bn=False,
                                layout="speechbrain")
-        self.head = nn.Identity()
-        self.embed_dim = self.head_dim = int(embed_dim)
+        self.set_head(int(embed_dim))
 
     def features(self, waveform: torch.Tensor) -> torch.Tensor:
         audio = waveform.detach().double().cpu().numpy() / INT16_SCALE
@@ -49,5 +47,3 @@ class SpeechBrainECAPA(nn.Module):
         """(batch, samples) int16-scale waveform -> (batch, embed_dim)."""
         return self.ecapa(self.features(waveform))
 
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())

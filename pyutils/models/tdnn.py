@@ -31,6 +31,7 @@ import logging
 import torch
 from torch import nn
 
+from pyutils.models.base import EmbeddingNet
 from pyutils.models.pooling import StatsPooling
 
 logger = logging.getLogger(__name__)
@@ -50,10 +51,9 @@ class ReluBatchNormTdnn(nn.Module):
         return self.norm(self.relu(self.affine(x)))
 
 
-class XVectorTDNN(nn.Module):
+class XVectorTDNN(EmbeddingNet):
     """Kaldi x-vector network: ``forward`` gives embeddings, ``head`` the classifier input."""
 
-    input_type = "feats"
     receptive_field = 15
     frame_shift = 1
 
@@ -68,11 +68,10 @@ class XVectorTDNN(nn.Module):
         self.frame_layers = nn.Sequential(*layers)
         self.pooling = StatsPooling()
         self.embedding = nn.Linear(2 * in_dim, embed_dim)          # tdnn6.affine
-        self.head = nn.Sequential(nn.ReLU(), nn.BatchNorm1d(embed_dim, affine=bn_affine),  # tdnn6
-                                  nn.Linear(embed_dim, embed_dim), nn.ReLU(),
-                                  nn.BatchNorm1d(embed_dim, affine=bn_affine))           # tdnn7
-        self.embed_dim = embed_dim
-        self.head_dim = embed_dim
+        self.set_head(embed_dim, nn.Sequential(
+            nn.ReLU(), nn.BatchNorm1d(embed_dim, affine=bn_affine),                    # tdnn6
+            nn.Linear(embed_dim, embed_dim), nn.ReLU(),
+            nn.BatchNorm1d(embed_dim, affine=bn_affine)))                              # tdnn7
         self.bn_affine = bool(bn_affine)
 
     def _norms(self):
@@ -99,6 +98,3 @@ class XVectorTDNN(nn.Module):
         """(batch, frames, feat_dim) -> (batch, embed_dim) embeddings."""
         frames = self.frame_layers(feats.transpose(1, 2))
         return self.embedding(self.pooling(frames))
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())

@@ -52,6 +52,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
+from pyutils.models.base import EmbeddingNet
 from pyutils.models.pooling import StatsPooling
 from pyutils.models.tdnn import ReluBatchNormTdnn
 
@@ -82,7 +83,7 @@ class TemporalGate(nn.Module):
         return x * torch.sigmoid(self.score(x))
 
 
-class Wav2Spk(nn.Module):
+class Wav2Spk(EmbeddingNet):
     """Wav2Spk on raw waveforms: ``forward`` gives embeddings, ``head`` is the identity.
 
     Parameters (default configuration): 5,912,933.  Receptive field 1745
@@ -121,9 +122,7 @@ class Wav2Spk(nn.Module):
         self.segment = nn.Sequential(nn.Linear(2 * in_channels, segment_dim), nn.ReLU(),
                                      nn.BatchNorm1d(segment_dim))
         self.embedding = nn.Linear(segment_dim, embed_dim)
-        self.head = nn.Identity()
-        self.embed_dim = embed_dim
-        self.head_dim = embed_dim
+        self.set_head(embed_dim)
 
     @property
     def frame_shift(self) -> int:
@@ -172,6 +171,3 @@ class Wav2Spk(nn.Module):
         if missing > 0:
             waveform = nn.functional.pad(waveform, (missing // 2, missing - missing // 2))
         return self.embedding(self.segment(self.pooling(self.frame_level(waveform))))
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())

@@ -213,13 +213,17 @@ class ChunkLoader:
             self.plan.set_epoch(epoch)
         elif hasattr(self.loader.dataset, "set_epoch"):
             self.loader.dataset.set_epoch(epoch)
-        return _Epoch(self)
+        return EpochBatches(self)
 
     def __len__(self) -> int:
         return len(self.plan) if self.plan is not None else int(self.num_batches or 0)
 
 
-class _Epoch:
+class EpochBatches:
+    """One epoch's batches, moved to the device (``len`` = number of batches), of a
+    loader with ``loader`` (a DataLoader), ``device``, ``num_workers`` and ``len``:
+    :class:`ChunkLoader` and shard_source's loader."""
+
     def __init__(self, loader: ChunkLoader):
         self.owner = loader
 

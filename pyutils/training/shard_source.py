@@ -48,7 +48,7 @@ from pyutils.features.vad import compute_vad_energy
 from pyutils.augment.speed import speed_perturb
 from pyutils.data.audio import AudioReader
 from pyutils.training.data import SpanFeatures
-from pyutils.training.loader import ChunkLoader, _Epoch
+from pyutils.training.loader import ChunkLoader, EpochBatches
 
 logger = logging.getLogger(__name__)
 
@@ -386,7 +386,7 @@ class ShardLoader(ChunkLoader):
         self.loader = self.source.epoch_loader(self.seed, epoch, self.steps, self.batch_size,
                                                self.chunk_range, self.rank, self.world,
                                                self.device.type == "cuda")
-        return _Epoch(self)
+        return EpochBatches(self)
 
     def __len__(self) -> int:
         return self.steps

@@ -152,3 +152,12 @@ def resolve_backend(package, name: Optional[str]) -> str:
         raise SvError(f"{package.root}: the package has no back-end files; rebuild it with "
                       f"--backend-dir")
     return "cosine" if "cosine" in package.backends else package.backends[0]
+
+
+def open_backend(package, kind):
+    """The package's back-end ``kind``; its errors become one-line SvErrors."""
+    from pyutils.deploy.package import PackageError
+    try:
+        return package.backend(kind)
+    except (PackageError, ValueError, OSError) as err:
+        raise SvError(str(err)) from None

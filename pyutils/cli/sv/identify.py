@@ -14,11 +14,11 @@ import json
 
 import numpy as np
 
-from pyutils.cli.sv.common import (SvError, add_package_options, list_inputs, open_package,
-                                   resolve_backend)
+from pyutils.cli.sv.common import (SvError, add_package_options, list_inputs, open_backend,
+                                   open_package, resolve_backend)
 from pyutils.cli.sv.enrolled import (add_store_option, calibrated_llrs, embed_with_durations,
                                      point_text, read_speakers, saved_point)
-from pyutils.cli.sv.verify import _backend, decide
+from pyutils.cli.sv.verify import decide
 
 
 def add_parser(parser) -> None:
@@ -40,7 +40,7 @@ def run(args) -> int:
     if not speakers:
         raise SvError(f"no speakers enrolled in {path} (sv enroll -p PKG --speaker NAME CLIP...)")
     kind = resolve_backend(package, args.backend)
-    backend = _backend(package, kind)
+    backend = open_backend(package, kind)
     vectors, seconds = embed_with_durations(package, list_inputs([args.test], unique=False),
                                             args, desc="identify")
     names = sorted(speakers)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pyutils.cli.sv.common import SvError, add_package_options, open_package, resolve_backend
-from pyutils.cli.sv.verify import _backend
+from pyutils.cli.sv.common import (SvError, add_package_options, open_backend, open_package,
+                                   resolve_backend)
 from pyutils.utils.fileio import TableError, atomic_output
 
 
@@ -31,7 +31,7 @@ def score_with_package(package, kind: str, trials: str, enroll_scp: str, test_sc
                        out: str, llr: bool = False) -> int:
     """Score ``trials`` into ``out``; returns the trial count."""
     from pyutils.backends.scoring import load_embeddings, score_trials
-    backend = _backend(package, kind)
+    backend = open_backend(package, kind)
     calibration = package.calibration(kind) if llr else None
     if llr and calibration is None:
         raise SvError(f"--llr: the package has no calibration for '{kind}'")

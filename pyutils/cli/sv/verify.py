@@ -25,7 +25,7 @@ from typing import Optional
 import numpy as np
 
 from pyutils.cli.sv.common import (SvError, add_package_options, list_inputs, mean_embedding,
-                                   open_package, resolve_backend)
+                                   open_backend, open_package, resolve_backend)
 from pyutils.cli.sv.enrolled import (add_store_option, calibrated_llrs, embed_with_durations,
                                      point_text, read_speakers, saved_point)
 
@@ -86,7 +86,7 @@ def run(args) -> int:
         raise SvError("give at least one enrolment file and a test file (or --speaker NAME)")
     package = open_package(args.package)
     kind = resolve_backend(package, args.backend)
-    backend = _backend(package, kind)
+    backend = open_backend(package, kind)
     items = list_inputs(args.files, unique=False)   # ids only seed the dither
     if args.speaker:
         path, speakers = read_speakers(package, args)
@@ -140,10 +140,3 @@ def run(args) -> int:
             print(point_text(point))
     return 0
 
-
-def _backend(package, kind):
-    from pyutils.deploy.package import PackageError
-    try:
-        return package.backend(kind)
-    except (PackageError, ValueError, OSError) as err:
-        raise SvError(str(err)) from None

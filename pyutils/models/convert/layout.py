@@ -69,3 +69,12 @@ def positional(state: Dict[str, torch.Tensor], model: torch.nn.Module, source: s
         if key.endswith(NBT):
             out[key] = value
     return out
+
+
+# 3D-Speaker's ERes2Net names -> ours (also the top level of WeSpeaker's ERes2Net).
+ERES2NET_3DSPEAKER_RULES = [
+    (r"^fuse_mode12\.", "fuse.0."), (r"^fuse_mode123\.", "fuse.1."),
+    (r"^fuse_mode1234\.", "fuse.2."),
+    (r"^layer(\d)_downsample\.", lambda m: f"downsample.{int(m.group(1)) - 1}."),
+    (r"^seg_1\.", "embedding."),
+    (r"^(layer\d\.\d+)\.fuse_models\.", r"\1.fuse.")]

@@ -31,11 +31,7 @@ from pyutils.models.convert import layout
 from pyutils.models.convert.common import ConversionError, load_checked, load_torch, read_yaml
 from pyutils.models.convert.wespeaker import build_campplus, fbank_options
 
-ERES2NET_RULES = [(r"^fuse_mode12\.", "fuse.0."), (r"^fuse_mode123\.", "fuse.1."),
-                  (r"^fuse_mode1234\.", "fuse.2."),
-                  (r"^layer(\d)_downsample\.", lambda m: f"downsample.{int(m.group(1)) - 1}."),
-                  (r"^seg_1\.", "embedding."),
-                  (r"^(layer\d\.\d+)\.fuse_models\.", r"\1.fuse.")]
+ERES2NET_RULES = layout.ERES2NET_3DSPEAKER_RULES
 WEIGHT_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth")
 
 

@@ -134,14 +134,13 @@ def build_eres2net(state: dict, args: dict, source: str):
     if args.get("pooling_func", "TSTP") != "TSTP" or args.get("two_emb_layer", False):
         raise ConversionError(f"{source}: only TSTP ERes2Nets with one embedding layer are "
                               f"importable")
-    from pyutils.models.convert.threedspeaker import ERES2NET_RULES as TOP_LEVEL
     if "seg_1.weight" not in state or "conv1.weight" not in state:
         raise ConversionError(f"{source}: key 'seg_1.weight' is missing: not an ERes2Net")
     config = {"name": "eres2net", "embed_dim": int(state["seg_1.weight"].shape[0]),
               "m_channels": int(state["conv1.weight"].shape[0])}
     model = build_model(feat_dim=int(args.get("feat_dim", 80)), **config)
     renamed, origin = layout.rename(state, ERES2NET_RULES + [
-        rule for rule in TOP_LEVEL if "fuse_models" not in rule[0]])
+        rule for rule in layout.ERES2NET_3DSPEAKER_RULES if "fuse_models" not in rule[0]])
     return load_checked(model, renamed, source, origin=origin), config
 
 

@@ -29,6 +29,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from pyutils.models.base import EmbeddingNet
 from pyutils.models.ssl.frontend import SSLFrontend
 from pyutils.models.ssl.xvector_head import HFXVectorHead
 
@@ -50,7 +51,7 @@ def build_head(name: str, feat_dim: int, **kwargs) -> nn.Module:
     return build_model(name, feat_dim=feat_dim, **kwargs)
 
 
-class SSLSpeakerModel(nn.Module):
+class SSLSpeakerModel(EmbeddingNet):
     """Pretrained encoder -> weighted hidden states -> speaker head -> embedding."""
 
     input_type = "waveform"
@@ -116,5 +117,3 @@ class SSLSpeakerModel(nn.Module):
         frontend["feature_extractor"] = dict(self.frontend.preprocessor)
         return {**model_cfg, "frontend": frontend}
 
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())

@@ -27,11 +27,12 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
+from pyutils.models.base import EmbeddingNet
 
-class HFXVectorHead(nn.Module):
+
+class HFXVectorHead(EmbeddingNet):
     """transformers' XVector head on (batch, frames, feat_dim) features."""
 
-    input_type = "feats"
     frame_shift = 1
     accepts_lengths = True
 
@@ -52,8 +53,7 @@ class HFXVectorHead(nn.Module):
         self.tdnn = nn.ModuleList(layers)
         self.relu = nn.ReLU()
         self.embedding = nn.Linear(2 * in_dim, embed_dim)
-        self.head = nn.Linear(embed_dim, embed_dim) if classifier else nn.Identity()
-        self.embed_dim = self.head_dim = embed_dim
+        self.set_head(embed_dim, nn.Linear(embed_dim, embed_dim) if classifier else None)
 
     @property
     def receptive_field(self) -> int:
@@ -84,6 +84,3 @@ class HFXVectorHead(nn.Module):
             var = (((x - mean.unsqueeze(2)) * valid) ** 2).sum(dim=2) / (n - 1)
             stats = torch.cat([mean, var.sqrt()], dim=1)
         return self.embedding(stats)
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
