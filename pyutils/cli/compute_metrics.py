@@ -18,6 +18,7 @@ import argparse
 import logging
 import os
 import sys
+from functools import partial
 from typing import Dict, List, Tuple
 
 from pyutils.metrics.bootstrap import speaker_bootstrap_ci
@@ -69,20 +70,22 @@ def parse_named_paths(specs: List[str], option: str = "--scores") -> List[Tuple[
     return pairs
 
 
-def _eer(scores, labels) -> float:
+def _eer(scores, labels, presorted: bool = False) -> float:
     is_target = labels.astype(bool)
-    return compute_eer(scores[is_target], scores[~is_target])[0]
+    return compute_eer(scores[is_target], scores[~is_target], presorted)[0]
 
 
-def _min_dcf(scores, labels) -> float:
-    return compute_min_dcf(scores, labels, 0.01)[0]
+def _min_dcf(scores, labels, presorted: bool = False) -> float:
+    return compute_min_dcf(scores, labels, 0.01, presorted=presorted)[0]
 
 
 def add_error_bars(row: dict, scores, labels, speakers, replicates: int) -> None:
     """minCllr and speaker-bootstrap 95% CIs of EER and minDCF(0.01) into ``row``."""
-    row["eer_ci"] = list(speaker_bootstrap_ci(_eer, scores, labels, speakers, replicates))
-    row["min_dcf_0.01_ci"] = list(speaker_bootstrap_ci(_min_dcf, scores, labels, speakers,
-                                                       replicates))
+    # the bootstrap hands its metric each replicate sorted by score (stably): no re-sort
+    row["eer_ci"] = list(speaker_bootstrap_ci(partial(_eer, presorted=True), scores, labels,
+                                              speakers, replicates))
+    row["min_dcf_0.01_ci"] = list(speaker_bootstrap_ci(partial(_min_dcf, presorted=True), scores,
+                                                       labels, speakers, replicates))
 
 
 def subgroup_masks(trials: TrialList, specs: List[Tuple[str, str]]) -> Dict[str, Tuple[str, set]]:

@@ -14,6 +14,13 @@ speaker are not two speakers).  Both weights are 1 in expectation (to
 The interval is the percentile interval of the metric over the replicates;
 the seed is fixed, so a rerun gives the same interval.
 
+Speed: the trials are sorted by score once (stably); a replicate repeats that
+order by its weights, so the metric receives its trials already sorted, in the
+order a stable sort of the replicate would give (ties in trial order).  A
+metric that skips its own sort (``compute_eer``/``compute_min_dcf`` with
+``presorted=True``) then gives the values of sorting each replicate, without
+the sorts that dominate on so762-v1's 3.1 M trials.
+
 Given one speaker per trial instead of a pair, a trial depends on that
 speaker only (the other side used once, as single-use test segments): it
 counts ``k_s`` times, the one-sided cluster bootstrap.
@@ -65,6 +72,8 @@ def speaker_bootstrap_ci(metric: Metric, scores: Sequence[float], labels: Sequen
     if num_speakers < 2:
         raise ValueError("a speaker bootstrap needs at least 2 speakers")
     rng = np.random.default_rng(seed)
+    order = np.argsort(scores, kind="stable")        # sorted once: each replicate is too
+    scores, labels, side1, side2 = scores[order], labels[order], side1[order], side2[order]
     trials = np.arange(len(scores))
     values = []
     while len(values) < num_replicates:

@@ -14,11 +14,14 @@ from typing import Sequence, Tuple
 import numpy as np
 
 
-def compute_eer(target_scores: Sequence[float],
-                nontarget_scores: Sequence[float]) -> Tuple[float, float]:
-    """Return ``(eer_fraction, threshold)``; empty inputs raise ValueError."""
-    tar = np.sort(np.asarray(target_scores, dtype=np.float32).ravel())
-    non = np.sort(np.asarray(nontarget_scores, dtype=np.float32).ravel())
+def compute_eer(target_scores: Sequence[float], nontarget_scores: Sequence[float],
+                presorted: bool = False) -> Tuple[float, float]:
+    """Return ``(eer_fraction, threshold)``; empty inputs raise ValueError.
+    ``presorted``: both lists are already in ascending order (the bootstrap's replicates)."""
+    tar = np.asarray(target_scores, dtype=np.float32).ravel()
+    non = np.asarray(nontarget_scores, dtype=np.float32).ravel()
+    if not presorted:
+        tar, non = np.sort(tar), np.sort(non)
     if tar.size == 0:
         raise ValueError("compute_eer: no target scores")
     if non.size == 0:
