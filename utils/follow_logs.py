@@ -46,6 +46,7 @@ class _Log:
         self.pos, self.partial = 0, b""
         self.status = self.percent = None
         self.running, self.updated = True, 0.0
+        self.finished = False           # the runner saw the job end: one last read
         self.baseline = _stat(path) if skip_unchanged else None
         self.ended_status = []          # statuses whose description was followed by another
 
@@ -110,20 +111,17 @@ class Follower:
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
+    # add() and finish() never wait for the display (a stalled stderr must not stall a job)
     def add(self, path, label=None, skip_unchanged=False):
         """Follow ``path`` from now on; ``skip_unchanged``: ignore it until it changes
         (it may be an earlier run's log that the job will overwrite)."""
-        with self.lock:
-            self.logs[path] = _Log(path, label, skip_unchanged)
+        self.logs[path] = _Log(path, label, skip_unchanged)
 
     def finish(self, path):
-        """The job of ``path`` has ended: read its last lines."""
-        with self.lock:
-            log = self.logs.get(path)
-            if log is not None:
-                log.read()
-                log.running = False
-                self._show()
+        """The job of ``path`` has ended (its last lines are read at the next poll)."""
+        log = self.logs.get(path)
+        if log is not None:
+            log.finished = True
 
     def close(self):
         """Last read and display; end the terminal's line."""
@@ -131,8 +129,9 @@ class Follower:
         if threading.current_thread() is not self.thread:
             self.thread.join(timeout=5)
         with self.lock:
-            for log in self.logs.values():
+            for log in list(self.logs.values()):
                 log.read()
+                log.running = False
             self._show(final=True)
             if self.shown:
                 self._write("\n")
@@ -149,14 +148,16 @@ class Follower:
     def _run(self):
         while not self.stopping.wait(self.poll):
             with self.lock:
-                for log in self.logs.values():
+                for log in list(self.logs.values()):
                     if log.running:
+                        finished = log.finished     # before the read, which then has it all
                         log.read()
+                        log.running = log.running and not finished
                 self._show()
 
     def _current(self):
         """The line to show now: the least advanced running job's progress."""
-        logs = [log for log in self.logs.values() if log.status is not None]
+        logs = [log for log in list(self.logs.values()) if log.status is not None]
         running = [log for log in logs if log.running] or logs
         if not running:
             return ""
@@ -164,12 +165,13 @@ class Follower:
                                           -g.updated))
         if self.total == 1:
             return log.status
-        ended = sum(not g.running for g in self.logs.values())
+        ended = sum(not g.running for g in list(self.logs.values()))
         return f"[{ended}/{self.total} jobs done] job {log.label}: {log.status}"
 
     def _show(self, final=False):
-        ended = [s for log in self.logs.values() for s in log.ended_status]
-        for log in self.logs.values():
+        logs = list(self.logs.values())
+        ended = [s for log in logs for s in log.ended_status]
+        for log in logs:
             log.ended_status = []
         now = time.monotonic()
         text = self._current()
