@@ -89,8 +89,10 @@ def test_plain_lines_reach_a_pipe_while_the_job_runs_and_the_log_keeps_them(tmp_
     assert "progress epoch 1/2: 5/5 batch (100%)" in shown      # each epoch's last line
     assert lines[-1].split(" progress ")[1].startswith("epoch 2/2: 5/5 batch (100%), ")
     assert "loss=" in lines[-1] and "batch/s" in lines[-1]
+    # the ETA of both epochs: epoch 1's (elapsed + eta) counted again for epoch 2
+    assert all(x.endswith(" s") and " | total eta " in x for x in lines), lines
     statuses = log_statuses(log)
-    assert {x.split(" progress ", 1)[1] for x in lines} <= set(statuses)   # shown lines are logged
+    assert {x.split(" progress ", 1)[1].split(" | ")[0] for x in lines} <= set(statuses)
     assert len(statuses) >= len(lines) and "trained" in log.read_text()
     # an unchanged log: every line the job wrote, the runner's header and footer
     assert log.read_text().startswith("# ") and "# Ended (code 0)" in log.read_text()
@@ -115,6 +117,21 @@ def test_a_terminal_gets_one_line_redrawn_per_epoch(tmp_path):
     assert lines[1].split("\r")[-1].split("\x1b")[0].startswith("epoch 2/2: 5/5 batch (100%), ")
     assert " progress " not in shown     # no log timestamps on a terminal
     assert len(log_statuses(log)) >= 10  # the log has them all (one per step, + ends)
+
+
+def test_total_eta_counts_the_rounds_left_at_this_rounds_pace():
+    sys.path.insert(0, os.path.join(ROOT, "utils"))
+    from follow_logs import with_total_eta
+    line = "epoch 3/10: 120/360 batch (33%), 2.0 batch/s, 60 s elapsed, eta 120 s, loss=1.2"
+    assert with_total_eta(line) == line + " | total eta 23m00s"      # 120 + 7 * 180 s
+    end = "epoch 3/10: 360/360 batch (100%), 2.0 batch/s, 180 s elapsed, loss=1.2"
+    assert with_total_eta(end) == end + " | total eta 21m00s"
+    assert with_total_eta(line.replace("3/10", "10/10")).endswith(" | total eta 2m00s")
+    for plain in ("features: 120/360 utt (33%), 2.0 utt/s, 60 s elapsed, eta 120 s",
+                  "epoch 1/1: 1/9 batch (11%), 2.0 batch/s, 0 s elapsed, eta 4 s"):
+        assert with_total_eta(plain) == plain
+    slow = line.replace("3/10", "1/30").replace("eta 120", "eta 7000")
+    assert with_total_eta(slow) == slow + " | total eta 58h49m"     # 7000 + 29 * 7060 s
 
 
 def test_jobs_watched_from_a_terminal_write_progress_every_2_s(monkeypatch):
@@ -174,5 +191,5 @@ def test_slurm_shows_the_tasks_progress_not_an_earlier_runs(tmp_path):
     assert re.search(r"progress \[[01]/2 jobs done\] job 1: epoch [12]/2: ", result.stderr)
     assert re.search(r"progress \[1/2 jobs done\] job 2: epoch [12]/2: ", result.stderr)
     last = result.stderr.splitlines()[-1]
-    assert "[2/2 jobs done] job 2: epoch 2/2: 5/5 batch (100%)" in last and last.endswith("0.143")
+    assert "[2/2 jobs done] job 2: epoch 2/2: 5/5 batch (100%)" in last and "loss=0.143" in last
     assert "stale run" not in (tmp_path / "log" / "t.2.log").read_text()

@@ -3,14 +3,16 @@
 A job run by utils/run.py or utils/slurm.py writes to its log only; its long
 loops write plain progress lines there (pyutils/utils/progress.py):
 
-    2026-12-06 15:40:01 progress epoch 3/10: 120/360 batch (33%), 2.1 batch/s, ..., eta 113 s, loss=1.234
+    2026-12-06 15:40:01 progress epoch 3/10: 120/360 batch (33%), ..., eta 113 s, loss=1.234
 
 The runner follows the logs of its running jobs and shows the newest of these
 lines on its stderr: on a terminal one line redrawn in place (a new line when
 the description before ':' changes, e.g. at each epoch), otherwise the line
 every SV_PROGRESS_INTERVAL seconds (default 30; nothing for a job shorter than
 that) in the log's own format.  For a job array the line shows how many jobs
-have ended and the least advanced running job.  The logs are only read.
+have ended and the least advanced running job.  When the description counts
+rounds ("epoch 3/10"), the line ends with the ETA of all of them, estimated from
+this round's time ("| total eta 9m30s").  The logs are only read.
 """
 import os
 import re
@@ -20,6 +22,8 @@ import time
 
 PROGRESS = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d progress (.*)$")
 PERCENT = re.compile(r"\((\d+)%\)")
+ROUNDS = re.compile(r"(\d+)/(\d+)$")         # the description's "epoch 3/10"
+ELAPSED, ETA = re.compile(r", (\d+) s elapsed"), re.compile(r", eta (\d+) s")
 TTY_JOB_INTERVAL = 2.0     # seconds between a job's progress lines when a terminal watches
 
 
@@ -95,6 +99,27 @@ def _desc(status):
     return status.split(": ", 1)[0] if ": " in status else ""
 
 
+def with_total_eta(status):
+    """``status`` + the ETA of all rounds when its description counts them (epoch 3/10):
+    this round's ETA plus, for each round left, this round's elapsed time + ETA."""
+    rounds, elapsed = ROUNDS.search(_desc(status)), ELAPSED.search(status)
+    if not rounds or not elapsed or int(rounds.group(2)) < 2:
+        return status
+    eta = ETA.search(status)
+    if eta is None and "(100%)" not in status:
+        return status
+    left = int(eta.group(1)) if eta else 0
+    total = left + (int(rounds.group(2)) - int(rounds.group(1))) * (int(elapsed.group(1)) + left)
+    return f"{status} | total eta {_duration(total)}"
+
+
+def _duration(seconds):
+    hours, rest = divmod(int(seconds), 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s" if minutes \
+        else f"{seconds} s"
+
+
 class Follower:
     """Follow job logs in a thread and show their progress on ``stream`` (stderr)."""
 
@@ -163,14 +188,19 @@ class Follower:
             return ""
         log = min(running, key=lambda g: (g.percent if g.percent is not None else 101,
                                           -g.updated))
+        return self._line(log, log.status)
+
+    def _line(self, log, status):
+        """What is shown of one of ``log``'s progress lines."""
+        status = with_total_eta(status)
         if self.total == 1:
-            return log.status
+            return status
         ended = sum(not g.running for g in list(self.logs.values()))
-        return f"[{ended}/{self.total} jobs done] job {log.label}: {log.status}"
+        return f"[{ended}/{self.total} jobs done] job {log.label}: {status}"
 
     def _show(self, final=False):
         logs = list(self.logs.values())
-        ended = [s for log in logs for s in log.ended_status]
+        ended = [self._line(log, s) for log in logs for s in log.ended_status]
         for log in logs:
             log.ended_status = []
         now = time.monotonic()
