@@ -165,10 +165,13 @@ class Follower:
     def end_line(self):
         """Before another message (Ctrl-C): finish the terminal's line, stop showing."""
         self.stopping.set()
-        with self.lock:
-            if self.shown:
-                self._write("\n")
-            self.shown, self.tty, self.interval = "", False, float("inf")
+        if self.lock.acquire(timeout=1):     # not held up by a display stuck in a write
+            try:
+                if self.shown:
+                    self._write("\n")
+            finally:
+                self.lock.release()
+        self.shown, self.tty, self.interval = "", False, float("inf")
 
     def _run(self):
         while not self.stopping.wait(self.poll):

@@ -8,9 +8,9 @@ writes its own log (command, start/end times, exit code, as run.pl does,
 plus the job's peak resident memory on the "# Accounting:" line).
 While they run, the progress lines the jobs write into their logs are shown
 on stderr (utils/follow_logs.py: one live line on a terminal, a plain line
-every 30 s otherwise).  Exit status is non-zero if any job failed.  Options that only matter on a
-cluster (--mem, --num-threads, --gpu, --time) are accepted and ignored, so
-the same line works with utils/slurm.py.  Arguments are shell-quoted, so a
+every 30 s otherwise).  Exit status is non-zero if any job failed.
+Options that only matter on a cluster (--mem, --num-threads, --gpu,
+--time) are accepted and ignored, so the same line works with utils/slurm.py.  Arguments are shell-quoted, so a
 file name holding spaces, quotes or ';' reaches the command unchanged.
 """
 import os
@@ -217,8 +217,8 @@ def main():
     try:
         codes = list(pool.map(lambda job: run_one(job[1], job[2], follower, job[0]), jobs))
     except KeyboardInterrupt:
-        follower.end_line()
         kill_running()
+        follower.end_line()
         print(f"{sys.argv[0]}: interrupted; stopped the running jobs (logs in "
               f"{os.path.dirname(os.path.abspath(log))})", file=sys.stderr)
         os._exit(130)   # the pool's threads are still waiting on their (killed) jobs
