@@ -10,8 +10,9 @@ While they run, the progress lines the jobs write into their logs are shown
 on stderr (utils/follow_logs.py: one live line on a terminal, a plain line
 every 30 s otherwise).  Exit status is non-zero if any job failed.
 Options that only matter on a cluster (--mem, --num-threads, --gpu,
---time) are accepted and ignored, so the same line works with utils/slurm.py.  Arguments are shell-quoted, so a
-file name holding spaces, quotes or ';' reaches the command unchanged.
+--time) are accepted and ignored, so the same line works with utils/slurm.py.
+Arguments are shell-quoted, so a file name holding spaces, quotes or ';'
+reaches the command unchanged.
 """
 import os
 import re
