@@ -193,3 +193,19 @@ def test_slurm_shows_the_tasks_progress_not_an_earlier_runs(tmp_path):
     last = result.stderr.splitlines()[-1]
     assert "[2/2 jobs done] job 2: epoch 2/2: 5/5 batch (100%)" in last and "loss=0.143" in last
     assert "stale run" not in (tmp_path / "log" / "t.2.log").read_text()
+
+
+def test_progress_lines_behind_a_launchers_prefix_are_shown(tmp_path, monkeypatch):
+    """torchrun may prefix a worker's lines ("[rank0]:"); a job's own text is not progress."""
+    import io
+    sys.path.insert(0, os.path.join(ROOT, "utils"))
+    from follow_logs import Follower
+    monkeypatch.setenv("SV_PROGRESS_INTERVAL", "0")
+    log = tmp_path / "train.log"
+    log.write_text("# header\nprogress epoch 1/1: 9/9 batch (100%), said the job\n"
+                   "[rank0]:2026-12-06 15:40:01 progress epoch 1/1: 3/9 batch (33%), 1 s elapsed\n")
+    shown = io.StringIO()
+    follower = Follower(stream=shown)
+    follower.add(str(log))
+    follower.close()
+    assert shown.getvalue().split(" progress ", 1)[1] == "epoch 1/1: 3/9 batch (33%), 1 s elapsed\n"

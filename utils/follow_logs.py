@@ -20,7 +20,8 @@ import sys
 import threading
 import time
 
-PROGRESS = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d progress (.*)$")
+# a launcher may put its own prefix before a worker's line ("[rank0]:")
+PROGRESS = re.compile(r"(?:^|[\s:])\d{4}-\d\d-\d\d \d\d:\d\d:\d\d progress (.*)$")
 PERCENT = re.compile(r"\((\d+)%\)")
 ROUNDS = re.compile(r"(\d+)/(\d+)$")         # the description's "epoch 3/10"
 ELAPSED, ETA = re.compile(r", (\d+) s elapsed"), re.compile(r", eta (\d+) s")
@@ -73,7 +74,7 @@ class _Log:
         self.partial = lines.pop()
         for raw in lines:
             line = raw.decode(errors="replace").split("\r")[-1].rstrip()
-            match = PROGRESS.match(line)
+            match = PROGRESS.search(line)
             if match:
                 self._progress(match.group(1))
             elif line.startswith("# Ended (code "):     # the runners' last line of a job
