@@ -25,7 +25,7 @@ def test_plain_lines_off_a_terminal_and_a_bar_on_one():
     assert list(bar) == [0, 1, 2, 3, 4]
     lines = log.getvalue().splitlines()
     assert "\r" not in log.getvalue()
-    assert len(lines) == 6            # one per item at interval 0, one at the end
+    assert len(lines) == 5            # one per item at interval 0; the end's is the last one's
     assert lines[-1].split(" progress ")[1].startswith("extract: 5/5 utt (100%), ")
     assert lines[-1].endswith("loss=1.25") and " utt/s, " in lines[-1]
     quiet = io.StringIO()

@@ -6,10 +6,13 @@
 Every "JOB" in LOG and in the command is replaced by the job index; each job
 writes its own log (command, start/end times, exit code, as run.pl does,
 plus the job's peak resident memory on the "# Accounting:" line).
-Exit status is non-zero if any job failed.  Options that only matter on a
-cluster (--mem, --num-threads, --gpu, --time) are accepted and ignored, so
-the same line works with utils/slurm.py.  Arguments are shell-quoted, so a
-file name holding spaces, quotes or ';' reaches the command unchanged.
+While they run, the progress lines the jobs write into their logs are shown
+on stderr (utils/follow_logs.py: one live line on a terminal, a plain line
+every 30 s otherwise).  Exit status is non-zero if any job failed.
+Options that only matter on a cluster (--mem, --num-threads, --gpu,
+--time) are accepted and ignored, so the same line works with utils/slurm.py.
+Arguments are shell-quoted, so a file name holding spaces, quotes or ';'
+reaches the command unchanged.
 """
 import os
 import re
@@ -20,6 +23,9 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from follow_logs import Follower, job_interval  # noqa: E402  (shared with utils/slurm.py)
 
 IGNORED_OPTIONS = {"--mem", "--num-threads", "--gpu", "--time", "--config"}
 
@@ -161,13 +167,15 @@ def kill_running():
             pass
 
 
-def run_one(command, log_path):
-    """Run one job with its own log; return its exit code."""
+def run_one(command, log_path, follower=None, label=None):
+    """Run one job with its own log (followed by ``follower``); return its exit code."""
     os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
     start = time.time()
     with open(log_path, "w") as log:
         log.write(f"# {command}\n# Started at {time.ctime()}\n#\n")
         log.flush()
+        if follower is not None:
+            follower.add(log_path, label)
         # its own process group, so that Ctrl-C kills the job and all its children
         child = subprocess.Popen(["bash", "-c", "set -o pipefail; " + command],
                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -180,6 +188,8 @@ def run_one(command, log_path):
             with RUNNING_LOCK:
                 RUNNING.discard(child)
             tell_watchdog(f"-{child.pid}")
+            if follower is not None:
+                follower.finish(log_path)
         code = child.returncode = os.waitstatus_to_exitcode(status)
         # peak RSS: the largest process of the job (Linux reports KiB)
         log.write(f"# Accounting: time={int(time.time() - start)} threads=1 "
@@ -201,15 +211,20 @@ def main():
         pattern = re.compile(rf"\b{var}\b")
         jobs = [(j, to_shell([pattern.sub(str(j), w) for w in words]),
                  pattern.sub(str(j), log)) for j in range(first, last + 1)]
+    follower = Follower(total_jobs=len(jobs))
+    # the jobs' progress lines come often enough for a live line when a terminal watches
+    os.environ["SV_PROGRESS_INTERVAL"] = job_interval(follower.tty)
     pool = ThreadPoolExecutor(max_workers=max(1, max_jobs))
     try:
-        codes = list(pool.map(lambda job: run_one(job[1], job[2]), jobs))
+        codes = list(pool.map(lambda job: run_one(job[1], job[2], follower, job[0]), jobs))
     except KeyboardInterrupt:
         kill_running()
+        follower.end_line()
         print(f"{sys.argv[0]}: interrupted; stopped the running jobs (logs in "
               f"{os.path.dirname(os.path.abspath(log))})", file=sys.stderr)
         os._exit(130)   # the pool's threads are still waiting on their (killed) jobs
     pool.shutdown()
+    follower.close()
     stop_watchdog()
     failed = [(job or 1, where) for (job, _, where), code in zip(jobs, codes) if code != 0]
     if failed:

@@ -16,7 +16,9 @@ Status files of an earlier run are removed before submission, so a task that
 never ran (cancelled, timed out, sbatch failed) counts as failed; the exit
 status is non-zero if any task failed, and the message names the failed
 tasks and shows the end of the first failed log.  Extra sbatch flags can also
-come from $SLURM_EXTRA_ARGS.
+come from $SLURM_EXTRA_ARGS.  While the tasks run, the progress lines they
+write into their logs (on the shared file system) are shown on stderr, as
+utils/run.py does.
 """
 import os
 import re
@@ -26,6 +28,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from run import OPERATORS, report_failure  # noqa: E402  (shared with the local runner)
+from follow_logs import Follower, job_interval  # noqa: E402
 
 PROG = "utils/slurm.py"
 
@@ -141,7 +144,7 @@ def sbatch_command(opts, config):
     return words, max_jobs, values.get("num_threads", "1")
 
 
-def write_script(script, words, var, ranged, log, status_prefix, threads):
+def write_script(script, words, var, ranged, log, status_prefix, threads, interval="30"):
     """The batch script: one task runs the command with its index, logging as Kaldi does."""
     task = '"${SLURM_ARRAY_TASK_ID}"'
 
@@ -155,6 +158,8 @@ def write_script(script, words, var, ranged, log, status_prefix, threads):
     with open(script, "w") as out:
         out.write("#!/usr/bin/env bash\n")
         out.write(f"cd {shlex.quote(os.getcwd())}\n")
+        # how often the task's progress lines come (what the runner shows; --export may drop it)
+        out.write(f"export SV_PROGRESS_INTERVAL={shlex.quote(interval)}\n")
         out.write(f"mkdir -p \"$(dirname {task_log})\"\nstart=$(date +%s)\n")
         out.write(f"( echo '# '{with_task(' '.join(words))}; echo \"# Started at $(date)\"; "
                   "echo '#'\n")
@@ -182,18 +187,25 @@ def main():
         for stale in (f"{status_prefix}.{j}",):
             if os.path.exists(stale):
                 os.remove(stale)
-    write_script(script, words, var, ranged, log, status_prefix, threads)
+    follower = Follower(total_jobs=len(task_ids))
+    write_script(script, words, var, ranged, log, status_prefix, threads,
+                 job_interval(follower.tty))
     array = f"{first}-{last}" + (f"%{max_jobs}" if max_jobs else "")
     extra = shlex.split(os.environ.get("SLURM_EXTRA_ARGS", ""))
     cmd = [*sbatch, "--wait", "--parsable", f"--array={array}", f"--job-name={base}",
            f"--output={os.path.join(qdir, base + '.%a.out')}", *extra, script]
+    for j in task_ids:   # an earlier run's log is shown only once the task rewrites it
+        follower.add(os.path.abspath(task_log[j]), j, skip_unchanged=True)
     try:
         result = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     except FileNotFoundError:
+        follower.end_line()
         die(f"'{cmd[0]}' not found: Slurm's client is not installed or not on PATH "
             "(use the local runner: SV_LAUNCHER=local, see cmd.sh)")
     except KeyboardInterrupt:
+        follower.end_line()
         die("interrupted; cancel the job array with: scancel --name=" + base)
+    follower.close()
     failed, missing = [], []
     for j in task_ids:
         path = f"{status_prefix}.{j}"
