@@ -20,8 +20,8 @@ each threshold on the calibration trials, with 95 % intervals
 to ``<json>.cal_scores`` (``sv threshold`` picks new operating points from them).
 ``--qmf dur,mag`` also fits a QMF calibration (pyutils.backends.qmf) with the
 trials' quality measures (``--cal-quality``: the embeddings dir holding
-utt2speech_dur, utt2magnitude) into the JSON's ``qmf`` entry, and writes the
-eval QMF LLRs to ``--qmf-out-dir``/{scores,llr}.
+utt2speech_dur, utt2magnitude) into the JSON's ``qmf`` entry, and writes the QMF
+LLRs of the eval trials to ``--qmf-out-dir``/{scores,llr}.
 """
 from __future__ import annotations
 
