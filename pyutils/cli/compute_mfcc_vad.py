@@ -40,7 +40,8 @@ from pyutils.data.datadir import DataDir
 from pyutils.data.skips import Skips
 from pyutils.features.frontend import SampleRateError
 from pyutils.features.kaldi_conf import read_kaldi_conf
-from pyutils.features.mfcc import FbankComputer, MfccComputer
+from pyutils.features.fbank import FbankComputer
+from pyutils.features.mfcc import MfccComputer
 from pyutils.features.vad import compute_vad_energy, vad_options_from_conf
 from pyutils.utils.arkio import ArkScpWriter
 from pyutils.utils.fileio import TableError, fingerprint, job_done, write_lines

@@ -23,7 +23,8 @@ from pyutils.data import audio
 from pyutils.data.audio import AudioError, read_wav_scp_entry
 from pyutils.features.frontend import SampleRateError, check_sample_rate, resample_waveform
 from pyutils.features.kaldi_conf import read_kaldi_conf
-from pyutils.features.mfcc import FbankComputer, MfccComputer
+from pyutils.features.fbank import FbankComputer
+from pyutils.features.mfcc import MfccComputer
 from pyutils.features.pipeline import cmn_options, cmn_voiced
 from pyutils.features.vad import compute_vad_energy, vad_options_from_conf
 

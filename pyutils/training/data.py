@@ -34,7 +34,8 @@ from pyutils.augment.speed import speed_perturb
 from pyutils.data.audio import AudioReader
 from pyutils.data.datadir import DataDir, read_scp
 from pyutils.features.kaldi_conf import read_kaldi_conf
-from pyutils.features.mfcc import FbankComputer, MfccComputer
+from pyutils.features.fbank import FbankComputer
+from pyutils.features.mfcc import MfccComputer
 from pyutils.features.cmvn import sliding_window_bounds
 from pyutils.features.pipeline import cmn_options, cmn_voiced
 from pyutils.features.vad import compute_vad_energy, vad_options_from_conf
