@@ -16,9 +16,9 @@ from typing import List, Sequence
 
 import yaml
 
+from pyutils.features.pipeline import conf_paths
+
 DATA_FILES = ("wav.scp", "segments", "shard.list", ".done", ".mfcc_vad.done")
-FEATURE_CONFS = (("conf", "conf/mfcc.conf"), ("vad_conf", "conf/vad.conf"),
-                 ("cmvn_conf", "conf/cmvn.conf"), ("vad_feat_conf", "conf/mfcc.conf"))
 
 
 def data_inputs(data_dirs: Sequence[str]) -> List[str]:
@@ -30,10 +30,7 @@ def label_free_inputs(config_path: str, data_dirs: Sequence[str]) -> List[str]:
     with open(config_path, encoding="utf-8") as handle:
         config = yaml.safe_load(handle) or {}
     items = [config_path] + data_inputs(data_dirs)
-    feats = config.get("features") or {}
-    if feats.get("type", "mfcc") != "waveform":
-        items += [str(feats.get(key) or default) for key, default in FEATURE_CONFS]
-    return items
+    return items + list(conf_paths(config.get("features")).values())
 
 
 def is_label_free(config_path: str) -> bool:
