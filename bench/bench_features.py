@@ -16,7 +16,8 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from pyutils.features.cmvn import sliding_cmn  # noqa: E402
-from pyutils.features.mfcc import FbankComputer, MfccComputer  # noqa: E402
+from pyutils.features.fbank import FbankComputer  # noqa: E402
+from pyutils.features.mfcc import MfccComputer  # noqa: E402
 from pyutils.features.vad import compute_vad_energy  # noqa: E402
 from tests.kaldi_reference import compute_mfcc_reference  # noqa: E402
 

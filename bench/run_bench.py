@@ -75,7 +75,8 @@ def peak_rss_mb() -> float:
 def model_setup(name: str):
     """(config, model, input dim, samples per frame) built as trainer.train does."""
     from pyutils.features.kaldi_conf import read_kaldi_conf
-    from pyutils.features.mfcc import FbankComputer, MfccComputer
+    from pyutils.features.fbank import FbankComputer
+    from pyutils.features.mfcc import MfccComputer
     from pyutils.models import build_model
     from pyutils.training.trainer import SAMPLES_PER_FRAME, load_config
     config = load_config(os.path.join(ROOT, "conf", f"{name}.yaml"))

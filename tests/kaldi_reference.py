@@ -4,7 +4,8 @@ from typing import Mapping, Optional
 
 import numpy as np
 
-from pyutils.features.mfcc import FbankComputer, MfccComputer
+from pyutils.features.fbank import FbankComputer
+from pyutils.features.mfcc import MfccComputer
 
 
 def _knf_frame_options(frame, opts: Mapping[str, object]) -> None:

@@ -8,7 +8,8 @@ import pytest
 
 from pyutils.features.cmvn import select_voiced_frames, sliding_cmn
 from pyutils.features.kaldi_conf import read_kaldi_conf
-from pyutils.features.mfcc import FbankComputer, MfccComputer
+from pyutils.features.fbank import FbankComputer
+from pyutils.features.mfcc import MfccComputer
 from pyutils.features.vad import compute_vad_energy, vad_options_from_conf
 from pyutils.utils.fileio import TableError
 from tests.kaldi_reference import compute_fbank_reference, compute_mfcc_reference

@@ -85,11 +85,11 @@ def test_a_comment_the_key_order_or_a_runtime_key_keep_the_stamp(recipe):
     assert changed_keys(runtime, changed) == ["optimizer.lr"]
 
 
-def test_runtime_keys_are_one_list_and_the_readme_names_them():
+def test_runtime_keys_are_one_list_and_the_docs_name_them():
     from pyutils.training.inputs import config_item, label
-    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    docs = open(os.path.join(ROOT, "docs", "networks.md"), encoding="utf-8").read()
     for key in RUNTIME_KEYS:
-        assert f"`{key}`" in readme, key
+        assert f"`{key}`" in docs, key
     item = config_item({**BASE, "data": {**BASE["data"], "num_workers": 3}})
     assert "num_workers" not in item and label(item) == "config"
 

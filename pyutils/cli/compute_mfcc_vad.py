@@ -1,5 +1,8 @@
 """One job of steps/make_mfcc_vad.sh: MFCC (or fbank) and energy VAD for a (split) data dir.
 
+The features are those of :class:`~pyutils.features.pipeline.FeaturePipeline`
+(what training on the fly and the deployed package compute too).
+
     python -m pyutils.cli.compute_mfcc_vad --mfcc-config conf/mfcc.conf \\
         --vad-config conf/vad.conf data/train/split2/1 mfcc/raw_mfcc_train.1 mfcc/vad_train.1
 
@@ -30,18 +33,11 @@ import logging
 import os
 import sys
 import time
-import zlib
 
-import numpy as np
-
-from pyutils.data import audio
 from pyutils.data.audio import AudioError, AudioReader
 from pyutils.data.datadir import DataDir
 from pyutils.data.skips import Skips
-from pyutils.features.frontend import SampleRateError
-from pyutils.features.kaldi_conf import read_kaldi_conf
-from pyutils.features.mfcc import FbankComputer, MfccComputer
-from pyutils.features.vad import compute_vad_energy, vad_options_from_conf
+from pyutils.features.pipeline import FeaturePipeline, NonFiniteFeatures
 from pyutils.utils.arkio import ArkScpWriter
 from pyutils.utils.fileio import TableError, fingerprint, job_done, write_lines
 from pyutils.utils.log import setup_logging
@@ -51,28 +47,12 @@ logger = logging.getLogger("compute_mfcc_vad")
 NON_FINITE_FEATS = "non-finite features"
 
 
-def _program_options(conf: dict, path: str):
-    """--channel and --min-duration (compute-mfcc-feats options) from the MFCC config."""
-    channel, min_duration = conf.get("channel", -1), conf.get("min-duration", 0.0)
-    if isinstance(channel, bool) or not isinstance(channel, int) or channel < -1:
-        raise ValueError(f"{path}: --channel must be -1 (mono only) or a channel index, "
-                         f"got {channel!r}")
-    if isinstance(min_duration, bool) or not isinstance(min_duration, (int, float)) \
-            or not min_duration >= 0:
-        raise ValueError(f"{path}: --min-duration must be a number of seconds >= 0, "
-                         f"got {min_duration!r}")
-    return (None if channel == -1 else channel), float(min_duration)
-
-
 def compute(data_dir: str, mfcc_conf: str, vad_conf: str, feats_prefix: str,
             vad_prefix: str, fbank_conf: str = "") -> dict:
-    conf = read_kaldi_conf(mfcc_conf)
-    mfcc = MfccComputer(conf)
-    fbank = FbankComputer(read_kaldi_conf(fbank_conf)) if fbank_conf else None
-    channel, min_duration = _program_options(conf, mfcc_conf)
-    vad_options = vad_options_from_conf(read_kaldi_conf(vad_conf))
+    pipeline = FeaturePipeline("fbank" if fbank_conf else "mfcc", fbank_conf or mfcc_conf,
+                               vad_conf, vad_feat_conf=mfcc_conf).load(cmn=False)
     data = DataDir(data_dir)
-    reader = AudioReader(data, expected_rate=None, channel=channel)
+    reader = AudioReader(data, expected_rate=None, channel=pipeline.channel)
     utts = data.utts
     skips = Skips(logger, what="utterances", verb="failed")
     lengths, seconds, start = {}, 0.0, time.time()
@@ -81,37 +61,18 @@ def compute(data_dir: str, mfcc_conf: str, vad_conf: str, feats_prefix: str,
         for utt in progress(utts, desc="features", unit="utt"):
             try:
                 samples, rate = reader.read(utt)
-                duration = len(samples) / rate
-                if duration < min_duration:
-                    raise AudioError(f"{_where(data, utt)}: {duration:.3f} s is shorter than "
-                                     f"--min-duration={min_duration:g}", audio.TOO_SHORT)
-                try:
-                    waveform = mfcc.prepare_waveform(samples, rate)
-                except SampleRateError as err:
-                    raise AudioError(f"{_where(data, utt)}: {err}", audio.WRONG_RATE) from None
-                if mfcc.num_frames(len(waveform)) == 0:
-                    raise AudioError(f"{_where(data, utt)}: {len(samples)} samples "
-                                     f"({duration:.4f} s) are shorter than one frame",
-                                     audio.TOO_SHORT)
-                feats = mfcc.compute(waveform, np.random.default_rng(zlib.crc32(utt.encode())))
-                bad = int(np.count_nonzero(~np.isfinite(feats)))
-                if bad:
-                    raise AudioError(f"{_where(data, utt)}: {bad} feature values are NaN or "
-                                     f"infinite", NON_FINITE_FEATS)
+                waveform = pipeline.checked_waveform(samples, rate, _where(data, utt))
+                feats, vad = pipeline.utterance(waveform, utt)
+            except NonFiniteFeatures as err:
+                skips.skip(utt, NON_FINITE_FEATS, f"{_where(data, utt)}: {err}")
+                continue
             except AudioError as err:
                 skips.skip(utt, err.reason, str(err))
                 continue
-            vad_out.write(utt, compute_vad_energy(feats, **vad_options))
-            if fbank is not None:
-                mfcc_frames = feats.shape[0]
-                feats = fbank.compute(waveform, np.random.default_rng(zlib.crc32(utt.encode())))
-                if feats.shape[0] != mfcc_frames:
-                    raise ValueError(f"{fbank_conf} gives {feats.shape[0]} frames for {utt} but "
-                                     f"{mfcc_conf} gives {mfcc_frames}: frame them alike "
-                                     f"(frame length/shift, snip-edges)")
+            vad_out.write(utt, vad)
             feats_out.write(utt, feats)
             lengths[utt] = feats.shape[0]
-            seconds += duration
+            seconds += len(samples) / rate
     write_lines(feats_prefix + ".utt2num_frames", (f"{u} {n}" for u, n in sorted(lengths.items())))
     skips.write(feats_prefix + ".skipped")
     elapsed = time.time() - start

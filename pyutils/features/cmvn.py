@@ -53,13 +53,23 @@ def sliding_cmn(feats: np.ndarray, cmn_window: int = 300, min_window: int = 100,
     if feats.ndim != 2 or feats.shape[0] == 0:
         raise ValueError(f"expected a non-empty 2-D feature matrix, got {feats.shape}")
     start, end = sliding_window_bounds(len(feats), cmn_window, min_window, center)
-    x = feats.astype(np.float64)
+    return sliding_cmn_rows(feats, 0, start, end, np.arange(len(feats)), norm_vars)
+
+
+def sliding_cmn_rows(feats: np.ndarray, first: int, starts: np.ndarray, ends: np.ndarray,
+                     rows: np.ndarray, norm_vars: bool = False) -> np.ndarray:
+    """:func:`sliding_cmn` of frames ``rows`` only, float32, given the features of
+    frames ``first..`` (all their windows' frames) and those rows' window bounds
+    ``starts``/``ends`` (:func:`sliding_window_bounds`, in utterance frames): what
+    a training chunk computed on its span needs."""
+    x = np.asarray(feats).astype(np.float64)
     x -= x.mean(axis=0)  # shift for accurate cumulative sums; output is invariant
-    count = (end - start)[:, None].astype(np.float64)
-    mean = _window_sums(x, start, end) / count
-    out = x - mean
+    lo, hi = starts - first, ends - first
+    count = (hi - lo)[:, None].astype(np.float64)
+    mean = _window_sums(x, lo, hi) / count
+    out = x[rows - first] - mean
     if norm_vars:
-        variance = _window_sums(x * x, start, end) / count - mean * mean
+        variance = _window_sums(x * x, lo, hi) / count - mean * mean
         out *= np.maximum(variance, 1e-10) ** -0.5
         out[count[:, 0] == 1] = 0.0
     return out.astype(np.float32)

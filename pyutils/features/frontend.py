@@ -14,6 +14,7 @@ from typing import Dict, Iterator, Mapping, Optional, Tuple
 import numpy as np
 
 FLOAT_EPS = float(np.finfo(np.float32).eps)  # Kaldi's log floor
+DITHER_SEED = 0  # dither noise seed when the caller passes no generator
 
 # Kaldi's FrameExtractionOptions and MelBanksOptions defaults.
 FRAME_DEFAULTS: Dict[str, object] = {
@@ -311,6 +312,67 @@ class SpectralFrontend:
         if not self.use_power:
             np.sqrt(power, out=power)
         return power @ self.banks, log_energy
+
+
+class KaldiFeature:
+    """Shared driver of MFCC and fbank: option handling, frame count, blockwise computation."""
+
+    defaults: Mapping[str, object] = {}
+
+    def __init__(self, options: Optional[Mapping[str, object]] = None):
+        self.options = resolve_options(options or {}, self.defaults)
+        self.frontend = SpectralFrontend(
+            self.options, use_power=bool(self.options.get("use-power", True)),
+            raw_energy=bool(self.options["raw-energy"]))
+        floor = float(self.options["energy-floor"])
+        self.log_energy_floor = np.log(floor) if floor > 0.0 else None
+
+    def num_frames(self, num_samples: int) -> int:
+        """Number of frames Kaldi outputs for ``num_samples`` samples."""
+        return self.frontend.num_frames(num_samples)
+
+    def prepare_waveform(self, waveform: np.ndarray, sample_rate: float) -> np.ndarray:
+        """The waveform at --sample-frequency: as is, resampled, or refused.
+
+        Another rate is a :class:`SampleRateError` unless --allow-downsample
+        / --allow-upsample allows the conversion (Kaldi's semantics).
+        """
+        if check_sample_rate(sample_rate, self.options):
+            return resample_waveform(waveform, sample_rate, float(self.options["sample-frequency"]))
+        return np.asarray(waveform)
+
+    def compute(self, waveform: np.ndarray, rng: Optional[np.random.Generator] = None,
+                sample_rate: Optional[float] = None, frames: Optional[tuple] = None
+                ) -> np.ndarray:
+        """Features of a 1-D waveform in int16 scale, ``(num_frames, dim)`` float32.
+
+        Dither noise comes from ``rng``; without one a generator seeded with
+        :data:`DITHER_SEED` is used so the output is reproducible.  With
+        ``sample_rate``, audio at another rate than --sample-frequency is
+        resampled or refused (:meth:`prepare_waveform`); without it the
+        waveform is taken to be at --sample-frequency.  ``frames=(start, stop)``
+        computes only those frames (a training chunk's), equal to the rows of
+        the whole result but for the dither draws.
+        """
+        if sample_rate is not None:
+            waveform = self.prepare_waveform(waveform, sample_rate)
+        waveform = np.asarray(waveform)
+        if waveform.ndim != 1:
+            raise ValueError(f"expected a 1-D waveform, got shape {waveform.shape}")
+        if rng is None:
+            rng = np.random.default_rng(DITHER_SEED)
+        start, stop = frames if frames is not None else (0, self.num_frames(len(waveform)))
+        out = np.empty((max(0, stop - start), self.dim), dtype=np.float32)
+        row = 0
+        for mel, log_energy in self.frontend.mel_energies(waveform, rng, start, stop):
+            if self.log_energy_floor is not None:
+                np.maximum(log_energy, self.log_energy_floor, out=log_energy)
+            out[row:row + len(mel)] = self._finish(mel, log_energy)
+            row += len(mel)
+        return out
+
+    def _finish(self, mel: np.ndarray, log_energy: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
 
 
 def _log_energy(x: np.ndarray) -> np.ndarray:

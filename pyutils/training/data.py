@@ -6,7 +6,8 @@ Three sources share one interface (``lengths``, ``labels``, ``num_classes``,
 * :class:`PrecomputedFeatures` reads CMN'd voiced-frame features from an scp
   (stage 2 output), as Kaldi's egs do;
 * :class:`OnTheFlyFeatures` keeps the audio and computes features in the
-  loader: (augmented) audio -> MFCC/fbank -> sliding CMN -> the voiced frames
+  loader through :class:`~pyutils.features.pipeline.FeaturePipeline`:
+  (augmented) audio -> MFCC/fbank -> sliding CMN -> the voiced frames
   of the *clean* audio (Kaldi's recipe also reuses the clean VAD for augmented
   copies; it is computed once per utterance version).  A chunk is computed on
   its own span: the frames its rows' CMN windows cover, and their audio.
@@ -24,7 +25,6 @@ the sources' ``version_prior``, which the batch plan multiplies into its draw.
 from __future__ import annotations
 
 import logging
-import zlib
 from typing import Dict, List, Optional, Sequence
 
 import kaldiio
@@ -33,11 +33,7 @@ import numpy as np
 from pyutils.augment.speed import speed_perturb
 from pyutils.data.audio import AudioReader
 from pyutils.data.datadir import DataDir, read_scp
-from pyutils.features.kaldi_conf import read_kaldi_conf
-from pyutils.features.mfcc import FbankComputer, MfccComputer
-from pyutils.features.cmvn import sliding_window_bounds
-from pyutils.features.pipeline import cmn_options, cmn_voiced
-from pyutils.features.vad import compute_vad_energy, vad_options_from_conf
+from pyutils.features.pipeline import FeaturePipeline
 from pyutils.utils.fileio import TableError, read_key_value
 from pyutils.utils.progress import progress
 
@@ -167,77 +163,24 @@ class _AudioSource(_Source):
         return self.augmenter(samples.astype(np.float64), rng).astype(np.float32)
 
 
-class SpanFeatures:
-    """Features of one utterance version computed on a chunk's span: the reusable core
-    of :class:`OnTheFlyFeatures`, and what the label-free views of streamed audio
-    (:mod:`pyutils.training.selfsup.data`) are cut with.
-
-    ``vad(audio, key)`` is the energy VAD of the (clean) audio from the MFCC
-    config; ``chunk(...)`` computes only the frames the sliding CMN windows of
-    the wanted voiced rows cover (augmenting only their audio), with the dither
-    seeded by (crc32 of the utterance id, the span's first frame).
-    """
-
-    def __init__(self, feat_type: str, feat_conf: str, vad_conf: str, cmvn_conf: str,
-                 vad_feat_conf: str, augmenter=None):
-        computer = {"mfcc": MfccComputer, "fbank": FbankComputer}[feat_type]
-        self.computer = computer(read_kaldi_conf(feat_conf))
-        # VAD energy comes from the MFCC config (column 0), as in stage 1
-        self.vad_mfcc = MfccComputer(read_kaldi_conf(vad_feat_conf))
-        self.vad_options = vad_options_from_conf(read_kaldi_conf(vad_conf))
-        self.cmn = cmn_options(cmvn_conf)
-        self.augmenter = augmenter
-        self.rate = int(self.computer.options["sample-frequency"])
-        self.feat_dim = self.computer.dim
-
-    @staticmethod
-    def dither_rng(key: str) -> np.random.Generator:
-        """The dither seed the precomputed path uses for this utterance (crc32 of its id)."""
-        return np.random.default_rng(zlib.crc32(key.encode()))
-
-    def vad(self, audio: np.ndarray, key: str) -> np.ndarray:
-        return compute_vad_energy(self.vad_mfcc.compute(audio.astype(np.float64),
-                                                        self.dither_rng(key)), **self.vad_options)
-
-    def window_options(self) -> dict:
-        """The CMN window options, with :func:`sliding_cmn`'s defaults (what features uses)."""
-        return {"cmn_window": int(self.cmn.get("cmn_window", 300)),
-                "min_window": int(self.cmn.get("min_window", 100)),
-                "center": bool(self.cmn.get("center", True))}
-
-    def chunk(self, key: str, audio: np.ndarray, vad: np.ndarray, voiced: np.ndarray,
-              offset: int, length: int, rng=None) -> np.ndarray:
-        """Voiced frames ``offset..offset+length-1`` (``voiced``: the indices of the
-        voiced frames of ``vad``) of ``audio``, augmented when ``rng`` is given."""
-        rows = voiced[offset:offset + length]
-        if len(rows) < length:
-            raise ValueError(f"chunk {offset}+{length} is past the {len(voiced)} voiced "
-                             f"frames of {key}")
-        starts, ends = sliding_window_bounds(len(vad), **self.window_options())
-        first, stop = int(starts[rows].min()), int(ends[rows].max())
-        if rng is not None and self.augmenter is not None:
-            lo, hi = self.computer.frontend.sample_span(len(audio), first, stop)
-            audio = audio.astype(np.float64)
-            audio[lo:hi] = self.augmenter(audio[lo:hi], rng).astype(np.float32)
-        dither = np.random.default_rng([zlib.crc32(key.encode()), first])
-        feats = self.computer.compute(np.asarray(audio, dtype=np.float64), dither,
-                                      frames=(first, stop))
-        return _cmn_rows(feats, first, starts[rows], ends[rows], rows, self.cmn)
-
-
 class OnTheFlyFeatures(_AudioSource):
-    """MFCC/fbank computed per chunk from (augmented) audio, clean-audio VAD."""
+    """MFCC/fbank computed per chunk from (augmented) audio, clean-audio VAD: the
+    :class:`~pyutils.features.pipeline.FeaturePipeline` of ``pipeline`` (or of
+    ``feat_type`` and the conf paths)."""
 
-    def __init__(self, data_dir: str, feat_type: str, feat_conf: str, vad_conf: str,
-                 cmvn_conf: str, vad_feat_conf: str, augmenter=None, speeds=(1.0,), utts=None,
-                 speakers=None, speed_prob: Optional[float] = None):
+    def __init__(self, data_dir: str, feat_type: Optional[str] = None,
+                 feat_conf: Optional[str] = None, vad_conf: Optional[str] = None,
+                 cmvn_conf: Optional[str] = None, vad_feat_conf: Optional[str] = None,
+                 augmenter=None, speeds=(1.0,), utts=None, speakers=None,
+                 speed_prob: Optional[float] = None,
+                 pipeline: Optional[FeaturePipeline] = None):
         self.speed_prob = speed_prob
-        self.span = SpanFeatures(feat_type, feat_conf, vad_conf, cmvn_conf, vad_feat_conf,
-                                 augmenter)
-        self.computer, self.cmn = self.span.computer, self.span.cmn
-        super().__init__(data_dir, utts, speeds, augmenter, self.span.rate, speakers,
-                         prepare=self.computer.prepare_waveform)
-        self.vad = [self.span.vad(a, self._key(i)) for i, a in enumerate(self.audio)]
+        self.pipeline = pipeline or FeaturePipeline(feat_type or "mfcc", feat_conf, vad_conf,
+                                                    cmvn_conf, vad_feat_conf, on_the_fly=True)
+        self.computer, self.cmn = self.pipeline.computer, self.pipeline.cmn
+        super().__init__(data_dir, utts, speeds, augmenter, self.pipeline.rate, speakers,
+                         prepare=self.pipeline.prepare_waveform)
+        self.vad = [self.pipeline.vad(a, self._key(i)) for i, a in enumerate(self.audio)]
         self.lengths = np.array([int(v.sum()) for v in self.vad])
         self.feat_dim = self.computer.dim
         self._voiced_cache: Dict[int, np.ndarray] = {}
@@ -249,49 +192,22 @@ class OnTheFlyFeatures(_AudioSource):
         """CMN'd voiced-frame features of a whole (possibly augmented) utterance version
         (the reference :meth:`chunk` agrees with)."""
         audio = self._augmented(self.audio[index], rng) if rng is not None else self.audio[index]
-        feats = self.computer.compute(audio.astype(np.float64),
-                                      self.span.dither_rng(self._key(index)))
-        self._check_frames(index, feats.shape[0])
-        return cmn_voiced(feats, self.vad[index], self.cmn)
-
-    def _check_frames(self, index: int, count: int) -> None:
-        if count != self.vad[index].shape[0]:
-            raise ValueError(f"{self._key(index)}: {count} feature "
-                             f"frames but {self.vad[index].shape[0]} VAD frames; the feature "
-                             f"and MFCC configs must frame the audio alike")
+        feats = self.pipeline.features(audio, self._key(index))
+        self.pipeline.check_frames(self._key(index), feats, self.vad[index])
+        return self.pipeline.network_input(feats, self.vad[index])
 
     def chunk(self, index: int, offset: int, length: int, rng=None) -> np.ndarray:
         """Voiced frames ``offset..offset+length-1`` of a version, computed on their span
-        (:meth:`SpanFeatures.chunk`): the rows equal those of :meth:`features` cut at
+        (:meth:`FeaturePipeline.chunk`): the rows equal those of :meth:`features` cut at
         ``offset`` (to float32 rounding) without augmentation or dither."""
-        return self.span.chunk(self._key(index), self.audio[index], self.vad[index],
-                               self._voiced(index), offset, length, rng)
+        return self.pipeline.chunk(self._key(index), self.audio[index], self.vad[index],
+                                   self._voiced(index), offset, length, self.augmenter, rng)
 
     def _voiced(self, index: int) -> np.ndarray:
         voiced = self._voiced_cache.get(index)
         if voiced is None:
             voiced = self._voiced_cache[index] = np.flatnonzero(self.vad[index])
         return voiced
-
-
-def _cmn_rows(feats: np.ndarray, first: int, starts, ends, rows, options) -> np.ndarray:
-    """Sliding-CMN values of frames ``rows`` from the features of frames ``first..``;
-    ``starts``/``ends`` are those rows' windows (:func:`sliding_cmn`'s arithmetic)."""
-    x = feats.astype(np.float64)
-    x -= x.mean(axis=0)
-    cumulative = np.zeros((len(x) + 1, x.shape[1]))
-    np.cumsum(x, axis=0, out=cumulative[1:])
-    lo, hi = starts - first, ends - first
-    count = (hi - lo)[:, None].astype(np.float64)
-    mean = (cumulative[hi] - cumulative[lo]) / count
-    out = x[rows - first] - mean
-    if options.get("norm_vars", False):
-        squares = np.zeros_like(cumulative)
-        np.cumsum(x * x, axis=0, out=squares[1:])
-        variance = (squares[hi] - squares[lo]) / count - mean * mean
-        out *= np.maximum(variance, 1e-10) ** -0.5
-        out[count[:, 0] == 1] = 0.0
-    return out.astype(np.float32)
 
 
 class WaveformStore(_AudioSource):

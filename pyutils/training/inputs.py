@@ -30,6 +30,8 @@ from typing import Dict, List, Optional, Sequence
 
 import yaml
 
+from pyutils.features.pipeline import conf_paths
+
 # Data-dir files whose bytes determine the training data (a missing one
 # hashes its name, so it appearing later also changes the stamp).
 DATA_FILES = ("utt2spk", "feats.scp", "wav.scp", "segments", "shard.list", ".done",
@@ -43,9 +45,6 @@ FRONTEND_FILES = ("config.json", "preprocessor_config.json", "model.safetensors"
 # and of the changed keys a refusal names.
 RUNTIME_KEYS = ("data.num_workers", "data.prefetch_factor", "data.worker_nice",
                 "data.in_memory", "training.num_threads", "training.device")
-# The feature configs of input computed from the audio: key, default.
-FEATURE_CONFS = (("conf", "conf/mfcc.conf"), ("vad_conf", "conf/vad.conf"),
-                 ("cmvn_conf", "conf/cmvn.conf"), ("vad_feat_conf", "conf/mfcc.conf"))
 CONFIG_ITEM, AUGMENT_ITEM = "config: ", "augmentation files: "
 RECORD_FILE = "inputs.json"
 
@@ -115,7 +114,7 @@ def config_inputs(config_path: str) -> List[str]:
     items = [config_item(config)]
     feats = config.get("features") or {}
     if reads_feature_confs(config):
-        items += [str(feats.get(key) or default) for key, default in FEATURE_CONFS]
+        items += list(conf_paths(feats).values())   # named, or the pipeline's defaults
     items += augmentation_item(config)
     shard_list = (config.get("data") or {}).get("shard_list")
     if shard_list:

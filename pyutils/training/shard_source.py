@@ -43,11 +43,9 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from pyutils.data.shards import (decode_sample, iterate_shard, random_chunk, read_shard_list,
                                  shard_order, shuffle_buffer, split_shards)
-from pyutils.features.pipeline import cmn_voiced
-from pyutils.features.vad import compute_vad_energy
+from pyutils.features.pipeline import FeaturePipeline
 from pyutils.augment.speed import speed_perturb
 from pyutils.data.audio import AudioReader
-from pyutils.training.data import SpanFeatures
 from pyutils.training.loader import ChunkLoader, EpochBatches
 
 logger = logging.getLogger(__name__)
@@ -69,24 +67,17 @@ def find_shard_list(data_dir: str, data_cfg: dict) -> str:
 class ChunkFrontend:
     """One streamed utterance -> its training input (features or waveform).
 
-    Features follow OnTheFlyFeatures: (speed-changed) clean audio -> VAD from
-    the MFCC config's energy; (augmented) audio -> MFCC/fbank with the dither
-    seeded by crc32 of the utterance id -> sliding CMN -> voiced frames.
+    Features follow OnTheFlyFeatures, through the config's
+    :class:`~pyutils.features.pipeline.FeaturePipeline`: (speed-changed) clean
+    audio -> VAD from the MFCC config's energy; (augmented) audio -> MFCC/fbank
+    with the dither seeded by crc32 of the utterance id -> sliding CMN -> voiced
+    frames.
     """
 
     def __init__(self, feats: dict):
-        self.kind = feats.get("type", "mfcc")
-        if self.kind == "waveform":
-            self.input_type, self.feat_dim, self.rate = "waveform", 1, 16000
-            return
-        self.input_type = "feats"
-        vad_feat_conf = feats.get("vad_feat_conf", "conf/mfcc.conf")
-        span = SpanFeatures(self.kind, feats["conf"], feats.get("vad_conf", "conf/vad.conf"),
-                            feats.get("cmvn_conf", "conf/cmvn.conf"), vad_feat_conf)
-        self.computer, self.vad_options, self.cmn = span.computer, span.vad_options, span.cmn
-        same = os.path.realpath(vad_feat_conf) == os.path.realpath(feats["conf"])
-        self.vad_mfcc = self.computer if self.kind == "mfcc" and same else span.vad_mfcc
-        self.rate, self.feat_dim = span.rate, span.feat_dim
+        self.pipeline = FeaturePipeline.from_config(feats)
+        self.kind, self.input_type = self.pipeline.kind, self.pipeline.input_type
+        self.rate, self.feat_dim = self.pipeline.rate, self.pipeline.feat_dim
 
     def __call__(self, key: str, samples: np.ndarray, rate: int, speed: float, augmenter,
                  rng: np.random.Generator) -> np.ndarray:
@@ -96,17 +87,11 @@ class ChunkFrontend:
                 raise ValueError(f"{key}: {rate} Hz audio, the waveform model takes {self.rate}")
             return speed_perturb(samples, speed).astype(np.float32)
         # float32 audio, as the raw sources keep it in RAM (the same numbers)
-        clean = speed_perturb(self.computer.prepare_waveform(samples, rate),
+        clean = speed_perturb(self.pipeline.prepare_waveform(samples, rate),
                               speed).astype(np.float32).astype(np.float64)
-        vad_feats = self.vad_mfcc.compute(clean, SpanFeatures.dither_rng(key))
-        vad = compute_vad_energy(vad_feats, **self.vad_options)
-        if augmenter is None and self.vad_mfcc is self.computer:
-            feats = vad_feats            # the same computation: do it once
-        else:
-            audio = clean if augmenter is None else augmenter(clean, rng)
-            feats = self.computer.compute(np.asarray(audio, np.float64),
-                                          SpanFeatures.dither_rng(key))
-        return cmn_voiced(feats, vad, self.cmn)
+        augmented = None if augmenter is None else augmenter(clean, rng)
+        feats, vad = self.pipeline.utterance(clean, key, augmented)
+        return self.pipeline.network_input(feats, vad)
 
 
 class StreamSource:

@@ -30,6 +30,7 @@ import torch
 import torch.distributed as dist
 import yaml
 
+from pyutils.features.pipeline import FeaturePipeline
 from pyutils.losses import build_loss
 from pyutils.models import build_model
 from pyutils.training import checkpoint
@@ -71,7 +72,8 @@ def build_sources(config: dict, data_dir: str):
         from pyutils.augment import Augmenter
         augmenter = Augmenter({k: v for k, v in aug_cfg.items() if k != "speed"},
                               sample_rate=16000)
-    kind, on_the_fly = feats.get("type", "mfcc"), bool(feats.get("on_the_fly", False))
+    pipeline = FeaturePipeline.from_config(feats)
+    kind, on_the_fly = pipeline.kind, pipeline.on_the_fly
     data_format = str(config["data"].get("format", "raw"))
     if data_format not in ("raw", "shard"):
         raise ValueError(f"data.format must be raw or shard, got '{data_format}'")
@@ -95,11 +97,8 @@ def build_sources(config: dict, data_dir: str):
         if kind == "waveform":
             return WaveformStore(data_dir, augmenter=aug, speeds=spd, utts=utts, speakers=speakers,
                                  speed_prob=speed_prob)
-        return OnTheFlyFeatures(data_dir, kind, feats["conf"], feats.get("vad_conf", "conf/vad.conf"),
-                                feats.get("cmvn_conf", "conf/cmvn.conf"),
-                                feats.get("vad_feat_conf", "conf/mfcc.conf"),
-                                augmenter=aug, speeds=spd, utts=utts, speakers=speakers,
-                                speed_prob=speed_prob)
+        return OnTheFlyFeatures(data_dir, pipeline=pipeline, augmenter=aug, speeds=spd,
+                                utts=utts, speakers=speakers, speed_prob=speed_prob)
     train = make(train_utts, augmenter, speeds)
     valid = make(valid_utts, None, [1.0], train.speakers) if valid_utts else None
     return train, valid

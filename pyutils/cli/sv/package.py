@@ -11,6 +11,7 @@ import json
 import os
 
 from pyutils.cli.sv.common import SvError
+from pyutils.features.pipeline import DEFAULT_CONFS
 
 
 def add_parser(parser) -> None:
@@ -18,11 +19,11 @@ def add_parser(parser) -> None:
     parser.add_argument("--model", required=True, help="final.pt of a training run")
     parser.add_argument("--backend-dir", help="stage 5 output: mean.vec, lda.mat, plda")
     parser.add_argument("--calibration-dir", help="<backend>.json calibrations (optional)")
-    parser.add_argument("--mfcc-config", default="conf/mfcc.conf")
+    parser.add_argument("--mfcc-config", default=DEFAULT_CONFS["mfcc"])
     parser.add_argument("--fbank-config", default=None,
                         help="fbank models (default: the training config's features.conf)")
-    parser.add_argument("--vad-config", default="conf/vad.conf")
-    parser.add_argument("--cmvn-config", default="conf/cmvn.conf")
+    parser.add_argument("--vad-config", default=DEFAULT_CONFS["vad"])
+    parser.add_argument("--cmvn-config", default=DEFAULT_CONFS["cmvn"])
     parser.add_argument("--cosine-mean", choices=("train", "none"), default="train",
                         help="conf/backend.conf's cosine centring (train: subtract mean.vec)")
     parser.add_argument("--chunk-size", type=int, default=10000)

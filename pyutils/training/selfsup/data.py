@@ -23,7 +23,7 @@ num_short``), each on its own:
    random run of ``frames`` *voiced* frames (a shorter utterance: all its
    voiced frames, repeated to fill);
 2. the features of that run computed on its span only, with the span's audio
-   augmented (noise, reverberation): :class:`pyutils.training.data.SpanFeatures`,
+   augmented (noise, reverberation): :meth:`pyutils.features.pipeline.FeaturePipeline.chunk`,
    the chunks of supervised on-the-fly training (MFCC/fbank of the config,
    sliding CMN, the voiced frames of the clean audio: what stage 4 extracts from).
 
@@ -44,7 +44,8 @@ import torch
 from pyutils.augment.speed import speed_perturb
 from pyutils.data.datadir import DataDir
 from pyutils.data.shards import read_shard_list, repeat_to
-from pyutils.training.data import SpanFeatures, speed_versions
+from pyutils.features.pipeline import FeaturePipeline
+from pyutils.training.data import speed_versions
 from pyutils.training.shard_source import SHARD_LIST, StreamBatches, StreamSource
 
 logger = logging.getLogger(__name__)
@@ -89,24 +90,14 @@ class LabelFreeSource(StreamSource):
         if any(k in aug for k in ("noise", "reverb")):
             from pyutils.augment import Augmenter
             self.augmenter = Augmenter(aug, sample_rate=16000)
-        features = dict(features or {"type": "mfcc"})
-        kind = features.get("type", "mfcc")
-        if kind == "waveform":
-            self.span, self.rate = None, 16000
-            self.input_type, self.feat_dim = "waveform", 1
-            self.views = [int(n) * SAMPLES_PER_FRAME for n in views]
-            return
-        if kind not in ("mfcc", "fbank"):
-            raise ValueError(f"features.type must be mfcc, fbank or waveform, got '{kind}'")
-        if not features.get("on_the_fly", False):
+        self.pipeline = FeaturePipeline.from_config(features)
+        waveform = self.pipeline.kind == "waveform"
+        if not (waveform or self.pipeline.on_the_fly):
             raise ValueError("label-free training augments the audio of each view: set "
                              "features.on_the_fly: true (or use a waveform model)")
-        self.span = SpanFeatures(kind, features.get("conf", "conf/mfcc.conf"),
-                                 features.get("vad_conf", "conf/vad.conf"),
-                                 features.get("cmvn_conf", "conf/cmvn.conf"),
-                                 features.get("vad_feat_conf", "conf/mfcc.conf"), self.augmenter)
-        self.rate, self.input_type, self.feat_dim = self.span.rate, "feats", self.span.feat_dim
-        self.views = [int(n) for n in views]
+        self.rate, self.input_type = self.pipeline.rate, self.pipeline.input_type
+        self.feat_dim = self.pipeline.feat_dim
+        self.views = [int(n) * (SAMPLES_PER_FRAME if waveform else 1) for n in views]
 
     def describe(self) -> str:
         parts = ([f"{self.num_utterances} utterances"] if self.num_utterances else []) + \
@@ -122,21 +113,21 @@ class LabelFreeSource(StreamSource):
         """(audio, VAD, voiced frame indices) of an utterance at speed ``k`` (no VAD for
         waveform models)."""
         samples, rate = sample["samples"], sample["rate"]
-        if self.span is None:
+        if self.input_type == "waveform":
             if rate != self.rate:
                 raise ValueError(f"{sample['shard']}: '{sample['key']}' is {rate} Hz audio, "
                                  f"the waveform model takes {self.rate}")
             return speed_perturb(samples, self.speeds[k]).astype(np.float32), None, None
-        audio = speed_perturb(self.span.computer.prepare_waveform(samples, rate),
+        audio = speed_perturb(self.pipeline.prepare_waveform(samples, rate),
                               self.speeds[k]).astype(np.float32)
-        vad = self.span.vad(audio, sample["key"])
+        vad = self.pipeline.vad(audio, sample["key"])
         return audio, vad, np.flatnonzero(vad)
 
     def view(self, key: str, version, size: int, rng: np.random.Generator):
         """One augmented random crop of ``size`` frames (samples for waveform models), or
         None when the utterance has no voiced frame."""
         audio, vad, voiced = version
-        if self.span is None:
+        if self.input_type == "waveform":
             audio = repeat_to(audio, size) if len(audio) < size else audio
             start = int(rng.integers(0, len(audio) - size + 1))
             piece = audio[start:start + size].astype(np.float64)
@@ -146,8 +137,9 @@ class LabelFreeSource(StreamSource):
             return None
         if len(voiced) >= size:
             offset = int(rng.integers(0, len(voiced) - size + 1))
-            return self.span.chunk(key, audio, vad, voiced, offset, size, rng)
-        return repeat_to(self.span.chunk(key, audio, vad, voiced, 0, len(voiced), rng), size)
+            return self.pipeline.chunk(key, audio, vad, voiced, offset, size, self.augmenter, rng)
+        return repeat_to(self.pipeline.chunk(key, audio, vad, voiced, 0, len(voiced),
+                                             self.augmenter, rng), size)
 
 
 class LabelFreeBatches(StreamBatches):
