@@ -25,8 +25,6 @@ ALLOWED_CYCLE_EDGES = {
     # pyutils/data is a circle: audio -> datadir -> fix/subsets -> datadir/audio (issue 18,
     # item 3: pyutils/data as a tree; its owner rewrites these modules now).
     ("pyutils.data.subsets", "pyutils.data.datadir"): "subsets._view; data tree in progress",
-    ("pyutils.data.subsets", "pyutils.data.audio"): "subsets reads wav.scp entries; data tree "
-                                                     "in progress",
     # build_head imports the registry, whose package imports the SSL model.  The fix (the
     # registry of feature networks in its own module, pyutils/models/registry.py, imported by
     # ssl/model.py) touches pyutils/models/ssl/model.py, being edited now for ONNX export.

@@ -2,8 +2,9 @@
 
 split_data (utils/split_data.sh), subset_data_dir (--utt-list/--spk-list)
 and, from utils/subset_data_dir.sh, --first/--per-spk/--shortest;
-combine_data (utils/combine_data.sh), copy_data_dir (utils/copy_data_dir.sh
---utt-prefix/--spk-prefix), and utt2dur (utils/data/get_utt2dur.sh).
+combine_data (utils/combine_data.sh) and copy_data_dir (utils/copy_data_dir.sh
+--utt-prefix/--spk-prefix).  utt2dur (utils/data/get_utt2dur.sh) reads audio:
+:func:`pyutils.data.audio.compute_utt2dur`.
 """
 from __future__ import annotations
 
@@ -321,33 +322,3 @@ def subset_shortest(src: str, dst: str, n: int) -> None:
         raise DataDirError(src, [f"cannot take the {n} shortest of {len(data.utts)} utterances"])
     chosen = sorted(data.utts, key=lambda u: (lengths[u], u))[:n]
     _subset(src, dst, chosen, f"{n} shortest")
-
-
-def compute_utt2dur(path: str) -> Dict[str, float]:
-    """Write ``path/utt2dur`` (seconds) and return it (utils/data/get_utt2dur.sh).
-
-    From segments when present (end - start); else from each wav.scp entry:
-    a file's header (soundfile.info, no decoding), a pipe by running it.
-    """
-    import soundfile as sf
-    from pyutils.data.audio import read_wav_scp_entry
-    data = _view(path)
-    durations: Dict[str, float] = {}
-    if data.segments is not None:
-        durations = {u: seg.end - seg.start for u, seg in data.segments.items()}
-    else:
-        for utt, value in data.wav_scp.items():
-            if value.endswith("|"):
-                samples, rate = read_wav_scp_entry(value)
-                durations[utt] = len(samples) / rate
-            else:
-                try:
-                    durations[utt] = sf.info(value).duration
-                except (RuntimeError, OSError) as err:
-                    raise DataDirError(path, [f"wav.scp: utterance '{utt}': cannot read "
-                                              f"{value}: {err}"]) from err
-    write_lines(os.path.join(path, "utt2dur"),
-                (f"{u} {durations[u]:.6g}" for u in sorted(durations)))
-    logger.info("get_utt2dur: %s/utt2dur: %d utterances, %.1f h", path, len(durations),
-                sum(durations.values()) / 3600)
-    return durations
