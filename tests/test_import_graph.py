@@ -22,49 +22,14 @@ PACKAGE = "pyutils"
 
 # Imports that close a cycle, as (importer, imported module): each is inside a function.
 ALLOWED_CYCLE_EDGES = {
-    # pyutils/data is a circle: audio -> datadir -> fix/subsets -> datadir/audio (issue 18,
-    # item 3: pyutils/data as a tree; its owner rewrites these modules now).
-    ("pyutils.data.subsets", "pyutils.data.datadir"): "subsets._view; data tree in progress",
     # build_head imports the registry, whose package imports the SSL model.  The fix (the
     # registry of feature networks in its own module, pyutils/models/registry.py, imported by
     # ssl/model.py) touches pyutils/models/ssl/model.py, being edited now for ONNX export.
     ("pyutils.models.ssl.model", "pyutils.models"): "ssl/model.py edited concurrently",
 }
 
-# Private names imported across modules, as (importer, source module, name).
-ALLOWED_PRIVATE_IMPORTS = {
-    # pyutils/data: datadir.py re-exports the private helpers of formats, validate, fix and
-    # subsets, and those modules share private format helpers (issue 18, item 3: "no
-    # private names imported across modules"; pyutils/data is being rewritten as a tree now).
-    **{("pyutils.data.datadir", "pyutils.data.formats", name): "data tree in progress"
-       for name in ("_Row", "_Spec", "_Table", "_gender", "_load_strict", "_no_tilde",
-                    "_positive_number", "_present", "_read", "_read_strict", "_rest_of_line",
-                    "_row_problem", "_segment_times", "_too_many_fields", "_trial_label")},
-    **{("pyutils.data.datadir", "pyutils.data.validate", name): "data tree in progress"
-       for name in ("_Problems", "_check_audio", "_check_spk2utt", "_check_trials",
-                    "_match_keys", "_report_rows", "_some", "_speaker_order_problems")},
-    **{("pyutils.data.datadir", "pyutils.data.fix", name): "data tree in progress"
-       for name in ("_changes", "_clean", "_fixed_utterances", "_removal_reasons")},
-    **{("pyutils.data.datadir", "pyutils.data.subsets", name): "data tree in progress"
-       for name in ("_is_fresh", "_per_spk_blocks", "_per_utt_blocks", "_select",
-                    "_write_dir")},
-    **{("pyutils.data.fix", "pyutils.data.formats", name): "data tree in progress"
-       for name in ("_Row", "_present", "_read", "_too_many_fields")},
-    ("pyutils.data.fix", "pyutils.data.subsets", "_select"): "data tree in progress",
-    ("pyutils.data.fix", "pyutils.data.subsets", "_write_dir"): "data tree in progress",
-    ("pyutils.data.fix", "pyutils.data.validate", "_speaker_order_problems"):
-        "data tree in progress",
-    **{("pyutils.data.subsets", "pyutils.data.formats", name): "data tree in progress"
-       for name in ("_Row", "_load_strict", "_present")},
-    **{("pyutils.data.validate", "pyutils.data.formats", name): "data tree in progress"
-       for name in ("_Row", "_Table", "_present", "_read")},
-    # Users outside pyutils/data of its private helpers: public once the data tree gives
-    # them a public name (the owners of pyutils/data decide it).
-    ("pyutils.cli.augment_audio", "pyutils.data.audio", "_stream_mode_wav"):
-        "data/audio.py being rewritten",
-    ("pyutils.cli.augment_data_dir", "pyutils.data.datadir", "_write_dir"):
-        "re-exported from data/subsets.py, being rewritten",
-}
+# Private names imported across modules, as (importer, source module, name): none left.
+ALLOWED_PRIVATE_IMPORTS = {}
 
 
 def module_files(root=ROOT, package=PACKAGE):

@@ -101,7 +101,7 @@ def _run_pipe(command: str) -> bytes:
     return proc.stdout
 
 
-def _stream_mode_wav(data: bytes) -> bytes:
+def stream_mode_wav(data: bytes) -> bytes:
     """Mark a piped WAV with RIFF and data sizes both 0 as "size unknown".
 
     Writers that cannot seek back leave both sizes 0; Kaldi then reads the
@@ -189,7 +189,7 @@ def read_wav_scp_entry(value: str, expected_rate: Optional[int] = None,
     if value.endswith("|"):
         command = value[:-1].strip()
         source = f"command '{command}'"
-        payload = _stream_mode_wav(_run_pipe(command))
+        payload = stream_mode_wav(_run_pipe(command))
         header, total_size, handle = payload[:65536], len(payload), io.BytesIO(payload)
     else:
         source = value
