@@ -15,7 +15,7 @@ import soundfile as sf
 
 from pyutils.cli.sv.common import list_inputs
 from pyutils.data.audio import audio_extensions, is_audio_file, read_wav_scp_entry
-from pyutils.data.datadir import check_data_dir
+from pyutils.data.validate import check_data_dir
 from tests.conftest import ROOT
 
 RATE = 16000

@@ -15,7 +15,8 @@ from pyutils.augment.noise import AudioFiles
 from pyutils.augment.reverb import RoomSimulator
 from pyutils.cli import augment_audio
 from pyutils.data.audio import AudioReader, read_wav_scp_entry
-from pyutils.data.datadir import DataDir, validate_data_dir
+from pyutils.data.datadir import DataDir
+from pyutils.data.validate import validate_data_dir
 from pyutils.utils.fileio import write_lines
 from tests.conftest import ROOT, corpus_root
 

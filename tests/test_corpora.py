@@ -33,7 +33,7 @@ import pytest
 import soundfile as sf
 
 from pyutils.data.corpus import convert_vox_trials, path_to_utt, sampled_trials
-from pyutils.data.datadir import check_data_dir
+from pyutils.data.validate import check_data_dir
 from pyutils.data.download import DownloadError, fetch
 from tests.conftest import ROOT, corpus_root
 

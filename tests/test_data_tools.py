@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pyutils.data.datadir import check_data_dir
+from pyutils.data.validate import check_data_dir
 from tests.conftest import ROOT
 
 

@@ -5,9 +5,11 @@ import subprocess
 
 import pytest
 
-from pyutils.data.datadir import (DataDir, DataDirError, check_data_dir, filter_scp,
-                                  fix_data_dir, spk2utt_to_utt2spk, split_data,
-                                  subset_data_dir, utt2spk_to_spk2utt, validate_data_dir)
+from pyutils.data.datadir import DataDir
+from pyutils.data.fix import fix_data_dir
+from pyutils.data.formats import DataDirError, filter_scp, spk2utt_to_utt2spk, utt2spk_to_spk2utt
+from pyutils.data.subsets import split_data, subset_data_dir
+from pyutils.data.validate import check_data_dir, validate_data_dir
 from pyutils.utils.fileio import TableError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

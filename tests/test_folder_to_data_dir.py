@@ -5,7 +5,7 @@ import subprocess
 import numpy as np
 import soundfile as sf
 
-from pyutils.data.datadir import validate_data_dir
+from pyutils.data.validate import validate_data_dir
 from tests.conftest import ROOT
 
 

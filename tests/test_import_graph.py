@@ -1,6 +1,8 @@
 """The shape of the package's imports, read from the source with ``ast`` (nothing is
-imported): no circular imports in pyutils, and no private name (a leading
-underscore) imported from another module.
+imported): no circular imports in pyutils, no private name (a leading
+underscore) imported from another module, and no name imported through a module
+of pyutils that only imports it itself (no re-export hubs: each name comes from
+the module that defines it; a package's ``__init__`` may gather names).
 
 Every import statement counts, imports inside functions included: an import
 moved into a function to break a cycle still is one.  A module's graph edges
@@ -20,53 +22,11 @@ from tests.conftest import ROOT
 
 PACKAGE = "pyutils"
 
-# Imports that close a cycle, as (importer, imported module): each is inside a function.
-ALLOWED_CYCLE_EDGES = {
-    # pyutils/data is a circle: audio -> datadir -> fix/subsets -> datadir/audio (issue 18,
-    # item 3: pyutils/data as a tree; its owner rewrites these modules now).
-    ("pyutils.data.subsets", "pyutils.data.datadir"): "subsets._view; data tree in progress",
-    ("pyutils.data.subsets", "pyutils.data.audio"): "subsets reads wav.scp entries; data tree "
-                                                     "in progress",
-    # build_head imports the registry, whose package imports the SSL model.  The fix (the
-    # registry of feature networks in its own module, pyutils/models/registry.py, imported by
-    # ssl/model.py) touches pyutils/models/ssl/model.py, being edited now for ONNX export.
-    ("pyutils.models.ssl.model", "pyutils.models"): "ssl/model.py edited concurrently",
-}
+# Imports that close a cycle, as (importer, imported module): none left.
+ALLOWED_CYCLE_EDGES = {}
 
-# Private names imported across modules, as (importer, source module, name).
-ALLOWED_PRIVATE_IMPORTS = {
-    # pyutils/data: datadir.py re-exports the private helpers of formats, validate, fix and
-    # subsets, and those modules share private format helpers (issue 18, item 3: "no
-    # private names imported across modules"; pyutils/data is being rewritten as a tree now).
-    **{("pyutils.data.datadir", "pyutils.data.formats", name): "data tree in progress"
-       for name in ("_Row", "_Spec", "_Table", "_gender", "_load_strict", "_no_tilde",
-                    "_positive_number", "_present", "_read", "_read_strict", "_rest_of_line",
-                    "_row_problem", "_segment_times", "_too_many_fields", "_trial_label")},
-    **{("pyutils.data.datadir", "pyutils.data.validate", name): "data tree in progress"
-       for name in ("_Problems", "_check_audio", "_check_spk2utt", "_check_trials",
-                    "_match_keys", "_report_rows", "_some", "_speaker_order_problems")},
-    **{("pyutils.data.datadir", "pyutils.data.fix", name): "data tree in progress"
-       for name in ("_changes", "_clean", "_fixed_utterances", "_removal_reasons")},
-    **{("pyutils.data.datadir", "pyutils.data.subsets", name): "data tree in progress"
-       for name in ("_is_fresh", "_per_spk_blocks", "_per_utt_blocks", "_select",
-                    "_write_dir")},
-    **{("pyutils.data.fix", "pyutils.data.formats", name): "data tree in progress"
-       for name in ("_Row", "_present", "_read", "_too_many_fields")},
-    ("pyutils.data.fix", "pyutils.data.subsets", "_select"): "data tree in progress",
-    ("pyutils.data.fix", "pyutils.data.subsets", "_write_dir"): "data tree in progress",
-    ("pyutils.data.fix", "pyutils.data.validate", "_speaker_order_problems"):
-        "data tree in progress",
-    **{("pyutils.data.subsets", "pyutils.data.formats", name): "data tree in progress"
-       for name in ("_Row", "_load_strict", "_present")},
-    **{("pyutils.data.validate", "pyutils.data.formats", name): "data tree in progress"
-       for name in ("_Row", "_Table", "_present", "_read")},
-    # Users outside pyutils/data of its private helpers: public once the data tree gives
-    # them a public name (the owners of pyutils/data decide it).
-    ("pyutils.cli.augment_audio", "pyutils.data.audio", "_stream_mode_wav"):
-        "data/audio.py being rewritten",
-    ("pyutils.cli.augment_data_dir", "pyutils.data.datadir", "_write_dir"):
-        "re-exported from data/subsets.py, being rewritten",
-}
+# Private names imported across modules, as (importer, source module, name): none left.
+ALLOWED_PRIVATE_IMPORTS = {}
 
 
 def module_files(root=ROOT, package=PACKAGE):
@@ -212,21 +172,82 @@ def test_no_private_name_imported_from_another_module():
     assert not offenders + stale, "\n".join(offenders + stale)
 
 
+def defined_names(path):
+    """Names a module defines at its top level (also inside a top-level if/try):
+    functions, classes and assignment targets; names it only imports are not."""
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
+    names = set()
+    blocks = [tree.body]
+    while blocks:
+        for node in blocks.pop():
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names.update(n.id for t in targets for n in ast.walk(t)
+                             if isinstance(n, ast.Name))
+            elif isinstance(node, ast.If):
+                blocks += [node.body, node.orelse]
+            elif isinstance(node, ast.Try):
+                blocks += [node.body, node.orelse, node.finalbody]
+                blocks += [handler.body for handler in node.handlers]
+    return names
+
+
+def reexported_imports(modules, root=ROOT, dirs=("pyutils", "tests", "bench", "local", "utils")):
+    """(file, line, module, name) of each ``from module import name`` in the .py files
+    under ``dirs`` where ``module`` is a module of ``modules`` (not a package) that does
+    not define ``name`` (nor has it as a submodule)."""
+    defined, found = {}, []
+    for top in dirs:
+        for dirpath, dirnames, filenames in os.walk(os.path.join(root, top)):
+            dirnames[:] = sorted(d for d in dirnames if d not in ("__pycache__", ".venv"))
+            for filename in sorted(filenames):
+                if not filename.endswith(".py"):
+                    continue
+                path = os.path.join(dirpath, filename)
+                parts = os.path.relpath(path, root)[:-3].split(os.sep)
+                importer = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+                for line, target, source, names in imports_of(importer, path, modules):
+                    if (not names or target != source
+                            or os.path.basename(modules[target]) == "__init__.py"):
+                        continue
+                    if target not in defined:
+                        defined[target] = defined_names(modules[target])
+                    found += [(os.path.relpath(path, root), line, source, name)
+                              for name in names if name != "*" and name not in defined[target]]
+    return found
+
+
+def test_no_name_imported_through_a_module_that_does_not_define_it():
+    found = reexported_imports(module_files())
+    assert not found, "\n".join(
+        f"{path}:{line}: {name} from {module}, which only imports it: import it from "
+        f"the module that defines it" for path, line, module, name in found)
+
+
 def test_the_checks_see_cycles_in_functions_and_private_names(tmp_path):
     """The checks themselves, on a package written here: a cycle closed by an import
-    inside a function and a relative import of a private name are both found."""
+    inside a function, a relative import of a private name and a name imported through
+    a module that only imports it are all found."""
     pkg = tmp_path / "pkg"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
     (pkg / "a.py").write_text("from pkg.b import helper\n")
     (pkg / "b.py").write_text("def helper():\n    from pkg import a\n    return a\n")
     (pkg / "c.py").write_text("from .b import _hidden, __version__\nimport pkg.b._x\n")
+    (pkg / "d.py").write_text("from pkg.a import helper\nfrom pkg.b import helper as h\n"
+                              "from pkg import a\n")
     modules = module_files(str(tmp_path), "pkg")
     graph = import_graph(modules)
     assert strongly_connected(graph) == [["pkg.a", "pkg.b"]]
     assert a_cycle(graph, ["pkg.a", "pkg.b"]) == ["pkg.a", "pkg.b", "pkg.a"]
     assert [(i, s, n) for i, s, n, _, _ in private_imports(modules)] == [
         ("pkg.c", "pkg.b", "_hidden"), ("pkg.c", "pkg.b", "_x")]
+    assert reexported_imports(modules, str(tmp_path), ("pkg",)) == [
+        ("pkg/c.py", 1, "pkg.b", "_hidden"), ("pkg/c.py", 1, "pkg.b", "__version__"),
+        ("pkg/d.py", 1, "pkg.a", "helper")]
 
 
 def test_backend_registry_is_complete_without_the_import_inside_backend_names():

@@ -65,7 +65,7 @@ def test_written_model_dir_has_the_wespeaker_front_end(tmp_path):
     options = read_kaldi_conf(saved["features"]["conf"])
     assert options["window-type"] == "hamming" and float(options["dither"]) == 0.0
     assert int(options["num-mel-bins"]) == 80
-    from pyutils.features.mfcc import FbankComputer
+    from pyutils.features.fbank import FbankComputer
     computer = FbankComputer(options)                  # stage 1 takes it as it is
     wave = np.random.default_rng(0).normal(0, 1000, 16000)
     feats = computer.compute(wave)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pyutils.data.datadir import read_scp
+from pyutils.data.formats import read_scp
 from tests.conftest import ROOT
 
 HOSTILE = ["a b", "it's", 'say "hi"', "x;touch {c}", "$(touch {c})", "`touch {c}`",

@@ -10,7 +10,8 @@ import pytest
 from pyutils.backends import trials
 from pyutils.backends.cosine import CosineBackend
 from pyutils.backends.plda import Plda, PldaBackend, write_matrix, write_vector
-from pyutils.backends.scoring import bilinear_form, load_embeddings, score_trials
+from pyutils.backends.embeddings import load_embeddings
+from pyutils.backends.scoring import bilinear_form, score_trials
 from pyutils.utils.arkio import load_scp_dict, write_scp_dict
 from pyutils.utils.fileio import TableError
 from tests.conftest import ROOT

@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 
 from pyutils.data.corpus import CorpusError, pair_trials, spaced_speakers
-from pyutils.data.datadir import check_data_dir
+from pyutils.data.validate import check_data_dir
 from pyutils.data.holdout import hold_out_speakers
 from tests.conftest import ROOT, corpus_root
 

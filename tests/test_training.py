@@ -11,7 +11,8 @@ import pytest
 import torch
 import yaml
 
-from pyutils.extraction.extract import embed, load_embedding_model, pad_chunk
+from pyutils.extraction.chunks import pad_chunk
+from pyutils.extraction.extract import embed, load_embedding_model
 from pyutils.training.chunks import epoch_batches
 from pyutils.training.trainer import train
 from pyutils.utils.arkio import write_scp_dict

@@ -8,7 +8,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from pyutils.data.datadir import read_scp
+from pyutils.data.formats import read_scp
 from pyutils.utils.fileio import TableError
 
 

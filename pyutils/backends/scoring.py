@@ -20,8 +20,6 @@ and memory is bounded by the embedding matrices plus a few blocks.
 
 With ``num_threads`` > 1, whole blocks are parsed, scored and formatted in
 worker threads (numpy releases the GIL) and written in order.
-
-This module also re-exports the names other code imports from it.
 """
 from __future__ import annotations
 
@@ -34,21 +32,14 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from pyutils.backends.base import (LDA_FILE, MEAN_FILE, PLDA_FILE, Backend,  # noqa: F401
-                                   PreparedRows, backend_names, load_backend,
-                                   trusted_bilinear_form)
-from pyutils.backends.embeddings import load_embeddings, stack_embeddings  # noqa: F401
-from pyutils.backends.norm import NORMS, ScoreNorm, cohort_statistics  # noqa: F401
+from pyutils.backends.base import Backend, PreparedRows, backend_names, trusted_bilinear_form
+from pyutils.backends.embeddings import stack_embeddings
+from pyutils.backends.norm import NORMS, ScoreNorm
 from pyutils.backends.trials import (TrialIds, fast_parse, line_blocks, plain_parse,
                                      score_lines)
 from pyutils.utils.fileio import atomic_output
 
 log = logging.getLogger(__name__)
-
-# Re-exported: other modules import these names from here.
-__all__ = ["BACKENDS", "DEFAULT_BLOCK_SIZE", "LDA_FILE", "MEAN_FILE", "NORMS", "PLDA_FILE",
-           "Backend", "bilinear_form", "cohort_statistics", "load_backend", "load_embeddings",
-           "score_trials", "stack_embeddings"]
 
 BACKENDS = backend_names()
 

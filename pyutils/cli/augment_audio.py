@@ -29,7 +29,7 @@ from pyutils.augment.augmenter import clip_int16, to_int16
 from pyutils.augment.noise import INT16_SCALE, AudioFiles, add_noise, noise_track
 from pyutils.augment.reverb import RoomSimulator, normalize_rir, reverberate
 from pyutils.augment.speed import speed_perturb
-from pyutils.data.audio import _stream_mode_wav
+from pyutils.data.audio import stream_mode_wav
 
 
 def augment_samples(samples: np.ndarray, sample_rate: int, *, seed: int = 0,
@@ -60,7 +60,7 @@ def augment_samples(samples: np.ndarray, sample_rate: int, *, seed: int = 0,
 def read_input(source: str):
     """``(samples int16-scale, rate)`` of a file or ``-`` (stdin)."""
     if source == "-":
-        handle = io.BytesIO(_stream_mode_wav(sys.stdin.buffer.read()))
+        handle = io.BytesIO(stream_mode_wav(sys.stdin.buffer.read()))
         name = "stdin"
     else:
         handle, name = source, source

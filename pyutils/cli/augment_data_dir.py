@@ -42,8 +42,9 @@ import soundfile as sf
 
 from pyutils.augment.noise import NoiseSource
 from pyutils.augment.reverb import RirSource
-from pyutils.data.datadir import (DataDirError, _write_dir, utt2spk_to_spk2utt,
-                                  validate_data_dir)
+from pyutils.data.formats import DataDirError, utt2spk_to_spk2utt
+from pyutils.data.subsets import write_tables
+from pyutils.data.validate import validate_data_dir
 from pyutils.utils.fileio import TableError, read_key_value
 
 logger = logging.getLogger("augment_data_dir")
@@ -180,7 +181,7 @@ def augment_data_dir(src: str, dst: str, suffix: str = "-aug", noise_dirs=(),
     # C order of the new keys (a suffix can change the order of the old ones)
     lines = {name: sorted(rows, key=lambda row: row.split(None, 1)[0])
              for name, rows in lines.items()}
-    _write_dir(dst, lines)
+    write_tables(dst, lines)
     validate_data_dir(dst, no_feats=True)
     return len(new_utt2spk)
 

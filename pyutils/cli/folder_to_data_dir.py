@@ -23,7 +23,7 @@ import re
 import sys
 
 from pyutils.data.audio import audio_extensions
-from pyutils.data.datadir import utt2spk_to_spk2utt
+from pyutils.data.formats import utt2spk_to_spk2utt
 from pyutils.utils.fileio import write_lines
 
 WHITESPACE = re.compile(r"\s")

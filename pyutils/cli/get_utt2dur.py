@@ -8,7 +8,7 @@ pipes are run).
 import sys
 
 from pyutils.cli.tool import run_tool, tool_parser
-from pyutils.data.subsets import compute_utt2dur
+from pyutils.data.audio import compute_utt2dur
 
 PROG = "get_utt2dur"
 

@@ -9,7 +9,7 @@ archive paths holding spaces survive.
 import argparse
 import sys
 
-from pyutils.data.datadir import read_scp
+from pyutils.data.formats import read_scp
 from pyutils.utils.fileio import TableError, write_lines
 
 

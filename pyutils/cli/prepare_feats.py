@@ -21,7 +21,7 @@ import numpy as np
 from pyutils.data.skips import Skips
 from pyutils.features.pipeline import cmn_options, cmn_voiced
 from pyutils.utils.arkio import ArkScpWriter
-from pyutils.data.datadir import read_scp
+from pyutils.data.formats import read_scp
 from pyutils.utils.fileio import TableError, fingerprint, job_done, write_lines
 from pyutils.utils.log import setup_logging
 from pyutils.utils.progress import progress

@@ -38,7 +38,7 @@ def audio_durations(data_dir: str) -> dict:
     path = os.path.join(data_dir, "utt2dur")
     if os.path.isfile(path):
         return {k: float(v) for k, v in read_key_value(path).items()}
-    from pyutils.data.subsets import compute_utt2dur
+    from pyutils.data.audio import compute_utt2dur
     return compute_utt2dur(data_dir)
 
 

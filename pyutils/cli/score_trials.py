@@ -17,10 +17,11 @@ import argparse
 import logging
 import sys
 
+from pyutils.backends.base import load_backend
 from pyutils.backends.cosine import COSINE_MEANS
+from pyutils.backends.embeddings import load_embeddings
 from pyutils.backends.norm import NORMS
-from pyutils.backends.scoring import (BACKENDS, DEFAULT_BLOCK_SIZE, load_backend,
-                                      load_embeddings, score_trials)
+from pyutils.backends.scoring import BACKENDS, DEFAULT_BLOCK_SIZE, score_trials
 from pyutils.utils.fileio import TableError
 from pyutils.utils.log import setup_logging
 

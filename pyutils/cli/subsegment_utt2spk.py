@@ -5,7 +5,7 @@
 import argparse
 import sys
 
-from pyutils.data.datadir import read_scp
+from pyutils.data.formats import read_scp
 from pyutils.utils.fileio import TableError, read_key_value, write_lines
 
 

@@ -7,7 +7,7 @@ appearance, each with its utterances in input order.
 """
 import sys
 
-from pyutils.data.datadir import utt2spk_to_spk2utt
+from pyutils.data.formats import utt2spk_to_spk2utt
 
 PROG = "utt2spk_to_spk2utt"
 

@@ -1,4 +1,4 @@
-"""Audio for Kaldi data dirs: wav.scp entries, segments, per-utterance reads.
+"""Audio for Kaldi data dirs: wav.scp entries, segments, per-utterance reads, utt2dur.
 
 A wav.scp value is Kaldi's rxfilename: a file path (the rest of the line, so
 spaces are allowed) or, when it ends in ``|``, a shell command whose stdout
@@ -25,6 +25,8 @@ import numpy as np
 import soundfile as sf
 
 from pyutils.data.datadir import DataDir, Segment
+from pyutils.data.formats import DataDirError
+from pyutils.utils.fileio import write_lines
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +101,7 @@ def _run_pipe(command: str) -> bytes:
     return proc.stdout
 
 
-def _stream_mode_wav(data: bytes) -> bytes:
+def stream_mode_wav(data: bytes) -> bytes:
     """Mark a piped WAV with RIFF and data sizes both 0 as "size unknown".
 
     Writers that cannot seek back leave both sizes 0; Kaldi then reads the
@@ -187,7 +189,7 @@ def read_wav_scp_entry(value: str, expected_rate: Optional[int] = None,
     if value.endswith("|"):
         command = value[:-1].strip()
         source = f"command '{command}'"
-        payload = _stream_mode_wav(_run_pipe(command))
+        payload = stream_mode_wav(_run_pipe(command))
         header, total_size, handle = payload[:65536], len(payload), io.BytesIO(payload)
     else:
         source = value
@@ -329,3 +331,31 @@ class AudioReader:
             audio = self._load(recording)
             for utt, segment in members:
                 yield utt, self._cut(utt, recording, segment, audio), audio[1]
+
+
+def compute_utt2dur(path: str) -> Dict[str, float]:
+    """Write ``path/utt2dur`` (seconds) and return it (utils/data/get_utt2dur.sh).
+
+    From segments when present (end - start); else from each wav.scp entry:
+    a file's header (soundfile.info, no decoding), a pipe by running it.
+    """
+    data = DataDir(path)
+    durations: Dict[str, float] = {}
+    if data.segments is not None:
+        durations = {u: seg.end - seg.start for u, seg in data.segments.items()}
+    else:
+        for utt, value in data.wav_scp.items():
+            if value.endswith("|"):
+                samples, rate = read_wav_scp_entry(value)
+                durations[utt] = len(samples) / rate
+            else:
+                try:
+                    durations[utt] = sf.info(value).duration
+                except (RuntimeError, OSError) as err:
+                    raise DataDirError(path, [f"wav.scp: utterance '{utt}': cannot read "
+                                              f"{value}: {err}"]) from err
+    write_lines(os.path.join(path, "utt2dur"),
+                (f"{u} {durations[u]:.6g}" for u in sorted(durations)))
+    logger.info("get_utt2dur: %s/utt2dur: %d utterances, %.1f h", path, len(durations),
+                sum(durations.values()) / 3600)
+    return durations

@@ -1,11 +1,11 @@
 """Kaldi data directories: the read-only :class:`DataDir` view.
 
-The data-dir code is split by concern: :mod:`pyutils.data.formats` (table
-specs and strict readers), this view, :mod:`pyutils.data.validate`,
+The data-dir code is a tree, each module importing only those below it:
+:mod:`pyutils.data.formats` (table specs, strict readers, the Kaldi list
+helpers) at the bottom, this view above it, then :mod:`pyutils.data.validate`,
 :mod:`pyutils.data.fix` and :mod:`pyutils.data.subsets` (split, subset,
-combine, copy).  Every name that lived here before the split is still
-importable from here (re-exported below); new code imports from the module
-that defines it.
+combine, copy), with :mod:`pyutils.data.audio` beside them.  Each name is
+imported from the module that defines it (nothing is re-exported here).
 """
 from __future__ import annotations
 
@@ -13,22 +13,8 @@ from functools import cached_property
 import os
 from typing import Callable, Dict, List, NamedTuple, Optional
 
+from pyutils.data.formats import SPECS, DataDirError, Row, read_rows, rest_of_line
 from pyutils.utils.fileio import TableError
-
-# The names of the modules split off, re-exported (formerly defined here).
-from pyutils.data.formats import (DataDirError, MAX_PROBLEMS_PER_FILE, REC, SPECS, SPK, TRIAL,
-                                  UTT, WHITESPACE_HINT, _Row, _Spec, _Table, _gender,
-                                  _load_strict, _no_tilde, _positive_number, _present, _read,
-                                  _read_strict, _rest_of_line, _row_problem, _segment_times,
-                                  _too_many_fields, _trial_label, filter_scp, read_id_list,
-                                  read_scp, spk2utt_to_utt2spk, utt2spk_to_spk2utt)
-from pyutils.data.validate import (_Problems, _check_audio, _check_spk2utt, _check_trials,
-                                   _match_keys, _report_rows, _some, _speaker_order_problems,
-                                   check_data_dir, validate_data_dir)
-from pyutils.data.fix import (_changes, _clean, _fixed_utterances, _removal_reasons,
-                              fix_data_dir)
-from pyutils.data.subsets import (_is_fresh, _per_spk_blocks, _per_utt_blocks, _select,
-                                  _write_dir, split_data, split_dir_name, subset_data_dir)
 
 
 class Segment(NamedTuple):
@@ -61,10 +47,10 @@ class DataDir:
     def has(self, name: str) -> bool:
         return os.path.isfile(self.file(name))
 
-    def _rows(self, name: str) -> Optional[List[_Row]]:
-        return _read_strict(self.file(name), SPECS[name]) if self.has(name) else None
+    def _rows(self, name: str) -> Optional[List[Row]]:
+        return read_rows(self.file(name), SPECS[name]) if self.has(name) else None
 
-    def _mapping(self, name: str, convert: Callable[[_Row], object],
+    def _mapping(self, name: str, convert: Callable[[Row], object],
                  required: bool = False) -> Optional[Dict[str, object]]:
         rows = self._rows(name)
         if rows is None:
@@ -89,7 +75,7 @@ class DataDir:
     @cached_property
     def wav_scp(self) -> Dict[str, str]:
         """Recording (or utterance) -> rxfilename: a path or a ``cmd |`` pipe."""
-        return self._mapping("wav.scp", _rest_of_line, required=True)
+        return self._mapping("wav.scp", rest_of_line, required=True)
 
     @cached_property
     def segments(self) -> Optional[Dict[str, Segment]]:
@@ -98,11 +84,11 @@ class DataDir:
 
     @cached_property
     def feats_scp(self) -> Optional[Dict[str, str]]:
-        return self._mapping("feats.scp", _rest_of_line)
+        return self._mapping("feats.scp", rest_of_line)
 
     @cached_property
     def vad_scp(self) -> Optional[Dict[str, str]]:
-        return self._mapping("vad.scp", _rest_of_line)
+        return self._mapping("vad.scp", rest_of_line)
 
     @cached_property
     def utt2num_frames(self) -> Optional[Dict[str, int]]:

@@ -7,24 +7,25 @@ import os
 import shutil
 from typing import Dict, List, Set, Tuple
 
-from pyutils.data.formats import (DataDirError, MAX_PROBLEMS_PER_FILE, REC, SPECS, SPK, UTT,
-                                  WHITESPACE_HINT, _Row, _present, _read, _too_many_fields)
+from pyutils.data.formats import (MAX_PROBLEMS_PER_FILE, REC, SPECS, SPK, UTT, WHITESPACE_HINT,
+                                  DataDirError, Row, parse_table, present_tables,
+                                  too_many_fields)
 from pyutils.data.originals import new_backup_dir
 from pyutils.data.skips import Skips
-from pyutils.data.subsets import (_select, _write_dir)
-from pyutils.data.validate import (_speaker_order_problems)
+from pyutils.data.subsets import select_lines, write_tables
+from pyutils.data.validate import speaker_order_problems
 
 logger = logging.getLogger(__name__)
 
 
-def _clean(path: str, name: str) -> Tuple[List[_Row], int, List[str]]:
+def _clean(path: str, name: str) -> Tuple[List[Row], int, List[str]]:
     """Rows of a table minus malformed lines and repeated keys, key-sorted.
 
     Every dropped line is logged.  Trials keep their order and drop repeated
     pairs instead.  Returns the rows, the original line count and the keys
     of the malformed lines.
     """
-    table = _read(path, SPECS[name])
+    table = parse_table(path, SPECS[name])
     for lineno, message in table.issues:
         if lineno is not None:
             logger.warning("%s:%d: dropping line: %s", path, lineno, message)
@@ -33,7 +34,7 @@ def _clean(path: str, name: str) -> Tuple[List[_Row], int, List[str]]:
         key = tuple(row.fields[:2]) if name == "trials" else row.key
         if row.problem:
             logger.warning("%s:%d: dropping line: %s%s", path, row.lineno, row.problem,
-                           WHITESPACE_HINT if _too_many_fields(name, row) else "")
+                           WHITESPACE_HINT if too_many_fields(name, row) else "")
             malformed.append(row.key)
         elif key in seen:
             logger.warning("%s:%d: dropping repeated %s", path, row.lineno,
@@ -60,17 +61,17 @@ def fix_data_dir(path: str) -> Dict[str, Tuple[int, int]]:
     """
     if not os.path.isfile(os.path.join(path, "utt2spk")):
         raise DataDirError(path, ["utt2spk: no such file"])
-    names = _present(path)
+    names = present_tables(path)
     tables, before, malformed = {}, {}, {}
     for name in names:
         tables[name], before[name], malformed[name] = _clean(os.path.join(path, name), name)
     keep = _fixed_utterances(path, tables)
     removed = _removal_reasons(tables, keep, malformed["utt2spk"])
-    order = _speaker_order_problems([r for r in tables["utt2spk"] if r.key in keep])
+    order = speaker_order_problems([r for r in tables["utt2spk"] if r.key in keep])
     if order:
         raise DataDirError(path, [f"utt2spk:{row.lineno}: {message}; fix this yourself"
                                   for row, message in order[:MAX_PROBLEMS_PER_FILE]])
-    lines = _select(tables, keep)
+    lines = select_lines(tables, keep)
     if "trials" in tables:
         trial_skips = Skips(logger, what="trials", verb="removed",
                             max_logged=MAX_PROBLEMS_PER_FILE)
@@ -89,7 +90,7 @@ def fix_data_dir(path: str) -> Dict[str, Tuple[int, int]]:
         backup = new_backup_dir(path)  # numbered: an earlier backup is never overwritten
         for name in names:
             shutil.copy2(os.path.join(path, name), os.path.join(backup, name))
-        _write_dir(path, lines)
+        write_tables(path, lines)
     summary = {}
     for name in lines:
         old, new = before.get(name, 0), len(lines[name])
@@ -120,7 +121,7 @@ def _changes(path: str, names: List[str], lines: Dict[str, List[str]]) -> bool:
     return False
 
 
-def _removal_reasons(tables: Dict[str, List[_Row]], keep: Set[str],
+def _removal_reasons(tables: Dict[str, List[Row]], keep: Set[str],
                      malformed_utt2spk: List[str]) -> Skips:
     """Why each utterance of utt2spk that is not in ``keep`` goes (logged, counted)."""
     skips = Skips(logger, what="utterances", verb="removed", max_logged=MAX_PROBLEMS_PER_FILE)
@@ -147,7 +148,7 @@ def _removal_reasons(tables: Dict[str, List[_Row]], keep: Set[str],
     return skips
 
 
-def _fixed_utterances(path: str, tables: Dict[str, List[_Row]]) -> Set[str]:
+def _fixed_utterances(path: str, tables: Dict[str, List[Row]]) -> Set[str]:
     """Utterances that survive the intersection of all tables (see fix_data_dir)."""
     speakers = {r.fields[1] for r in tables["utt2spk"]}
     for name, rows in tables.items():

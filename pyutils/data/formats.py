@@ -83,7 +83,7 @@ def _trial_label(fields: List[str]) -> Optional[str]:
 
 
 @dataclass(frozen=True)
-class _Spec:
+class TableSpec:
     """What a table is keyed by, its field count range and a value check."""
     index: str
     min_fields: int
@@ -91,27 +91,27 @@ class _Spec:
     check: Optional[Callable[[List[str]], Optional[str]]] = None
 
 
-SPECS: Dict[str, _Spec] = {
-    "utt2spk": _Spec(UTT, 2, 2),
-    "spk2utt": _Spec(SPK, 2),
-    "wav.scp": _Spec(REC, 2, None, _no_tilde),
-    "segments": _Spec(UTT, 4, 4, _segment_times),
-    "feats.scp": _Spec(UTT, 2),
-    "vad.scp": _Spec(UTT, 2),
-    "text": _Spec(UTT, 1),
-    "utt2dur": _Spec(UTT, 2, 2, _positive_number(float)),
-    "utt2num_frames": _Spec(UTT, 2, 2, _positive_number(int)),
-    "utt2lang": _Spec(UTT, 2, 2),
-    "utt2uniq": _Spec(UTT, 2, 2),
-    "cmvn.scp": _Spec(SPK, 2),
-    "spk2gender": _Spec(SPK, 2, 2, _gender),
-    "reco2dur": _Spec(REC, 2, 2, _positive_number(float)),
-    "trials": _Spec(TRIAL, 3, 3, _trial_label),
+SPECS: Dict[str, TableSpec] = {
+    "utt2spk": TableSpec(UTT, 2, 2),
+    "spk2utt": TableSpec(SPK, 2),
+    "wav.scp": TableSpec(REC, 2, None, _no_tilde),
+    "segments": TableSpec(UTT, 4, 4, _segment_times),
+    "feats.scp": TableSpec(UTT, 2),
+    "vad.scp": TableSpec(UTT, 2),
+    "text": TableSpec(UTT, 1),
+    "utt2dur": TableSpec(UTT, 2, 2, _positive_number(float)),
+    "utt2num_frames": TableSpec(UTT, 2, 2, _positive_number(int)),
+    "utt2lang": TableSpec(UTT, 2, 2),
+    "utt2uniq": TableSpec(UTT, 2, 2),
+    "cmvn.scp": TableSpec(SPK, 2),
+    "spk2gender": TableSpec(SPK, 2, 2, _gender),
+    "reco2dur": TableSpec(REC, 2, 2, _positive_number(float)),
+    "trials": TableSpec(TRIAL, 3, 3, _trial_label),
 }
 
 
 @dataclass
-class _Row:
+class Row:
     """One non-empty line: number, fields, verbatim text and its defect, if any."""
     lineno: int
     fields: List[str]
@@ -124,15 +124,15 @@ class _Row:
 
 
 @dataclass
-class _Table:
+class ParsedTable:
     """A parsed table file: its rows plus problems not tied to a row."""
     path: str
-    rows: List[_Row]
+    rows: List[Row]
     issues: List[Tuple[Optional[int], str]]
     missing_newline: bool
 
 
-def _read(path: str, spec: _Spec) -> _Table:
+def parse_table(path: str, spec: TableSpec) -> ParsedTable:
     """Parse ``path`` without stopping at the first defect."""
     with open(path, "rb") as handle:
         data = handle.read()
@@ -153,11 +153,11 @@ def _read(path: str, spec: _Spec) -> _Table:
         if not fields:
             issues.append((lineno, "empty line"))
             continue
-        rows.append(_Row(lineno, fields, line, _row_problem(spec, fields)))
-    return _Table(path, rows, issues, bool(data) and not data.endswith(b"\n"))
+        rows.append(Row(lineno, fields, line, _row_problem(spec, fields)))
+    return ParsedTable(path, rows, issues, bool(data) and not data.endswith(b"\n"))
 
 
-def _row_problem(spec: _Spec, fields: List[str]) -> Optional[str]:
+def _row_problem(spec: TableSpec, fields: List[str]) -> Optional[str]:
     """Why a line is malformed under ``spec`` (field count, value), or None."""
     n = len(fields)
     if n < spec.min_fields or (spec.max_fields is not None and n > spec.max_fields):
@@ -174,15 +174,15 @@ def _row_problem(spec: _Spec, fields: List[str]) -> Optional[str]:
 WHITESPACE_HINT = " (an id containing whitespace? Kaldi ids cannot contain it)"
 
 
-def _too_many_fields(name: str, row: _Row) -> bool:
+def too_many_fields(name: str, row: Row) -> bool:
     """True if ``row`` has more fields than table ``name`` allows (mis-split id?)."""
     spec = SPECS[name]
     return spec.max_fields is not None and len(row.fields) > spec.max_fields
 
 
-def _read_strict(path: str, spec: _Spec) -> List[_Row]:
+def read_rows(path: str, spec: TableSpec) -> List[Row]:
     """Parse ``path``; raise :class:`TableError` at the first defect."""
-    table = _read(path, spec)
+    table = parse_table(path, spec)
     if table.issues:
         raise TableError(path, *table.issues[0])
     for row in table.rows:
@@ -191,18 +191,19 @@ def _read_strict(path: str, spec: _Spec) -> List[_Row]:
     return table.rows
 
 
-def _present(path: str) -> List[str]:
+def present_tables(path: str) -> List[str]:
     """Names of the known tables that exist in data dir ``path``."""
     return [name for name in SPECS if os.path.isfile(os.path.join(path, name))]
 
 
-def _load_strict(path: str) -> Dict[str, List[_Row]]:
+def load_tables(path: str) -> Dict[str, List[Row]]:
     """Every known table of ``path``, strictly parsed; utt2spk is required."""
     if not os.path.isdir(path):
         raise DataDirError(path, ["no such directory"])
     if not os.path.isfile(os.path.join(path, "utt2spk")):
         raise DataDirError(path, ["utt2spk: no such file"])
-    return {name: _read_strict(os.path.join(path, name), SPECS[name]) for name in _present(path)}
+    return {name: read_rows(os.path.join(path, name), SPECS[name])
+            for name in present_tables(path)}
 
 
 def utt2spk_to_spk2utt(utt2spk) -> Dict[str, List[str]]:
@@ -228,7 +229,7 @@ def filter_scp(keys: Iterable[str], path: str, exclude: bool = False) -> List[st
     Like Kaldi's filter_scp.pl: lines keep their text and file order.
     """
     wanted = set(keys)
-    rows = _read_strict(path, _Spec(UTT, 1))
+    rows = read_rows(path, TableSpec(UTT, 1))
     return [row.line for row in rows if (row.key in wanted) != exclude]
 
 
@@ -247,19 +248,19 @@ def read_scp(path: str, min_fields: int = 2,
         return []
     seen: Dict[str, int] = {}
     entries = []
-    for row in _read_strict(path, _Spec(UTT, min_fields)):
+    for row in read_rows(path, TableSpec(UTT, min_fields)):
         if row.key in seen:
             raise TableError(path, row.lineno, f"duplicate key '{row.key}' "
                                                f"(first on line {seen[row.key]})")
         seen[row.key] = row.lineno
-        entries.append((row.lineno, row.key, _rest_of_line(row)))
+        entries.append((row.lineno, row.key, rest_of_line(row)))
     return entries
 
 
 def read_id_list(path: str) -> List[str]:
     """First field of every line (the id-list format of filter_scp.pl)."""
-    return [row.key for row in _read_strict(path, _Spec(UTT, 1))]
+    return [row.key for row in read_rows(path, TableSpec(UTT, 1))]
 
 
-def _rest_of_line(row: _Row) -> str:
+def rest_of_line(row: Row) -> str:
     return row.line.strip()[len(row.key):].strip()

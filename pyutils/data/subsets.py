@@ -2,8 +2,9 @@
 
 split_data (utils/split_data.sh), subset_data_dir (--utt-list/--spk-list)
 and, from utils/subset_data_dir.sh, --first/--per-spk/--shortest;
-combine_data (utils/combine_data.sh), copy_data_dir (utils/copy_data_dir.sh
---utt-prefix/--spk-prefix), and utt2dur (utils/data/get_utt2dur.sh).
+combine_data (utils/combine_data.sh) and copy_data_dir (utils/copy_data_dir.sh
+--utt-prefix/--spk-prefix).  utt2dur (utils/data/get_utt2dur.sh) reads audio:
+:func:`pyutils.data.audio.compute_utt2dur`.
 """
 from __future__ import annotations
 
@@ -11,20 +12,15 @@ import logging
 import os
 from typing import Dict, Iterable, List, Optional, Sequence, Set
 
-from pyutils.data.formats import (DataDirError, REC, SPECS, SPK, UTT, _Row, _load_strict,
-                                  _present, utt2spk_to_spk2utt)
+from pyutils.data.datadir import DataDir
+from pyutils.data.formats import (REC, SPECS, SPK, UTT, DataDirError, Row, load_tables,
+                                  present_tables, utt2spk_to_spk2utt)
 from pyutils.utils.fileio import write_lines
 
 logger = logging.getLogger(__name__)
 
 
-def _view(path: str):
-    """The DataDir view of ``path`` (imported here: pyutils.data.datadir re-exports this module)."""
-    from pyutils.data.datadir import DataDir
-    return DataDir(path)
-
-
-def _select(tables: Dict[str, List[_Row]], keep: Set[str]) -> Dict[str, List[str]]:
+def select_lines(tables: Dict[str, List[Row]], keep: Set[str]) -> Dict[str, List[str]]:
     """Lines of every table restricted to the utterances in ``keep``.
 
     utt2spk keeps its order; spk2utt is regenerated from it (C-sorted by
@@ -49,7 +45,7 @@ def _select(tables: Dict[str, List[_Row]], keep: Set[str]) -> Dict[str, List[str
     return out
 
 
-def _write_dir(path: str, lines: Dict[str, List[str]]) -> None:
+def write_tables(path: str, lines: Dict[str, List[str]]) -> None:
     """Write each table atomically; remove known tables not being written.
 
     An empty result is not written (an empty table is invalid) but logged.
@@ -128,10 +124,10 @@ def split_data(path: str, nj: int, per_spk: bool = False) -> List[str]:
         raise DataDirError(path, [f"invalid number of splits {nj}"])
     root = split_dir_name(path, nj, per_spk)
     dirs = [os.path.join(root, str(j)) for j in range(1, nj + 1)]
-    names = [name for name in _present(path) if name != "trials"]
+    names = [name for name in present_tables(path) if name != "trials"]
     if "utt2spk" in names and _is_fresh(path, dirs, names):
         return dirs
-    tables = _load_strict(path)
+    tables = load_tables(path)
     tables.pop("trials", None)
     utt_rows = tables["utt2spk"]
     for name, rows in tables.items():
@@ -156,7 +152,7 @@ def split_data(path: str, nj: int, per_spk: bool = False) -> List[str]:
             groups.append({r.key for r in utt_rows[start:start + size]})
             start += size
     for directory, keep in zip(dirs, groups):
-        _write_dir(directory, _select(tables, keep))
+        write_tables(directory, select_lines(tables, keep))
     return dirs
 
 
@@ -172,7 +168,7 @@ def subset_data_dir(src: str, dst: str, utt_list: Optional[Iterable[str]] = None
         raise ValueError("give exactly one of utt_list and spk_list")
     if os.path.abspath(src) == os.path.abspath(dst):
         raise DataDirError(dst, ["destination is the source directory"])
-    tables = _load_strict(src)
+    tables = load_tables(src)
     utt2spk = {r.key: r.fields[1] for r in tables["utt2spk"]}
     if utt_list is not None:
         wanted, known, what = set(utt_list), set(utt2spk), UTT
@@ -185,7 +181,7 @@ def subset_data_dir(src: str, dst: str, utt_list: Optional[Iterable[str]] = None
     keep = {u for u, s in utt2spk.items() if (u if what == UTT else s) in wanted}
     if not keep:
         raise DataDirError(src, [f"no utterances selected for {dst}"])
-    _write_dir(dst, _select(tables, keep))
+    write_tables(dst, select_lines(tables, keep))
     logger.info("subset_data_dir: reducing #utt from %d to %d", len(utt2spk), len(keep))
 
 
@@ -204,7 +200,7 @@ def combine_data(dst: str, srcs: Sequence[str], skip_fix: bool = False) -> None:
         raise DataDirError(dst, ["no source data dirs"])
     if any(os.path.abspath(s) == os.path.abspath(dst) for s in srcs):
         raise DataDirError(dst, ["destination is one of the sources"])
-    loaded = [_load_strict(src) for src in srcs]
+    loaded = [load_tables(src) for src in srcs]
     names = set.intersection(*(set(t) for t in loaded))
     for src, tables in zip(srcs, loaded):
         for name in sorted(set(tables) - names):
@@ -232,7 +228,7 @@ def combine_data(dst: str, srcs: Sequence[str], skip_fix: bool = False) -> None:
     u2s = [line.split() for line in lines["utt2spk"]]
     spk2utt = utt2spk_to_spk2utt((u, s) for u, s in u2s)
     lines["spk2utt"] = [f"{s} {' '.join(spk2utt[s])}" for s in sorted(spk2utt)]
-    _write_dir(dst, lines)
+    write_tables(dst, lines)
     logger.info("combine_data: %d utterances of %d speakers from %d dirs into %s",
                 len(u2s), len(spk2utt), len(srcs), dst)
 
@@ -249,7 +245,7 @@ def copy_data_dir(src: str, dst: str, utt_prefix: str = "", spk_prefix: str = ""
     """
     if os.path.abspath(src) == os.path.abspath(dst):
         raise DataDirError(dst, ["destination is the source directory"])
-    tables = _load_strict(src)
+    tables = load_tables(src)
     utt = lambda u: f"{utt_prefix}{u}{utt_suffix}"  # noqa: E731
     spk = lambda s: f"{spk_prefix}{s}{spk_suffix}"  # noqa: E731
     segmented = "segments" in tables
@@ -275,24 +271,24 @@ def copy_data_dir(src: str, dst: str, utt_prefix: str = "", spk_prefix: str = ""
     u2s = [line.split() for line in lines["utt2spk"]]
     spk2utt = utt2spk_to_spk2utt((u, s) for u, s in u2s)
     lines["spk2utt"] = [f"{s} {' '.join(spk2utt[s])}" for s in sorted(spk2utt)]
-    _write_dir(dst, lines)
+    write_tables(dst, lines)
     logger.info("copy_data_dir: copied %s to %s (%d utterances)", src, dst, len(u2s))
 
 
 def _subset(src: str, dst: str, keep, how: str) -> None:
     if os.path.abspath(src) == os.path.abspath(dst):
         raise DataDirError(dst, ["destination is the source directory"])
-    tables = _load_strict(src)
+    tables = load_tables(src)
     if not keep:
         raise DataDirError(src, [f"no utterances selected for {dst}"])
-    _write_dir(dst, _select(tables, set(keep)))
+    write_tables(dst, select_lines(tables, set(keep)))
     logger.info("subset_data_dir (%s): reducing #utt from %d to %d", how,
                 len(tables["utt2spk"]), len(keep))
 
 
 def subset_first(src: str, dst: str, n: int) -> None:
     """The first ``n`` utterances of utt2spk (subset_data_dir.sh --first)."""
-    utts = _view(src).utts
+    utts = DataDir(src).utts
     if n > len(utts):
         raise DataDirError(src, [f"cannot take the first {n} of {len(utts)} utterances"])
     _subset(src, dst, utts[:n], f"first {n}")
@@ -301,14 +297,14 @@ def subset_first(src: str, dst: str, n: int) -> None:
 def subset_per_spk(src: str, dst: str, n: int) -> None:
     """The first ``n`` utterances of each speaker in spk2utt order (--per-spk);
     speakers with fewer keep them all."""
-    spk2utt = _view(src).spk2utt
+    spk2utt = DataDir(src).spk2utt
     _subset(src, dst, [u for utts in spk2utt.values() for u in utts[:n]], f"{n} per speaker")
 
 
 def subset_shortest(src: str, dst: str, n: int) -> None:
     """The ``n`` shortest utterances (--shortest), by utt2num_frames, else utt2dur;
     ties broken by utterance id."""
-    data = _view(src)
+    data = DataDir(src)
     lengths: Optional[Dict[str, float]] = data.utt2num_frames or data.utt2dur
     if lengths is None:
         raise DataDirError(src, ["--shortest needs utt2num_frames or utt2dur "
@@ -321,33 +317,3 @@ def subset_shortest(src: str, dst: str, n: int) -> None:
         raise DataDirError(src, [f"cannot take the {n} shortest of {len(data.utts)} utterances"])
     chosen = sorted(data.utts, key=lambda u: (lengths[u], u))[:n]
     _subset(src, dst, chosen, f"{n} shortest")
-
-
-def compute_utt2dur(path: str) -> Dict[str, float]:
-    """Write ``path/utt2dur`` (seconds) and return it (utils/data/get_utt2dur.sh).
-
-    From segments when present (end - start); else from each wav.scp entry:
-    a file's header (soundfile.info, no decoding), a pipe by running it.
-    """
-    import soundfile as sf
-    from pyutils.data.audio import read_wav_scp_entry
-    data = _view(path)
-    durations: Dict[str, float] = {}
-    if data.segments is not None:
-        durations = {u: seg.end - seg.start for u, seg in data.segments.items()}
-    else:
-        for utt, value in data.wav_scp.items():
-            if value.endswith("|"):
-                samples, rate = read_wav_scp_entry(value)
-                durations[utt] = len(samples) / rate
-            else:
-                try:
-                    durations[utt] = sf.info(value).duration
-                except (RuntimeError, OSError) as err:
-                    raise DataDirError(path, [f"wav.scp: utterance '{utt}': cannot read "
-                                              f"{value}: {err}"]) from err
-    write_lines(os.path.join(path, "utt2dur"),
-                (f"{u} {durations[u]:.6g}" for u in sorted(durations)))
-    logger.info("get_utt2dur: %s/utt2dur: %d utterances, %.1f h", path, len(durations),
-                sum(durations.values()) / 3600)
-    return durations

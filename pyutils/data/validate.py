@@ -6,8 +6,9 @@ import logging
 import os
 from typing import Dict, List, Optional, Tuple
 
-from pyutils.data.formats import (DataDirError, MAX_PROBLEMS_PER_FILE, REC, SPECS, SPK, UTT,
-                                  _Row, _Table, _present, _read, utt2spk_to_spk2utt)
+from pyutils.data.formats import (MAX_PROBLEMS_PER_FILE, REC, SPECS, SPK, UTT, DataDirError,
+                                  ParsedTable, Row, parse_table, present_tables,
+                                  utt2spk_to_spk2utt)
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ class _Problems:
         return lines
 
 
-def _report_rows(table: _Table, out: _Problems, keyed: bool) -> None:
+def _report_rows(table: ParsedTable, out: _Problems, keyed: bool) -> None:
     """Report line defects and, for keyed tables, unsorted or duplicate keys."""
     for lineno, message in table.issues:
         out.add(table.path, lineno, message)
@@ -58,7 +59,7 @@ def _report_rows(table: _Table, out: _Problems, keyed: bool) -> None:
         previous = row.key
 
 
-def _match_keys(out: _Problems, table: _Table, expected: Dict[str, str], what: str,
+def _match_keys(out: _Problems, table: ParsedTable, expected: Dict[str, str], what: str,
                 source: str) -> None:
     """Report keys of ``table`` not in ``expected`` and expected keys it lacks.
 
@@ -75,7 +76,7 @@ def _match_keys(out: _Problems, table: _Table, expected: Dict[str, str], what: s
             out.add(table.path, None, f"no line for {what} '{key}' (from {where})")
 
 
-def _speaker_order_problems(utt2spk_rows: List[_Row]) -> List[Tuple[_Row, str]]:
+def speaker_order_problems(utt2spk_rows: List[Row]) -> List[Tuple[Row, str]]:
     """Rows of utt2spk whose speaker sorts before the previous row's (sort -k2)."""
     return [(row, f"not sorted by speaker: '{row.fields[1]}' comes after '{prev.fields[1]}' "
                   f"(make speaker ids prefixes of utterance ids)")
@@ -83,7 +84,7 @@ def _speaker_order_problems(utt2spk_rows: List[_Row]) -> List[Tuple[_Row, str]]:
             if row.fields[1] < prev.fields[1]]
 
 
-def _check_spk2utt(out: _Problems, table: _Table, utt2spk_rows: List[_Row],
+def _check_spk2utt(out: _Problems, table: ParsedTable, utt2spk_rows: List[Row],
                    spks: Dict[str, str]) -> None:
     """spk2utt must list exactly the utterances of each speaker, in utt2spk order."""
     first_rows, seen_utts = [], set()
@@ -134,7 +135,8 @@ def check_data_dir(path: str, no_feats: bool = True, no_wav: bool = False,
     if not os.path.isdir(path):
         return [f"{path}: no such directory"]
     out = _Problems()
-    tables = {name: _read(os.path.join(path, name), SPECS[name]) for name in _present(path)}
+    tables = {name: parse_table(os.path.join(path, name), SPECS[name])
+              for name in present_tables(path)}
     for name, table in tables.items():
         _report_rows(table, out, keyed=name != "trials")
     for name in ("utt2spk", "spk2utt"):
@@ -154,7 +156,7 @@ def check_data_dir(path: str, no_feats: bool = True, no_wav: bool = False,
     if len(spks) == 1 and len(u2s_rows) == len(u2s.rows):
         logger.warning("%s: only one speaker; this is probably a bad idea", path)
     if not no_spk_sort:
-        for row, message in _speaker_order_problems(u2s_rows):
+        for row, message in speaker_order_problems(u2s_rows):
             out.add(u2s.path, row.lineno, message)
     if "spk2utt" in tables:
         _check_spk2utt(out, tables["spk2utt"], u2s_rows, spks)
@@ -178,7 +180,7 @@ def check_data_dir(path: str, no_feats: bool = True, no_wav: bool = False,
     return out.result()
 
 
-def _check_audio(out: _Problems, path: str, tables: Dict[str, _Table],
+def _check_audio(out: _Problems, path: str, tables: Dict[str, ParsedTable],
                  utts: Dict[str, str], no_wav: bool) -> Dict[str, str]:
     """Check that every utterance has audio; return the recording-id origins."""
     wav, segments = tables.get("wav.scp"), tables.get("segments")
@@ -199,7 +201,7 @@ def _check_audio(out: _Problems, path: str, tables: Dict[str, _Table],
     return recordings
 
 
-def _check_trials(out: _Problems, table: _Table, utts: Dict[str, str]) -> None:
+def _check_trials(out: _Problems, table: ParsedTable, utts: Dict[str, str]) -> None:
     """Trials must name known utterances and not repeat a pair."""
     first_seen: Dict[Tuple[str, str], int] = {}
     for row in table.rows:

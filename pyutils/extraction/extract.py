@@ -37,8 +37,9 @@ import numpy as np
 import torch
 
 from pyutils.data.audio import AudioReader
-from pyutils.data.datadir import DataDir, read_scp
-from pyutils.extraction.chunks import chunked_embedding, pad_chunk  # noqa: F401  (pad_chunk re-exported)
+from pyutils.data.datadir import DataDir
+from pyutils.data.formats import read_scp
+from pyutils.extraction.chunks import chunked_embedding
 from pyutils.extraction.engines import build_embedder, export_for_extraction
 from pyutils.features.pipeline import cmn_voiced
 from pyutils.models import build_model

@@ -2,28 +2,11 @@
 
 Every network is a :class:`pyutils.models.base.EmbeddingNet` (what a network
 provides to be trained, extracted, exported and packaged: see its docstring)."""
-from pyutils.models.base import EmbeddingNet, check_network, check_network_class  # noqa: F401
-from pyutils.models.campplus import CAMPPlus
-from pyutils.models.ecapa import ECAPATDNN, ECAPATDNN512, ECAPATDNN1024
-from pyutils.models.eres2net import ERes2Net
+from pyutils.models.base import EmbeddingNet  # noqa: F401
 from pyutils.models.ge2e import GE2E
-from pyutils.models.resnet import ResNet18, ResNet34
+from pyutils.models.registry import MODELS, build_network
 from pyutils.models.sb_ecapa import SpeechBrainECAPA
 from pyutils.models.ssl import SSLSpeakerModel
-from pyutils.models.tdnn import XVectorTDNN
-from pyutils.models.wav2spk import Wav2Spk
-
-MODELS = {
-    "xvector": XVectorTDNN,
-    "resnet18": ResNet18,
-    "resnet34": ResNet34,
-    "ecapa": ECAPATDNN,            # takes a ``channels`` argument
-    "ecapa_c512": ECAPATDNN512,
-    "ecapa_c1024": ECAPATDNN1024,
-    "wav2spk": Wav2Spk,
-    "campplus": CAMPPlus,
-    "eres2net": ERes2Net,         # ERes2Net-base
-}
 
 # Networks with their own (imported) front-end, outside tests/test_model_zoo.py's geometry
 # checks: tested in tests/test_import_resemblyzer.py and tests/test_import_speechbrain.py.
@@ -52,5 +35,4 @@ def build_model(name: str, **kwargs):
     else:
         raise ValueError(f"unknown model '{name}'; known: "
                          f"{', '.join(sorted(set(MODELS) | set(PRETRAINED) | set(RECURRENT)))}")
-    check_network_class(cls)
-    return check_network(cls(**kwargs))
+    return build_network(cls, **kwargs)

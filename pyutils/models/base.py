@@ -2,7 +2,7 @@
 
 Training, extraction, ONNX export and the deployed package treat every network
 the same way, through these names only (a new network subclasses
-:class:`EmbeddingNet`, sets them, and is registered in ``pyutils.models.MODELS``):
+:class:`EmbeddingNet`, sets them, and is registered in ``pyutils.models.registry.MODELS``):
 
 ``forward(x) -> (batch, embed_dim)``
     the embedding that extraction writes.  ``x`` is (batch, frames, feat_dim)

@@ -32,7 +32,8 @@ import numpy as np
 
 from pyutils.augment.speed import speed_perturb
 from pyutils.data.audio import AudioReader
-from pyutils.data.datadir import DataDir, read_scp
+from pyutils.data.datadir import DataDir
+from pyutils.data.formats import read_scp
 from pyutils.features.pipeline import FeaturePipeline
 from pyutils.utils.fileio import TableError, read_key_value
 from pyutils.utils.progress import progress

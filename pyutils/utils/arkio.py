@@ -15,7 +15,7 @@ import kaldiio
 import numpy as np
 from kaldiio.matio import write_array
 
-from pyutils.data.datadir import read_scp as read_scp_lines
+from pyutils.data.formats import read_scp as read_scp_lines
 from pyutils.utils.fileio import DiskFullError, TableError, atomic_output, create_temp
 
 

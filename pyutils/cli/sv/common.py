@@ -60,7 +60,7 @@ def _key_of(relative: str) -> str:
 def list_inputs(paths: Sequence[str], unique: bool = True) -> List[Tuple[str, str]]:
     """(key, wav.scp value) for audio files, folders of audio (recursive) and ``*.scp`` lists;
     ``unique``: two inputs with one id are an error (they would overwrite each other)."""
-    from pyutils.data.datadir import read_scp
+    from pyutils.data.formats import read_scp
     items: List[Tuple[str, str]] = []
     for path in paths:
         if os.path.isdir(path):

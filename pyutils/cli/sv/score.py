@@ -30,7 +30,8 @@ def add_parser(parser) -> None:
 def score_with_package(package, kind: str, trials: str, enroll_scp: str, test_scp: str,
                        out: str, llr: bool = False) -> int:
     """Score ``trials`` into ``out``; returns the trial count."""
-    from pyutils.backends.scoring import load_embeddings, score_trials
+    from pyutils.backends.embeddings import load_embeddings
+    from pyutils.backends.scoring import score_trials
     backend = open_backend(package, kind)
     calibration = package.calibration(kind) if llr else None
     if llr and calibration is None:

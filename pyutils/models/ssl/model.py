@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from pyutils.models.base import EmbeddingNet
+from pyutils.models.registry import MODELS, build_network
 from pyutils.models.ssl.frontend import SSLFrontend
 from pyutils.models.ssl.xvector_head import HFXVectorHead
 
@@ -43,12 +44,11 @@ UNBIASED_STD_HEADS = ("xvector_hf",)
 def build_head(name: str, feat_dim: int, **kwargs) -> nn.Module:
     if name in HEADS:
         return HEADS[name](feat_dim=feat_dim, **kwargs)
-    from pyutils.models import MODELS, build_model
     if name not in MODELS or getattr(MODELS[name], "input_type", "feats") != "feats":
         known = sorted(set(HEADS) | {n for n, m in MODELS.items()
                                      if getattr(m, "input_type", "feats") == "feats"})
         raise ValueError(f"unknown model.head.name '{name}'; known: {', '.join(known)}")
-    return build_model(name, feat_dim=feat_dim, **kwargs)
+    return build_network(MODELS[name], feat_dim=feat_dim, **kwargs)
 
 
 class SSLSpeakerModel(EmbeddingNet):
