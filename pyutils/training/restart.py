@@ -1,7 +1,7 @@
 """Whether a training run goes on, starts over or is refused, before it starts.
 
-Supervised (:mod:`pyutils.training.trainer`) and label-free
-(:mod:`pyutils.training.selfsup.train`) runs decide the same way:
+Every training run (:class:`pyutils.training.run.Run`: supervised and
+label-free alike) decides the same way:
 
 * a finished run (``.done``) whose config changed is refused, naming the
   changed keys old -> new (``--force`` retrains); one whose other inputs
