@@ -19,15 +19,19 @@ import sys
 from pyutils.utils.fileio import fingerprint, job_done, write_marker
 
 
+def matches(marker: str, items) -> bool:
+    """Whether ``marker`` exists and records these ``items`` (what ``check`` answers)."""
+    return job_done(marker, fingerprint(*items))
+
+
 def main(argv=None):
     args = sys.argv[1:] if argv is None else argv
     if len(args) < 2 or args[0] not in ("check", "write"):
         sys.exit(__doc__)
     action, marker, items = args[0], args[1], args[2:]
-    stamp = fingerprint(*items)
     if action == "check":
-        sys.exit(0 if job_done(marker, stamp) else 1)
-    write_marker(marker, stamp)
+        sys.exit(0 if matches(marker, items) else 1)
+    write_marker(marker, fingerprint(*items))
 
 
 if __name__ == "__main__":

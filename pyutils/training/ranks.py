@@ -1,7 +1,7 @@
 """Joining a training run under torchrun: ranks, who logs, a forced restart.
 
-Supervised (:mod:`pyutils.training.trainer`) and label-free
-(:mod:`pyutils.training.selfsup.train`) runs start the same way: the device
+Every training run (:class:`pyutils.training.run.Run`: supervised and
+label-free alike) starts this way: the device
 chosen, the process group joined, rank 0 alone logging progress and, on a
 forced rerun, rank 0 alone removing the previous run's outputs before the
 other ranks go on (they would otherwise delete each other's new files).

@@ -1,7 +1,7 @@
 """Whether a training run goes on, starts over or is refused, before it starts.
 
-Supervised (:mod:`pyutils.training.trainer`) and label-free
-(:mod:`pyutils.training.selfsup.train`) runs decide the same way:
+Every training run (:class:`pyutils.training.run.Run`: supervised and
+label-free alike) decides the same way:
 
 * a finished run (``.done``) whose config changed is refused, naming the
   changed keys old -> new (``--force`` retrains); one whose other inputs
@@ -20,6 +20,7 @@ from typing import Optional, Sequence, Tuple
 
 import yaml
 
+from pyutils.cli.stamp import matches
 from pyutils.training import checkpoint
 from pyutils.training.inputs import changed_inputs, changed_keys, describe_changes
 
@@ -52,6 +53,13 @@ def what_changed(recorded_path: str, config: dict, config_path: str,
     if changed:
         return False, f"its inputs changed ({', '.join(changed)})"
     return False, DATA_CHANGED
+
+
+def is_trained(marker: str, items: Sequence[str]) -> bool:
+    """Whether the run is finished with these inputs: its ``.done`` records the
+    fingerprint of ``items``.  ``steps/train.sh`` asks the same function, through
+    ``python -m pyutils.cli.stamp check`` with the same items."""
+    return matches(marker, items)
 
 
 def must_start_over(exp_dir: str, marker: str, config: dict, config_path: str,

@@ -1,6 +1,8 @@
 """The label-free training run (MoCo or DINO): stage 3 for a config with an ``ssl:`` block.
 
-Same layout as the supervised run (:mod:`pyutils.training.trainer`)::
+What label-free training builds and does each epoch (:class:`LabelFree`), run by
+the training skeleton :class:`pyutils.training.run.Run` as supervised training is;
+the same layout::
 
     config.yaml        the training config
     models/epoch_N.pt  full checkpoint: the MoCo/DINO wrapper (query and key
@@ -29,41 +31,30 @@ keys and centres across ranks, and MoCo shuffles the key batch across ranks
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.distributed as dist
-import yaml
 
-from pyutils.models import build_model
-from pyutils.training import checkpoint
-from pyutils.training.device import autocast, resolve_device
-from pyutils.training.restart import check_resumable, must_start_over
-from pyutils.training.ranks import SUMMARY_FILE, join_run
-from pyutils.training.scheduler import build_optimizer, build_scheduler
+from pyutils.training.device import autocast
+from pyutils.training.run import Run, Training, build_network, rates, read_config, totals
+from pyutils.training.scheduler import build_optimizer
 from pyutils.training.selfsup import ssl_options
 from pyutils.training.selfsup.data import LabelFreeSource
 from pyutils.training.selfsup.dino import DINO
-from pyutils.training.inputs import record_inputs
 from pyutils.training.selfsup.inputs import data_inputs, label_free_inputs
 from pyutils.training.selfsup.moco import MoCo
-from pyutils.utils.fileio import atomic_output, done_marker, fingerprint, job_done, write_marker
+from pyutils.utils.fileio import fingerprint
 from pyutils.utils.progress import progress as show_progress
 
 logger = logging.getLogger(__name__)
 
 
 def load_config(path: str) -> dict:
-    with open(path, encoding="utf-8") as handle:
-        config = yaml.safe_load(handle)
-    for section in ("model", "data", "optimizer", "training", "ssl"):
-        if section not in config:
-            raise ValueError(f"{path}: missing section '{section}'")
+    config = read_config(path, ("model", "data", "optimizer", "training", "ssl"))
     if "loss" in config:
         raise ValueError(f"{path}: a label-free config (ssl:) has no loss: section; the "
                          f"loss is the method's (InfoNCE or DINO's)")
@@ -87,106 +78,95 @@ def view_frames(options: dict, data_cfg: dict):
             + [int(options["short_frames"])] * int(options["num_short"]))
 
 
+class LabelFree(Training):
+    """Label-free training: MoCo or DINO around the encoder, on streamed views."""
+
+    data_name = "the training data or --unlabelled-data"
+    log = logger
+
+    def __init__(self, data_dirs: Sequence[str]):
+        self.data_dirs = list(data_dirs)
+
+    def load_config(self, path: str) -> dict:
+        return load_config(path)
+
+    def check(self, run: Run) -> None:
+        self.batch_size = int(run.data_cfg["batch_size"])
+        self.options = ssl_options(run.config, self.batch_size)
+        if self.batch_size % run.rank.world:
+            raise ValueError(f"data.batch_size {self.batch_size} must split evenly over "
+                             f"{run.rank.world} processes")
+
+    def build(self, run: Run) -> None:
+        config, data_cfg, options = run.config, run.data_cfg, self.options
+        frames = view_frames(options, data_cfg)
+        source = self.source = LabelFreeSource(
+            self.data_dirs, config.get("features"), config.get("augmentation"), frames,
+            int(data_cfg.get("shuffle_buffer", 500)), int(data_cfg.get("num_workers", 0) or 0))
+        model = self.model = build_network(config, source)
+        for parameter in model.head.parameters():     # the classifier side: supervised only
+            parameter.requires_grad_(False)
+        net = self.net = build_wrapper(config, model, options).to(run.device)
+        self.optimizer = build_optimizer([p for p in net.parameters() if p.requires_grad],
+                                         **config["optimizer"])
+        self.scheduler = run.scheduler_for(self.optimizer, self.batch_size)
+        logger.info("%s (%s, label-free): %d encoder parameters; %s streamed from %s; "
+                    "views of %s frames", config["model"]["name"], options["method"],
+                    model.num_parameters(), source.describe(), ", ".join(self.data_dirs),
+                    "+".join(map(str, frames)))
+
+    def load_state(self, run: Run, state: dict) -> None:
+        self.net.load_state_dict(state["ssl_state"])
+
+    def prepare(self, run: Run) -> None:
+        self.train_net = run.distributed(self.net) if run.rank.world > 1 else self.net
+        self.loader = self.source.build_loader(run.data_cfg, None, self.batch_size, run.seed,
+                                               run.rank, run.device)
+
+    def run_epoch(self, run: Run, epoch: int) -> dict:
+        stats = run_epoch(self.train_net, self.net, self.optimizer, self.scheduler, self.loader,
+                          self.batch_size, self.options,
+                          float(run.train_cfg.get("grad_clip", 0.0)), run.seed, epoch,
+                          run.epochs, run.rank, run.device, run.precision)
+        logger.info("epoch %d/%d: %s loss %.4f lr %.5f %.1f utterances/s", epoch, run.epochs,
+                    self.options["method"], stats["loss"], self.scheduler.get_last_lr()[0],
+                    stats["utts_per_s"])
+        return stats
+
+    def networks_state(self) -> dict:
+        return {"ssl_state": self.net.state_dict(), "model": self.model.state_dict()}
+
+    def shape(self) -> dict:
+        return {"feat_dim": self.source.feat_dim}
+
+    def final_fields(self) -> dict:
+        return {"feat_dim": self.source.feat_dim, "speakers": [],
+                "label_free": self.options["method"]}
+
+    def summary(self, run: Run, stats: List[dict]) -> dict:
+        """``unlabelled_utterances``: of the raw data dirs (a shard's count is not read
+        up front: the shards are only streamed); ``unlabelled_shards``: of the shard dirs."""
+        seconds, utts = totals(stats, "utterances")
+        method = run.config["ssl"]["method"]
+        return {"model": run.config["model"]["name"], "loss": method, "label_free": method,
+                "parameters": int(self.model.num_parameters()), "epochs": run.epochs,
+                "chunks": utts, "utterances_seen": utts,
+                "unlabelled_utterances": self.source.num_utterances,
+                "unlabelled_shards": self.source.num_shards, **rates(seconds, utts),
+                "processes": run.rank.world, "final_loss": stats[-1]["loss"]}
+
+    def marker_info(self, run: Run) -> str:
+        return f"epochs={run.epochs} label_free={self.options['method']}"
+
+
 def train_label_free(config_path: str, data_dir: str, exp_dir: str, force: bool = False,
                      max_epochs: Optional[int] = None, unlabelled: Sequence[str] = ()) -> str:
     """Run (or resume) label-free training; return the path of ``final.pt``."""
     data_dirs = [data_dir] + [d for d in unlabelled if d]
-    final_path, marker = os.path.join(exp_dir, "final.pt"), done_marker(exp_dir)
-    items = label_free_inputs(config_path, data_dirs)
-    stamp = fingerprint(*items)
-    data_stamp = fingerprint(*data_inputs(data_dirs))
-    if job_done(marker, stamp) and not force:
-        logger.info("%s is complete (.done matches config and data); skipping "
-                    "(use --force to retrain)", exp_dir)
-        return final_path
-    config = load_config(config_path)
-    recorded_path, model_dir = os.path.join(exp_dir, "config.yaml"), os.path.join(exp_dir, "models")
-    force = must_start_over(exp_dir, marker, config, config_path, data_stamp, force,
-                            data_name="the training data or --unlabelled-data", items=items)
-    train_cfg, data_cfg = config["training"], config["data"]
-    device = resolve_device(train_cfg.get("device", "auto"))
-    precision = str(train_cfg.get("precision", "fp32"))
-    rank = join_run(device, exp_dir, force)
-    seed, batch_size = int(train_cfg.get("seed", 0)), int(data_cfg["batch_size"])
-    options = ssl_options(config, batch_size)
-    if batch_size % rank.world:
-        raise ValueError(f"data.batch_size {batch_size} must split evenly over {rank.world} "
-                         f"processes")
-    torch.set_num_threads(int(train_cfg.get("num_threads", 1)))
-    torch.manual_seed(seed)
-    os.makedirs(model_dir, exist_ok=True)
-    resume_from = checkpoint.latest(model_dir)
-    state = checkpoint.load(resume_from) if resume_from else None
-    if state is not None:
-        check_resumable(state, resume_from, exp_dir, config, config_path, data_stamp)
-
-    frames = view_frames(options, data_cfg)
-    source = LabelFreeSource(data_dirs, config.get("features"), config.get("augmentation"),
-                             frames, int(data_cfg.get("shuffle_buffer", 500)),
-                             int(data_cfg.get("num_workers", 0) or 0))
-    model = build_model(config["model"]["name"], feat_dim=source.feat_dim,
-                        **{k: v for k, v in config["model"].items() if k != "name"})
-    if getattr(model, "input_type", "feats") != source.input_type:
-        raise ValueError(f"model '{config['model']['name']}' takes {model.input_type} input but "
-                         f"the config's features give {source.input_type}")
-    for parameter in model.head.parameters():     # the classifier side: supervised only
-        parameter.requires_grad_(False)
-    net = build_wrapper(config, model, options).to(device)
-    optimizer = build_optimizer([p for p in net.parameters() if p.requires_grad],
-                                **config["optimizer"])
-    epochs = int(train_cfg["epochs"])
-    per_epoch = int(data_cfg["chunks_per_epoch"])
-    steps_per_epoch = max(1, per_epoch // batch_size)
-    scheduler = build_scheduler(optimizer, epochs * steps_per_epoch, **config.get("scheduler", {}))
-    logger.info("%s (%s, label-free): %d encoder parameters; %s streamed from %s; "
-                "views of %s frames", config["model"]["name"], options["method"],
-                model.num_parameters(), source.describe(), ", ".join(data_dirs),
-                "+".join(map(str, frames)))
-    start_epoch = 0
-    if state is not None:
-        net.load_state_dict(state["ssl_state"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        checkpoint.set_rng_state(state["rng"])
-        start_epoch = state["epoch"]
-        logger.info("resuming from %s (epoch %d done)", resume_from, start_epoch)
-    if rank.main:
-        with atomic_output(recorded_path) as out:
-            yaml.safe_dump(config, out, sort_keys=False)
-    train_net = net
-    if rank.world > 1:
-        train_net = torch.nn.parallel.DistributedDataParallel(
-            net, device_ids=[device.index] if device.type == "cuda" else None)
-    last_epoch = epochs if max_epochs is None else min(epochs, max_epochs)
-    loader = source.build_loader(data_cfg, None, batch_size, seed, rank, device)
-    for epoch in range(start_epoch + 1, last_epoch + 1):
-        stats = run_epoch(train_net, net, optimizer, scheduler, loader, batch_size, options,
-                          float(train_cfg.get("grad_clip", 0.0)), seed, epoch, epochs, rank,
-                          device, precision)
-        logger.info("epoch %d/%d: %s loss %.4f lr %.5f %.1f utterances/s", epoch, epochs,
-                    options["method"], stats["loss"], scheduler.get_last_lr()[0],
-                    stats["utts_per_s"])
-        if rank.main:
-            checkpoint.save(checkpoint.epoch_path(model_dir, epoch), {
-                "ssl_state": net.state_dict(), "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "epoch": epoch, "rng": checkpoint.rng_state(), "stats": stats,
-                "config": config, "data_stamp": data_stamp, "feat_dim": source.feat_dim})
-    if last_epoch < epochs:
-        return final_path
-    if rank.main:
-        weights = checkpoint.average(model_dir, epochs, int(train_cfg.get("average_last", 1)))
-        checkpoint.save(final_path, {"model": weights, "config": config,
-                                     "feat_dim": source.feat_dim, "speakers": [],
-                                     "label_free": options["method"]})
-        write_summary(os.path.join(exp_dir, SUMMARY_FILE), model_dir, epochs, config,
-                      model.num_parameters(), rank.world, source.num_utterances,
-                      source.num_shards)
-        record_inputs(exp_dir, items)
-        write_marker(marker, stamp, info=f"epochs={epochs} label_free={options['method']}")
-    if rank.world > 1:
-        dist.barrier()
-    return final_path
+    run = Run(LabelFree(data_dirs), config_path, exp_dir,
+              label_free_inputs(config_path, data_dirs), fingerprint(*data_inputs(data_dirs)),
+              force)
+    return run.train(max_epochs)
 
 
 def train_step(train_net, net, optimizer, scheduler, views, options, grad_clip, generator,
@@ -234,24 +214,3 @@ def run_epoch(train_net, net, optimizer, scheduler, loader, batch_size, options,
     seconds = time.time() - start
     return {"loss": float(np.mean(losses)), "step_losses": losses, "utterances": seen,
             "seconds": seconds, "utts_per_s": seen / max(1e-9, seconds)}
-
-
-def write_summary(path, model_dir, epochs, config, num_parameters, world, num_utts,
-                  num_shards=0) -> dict:
-    """``unlabelled_utterances``: of the raw data dirs (a shard's count is not read
-    up front: the shards are only streamed); ``unlabelled_shards``: of the shard dirs."""
-    stats = [checkpoint.load(checkpoint.epoch_path(model_dir, e))["stats"]
-             for e in range(1, epochs + 1)]
-    seconds = sum(s["seconds"] for s in stats)
-    utts = sum(s["utterances"] for s in stats)
-    summary = {"model": config["model"]["name"], "loss": config["ssl"]["method"],
-               "label_free": config["ssl"]["method"], "parameters": int(num_parameters),
-               "epochs": epochs, "chunks": utts, "utterances_seen": utts,
-               "unlabelled_utterances": num_utts, "unlabelled_shards": num_shards,
-               "train_seconds": round(seconds, 3),
-               "chunks_per_s": round(utts / seconds, 2) if seconds > 0 else None,
-               "processes": world, "final_loss": stats[-1]["loss"]}
-    with atomic_output(path) as out:
-        json.dump(summary, out, indent=1)
-        out.write("\n")
-    return summary
