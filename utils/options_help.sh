@@ -16,9 +16,9 @@ options_help() {
       elif [[ $line =~ ^([a-z][a-z0-9_]*)=[^#]*(#[[:space:]]*(.*))?$ ]]; then
         name=${BASH_REMATCH[1]} comment=${BASH_REMATCH[3]-} value=${!BASH_REMATCH[1]-} seen=1
         [[ $value =~ ^[^[:space:]]+$ ]] || value=\"$value\"
-        printf '  %-36s %s\n' "--${name//_/-} $value" "$comment"
+        printf '  %-36s  %s\n' "--${name//_/-} $value" "$comment"
       elif [[ -n ${name:-} && $line =~ ^[[:space:]]+#[[:space:]]?(.*)$ ]]; then
-        printf '  %-36s %s\n' "" "${BASH_REMATCH[1]}"
+        printf '  %-36s  %s\n' "" "${BASH_REMATCH[1]}"
       elif [[ -n $seen && $line =~ ^#[[:space:]]?(.*:)$ ]]; then   # a heading after the first option
         name= ; echo "${BASH_REMATCH[1]}"
       else
