@@ -77,7 +77,7 @@ plan=$(local/resolve_data.sh "${corpus_opts[@]}" --aug "$aug" --adapt-data "$pld
   --min-len "$min_len" --init-from "$init_from" --prog "$0" \
   "${train_config:-conf/$model.yaml}" "$data" "$exp" "$dir")
 . <(printf '%s\n' "$plan")
-made() { [ -f "$calib/utt2spk" ] && echo "$1" || true; }   # $1 if stage 0 held out $calib
+if_calib() { [ -f "$calib/utt2spk" ] && echo "$1" || true; }   # prints $1 if stage 0 held out $calib
 adapted=false; [ -z "$adapt" ] || adapted=true   # back-end adapted to $plda_adapt_data
 
 # Stage 0: the corpus's data dirs (local/prepare_<corpus>.py; conf/corpora/<corpus>.conf).
@@ -89,7 +89,7 @@ fi
 # with --aug true also Kaldi-style augmented copies of the training set.
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   steps/make_features.sh --nj $nj --cmd "$cpu_cmd" --type $feat_type --fbank-config "$feat_conf" \
-    "$exp" "$mfccdir" "$train" "${evals[@]}" $(made "$calib") $adapt
+    "$exp" "$mfccdir" "$train" "${evals[@]}" $(if_calib "$calib") $adapt
   if [ "$aug" = true ]; then
     aug_opts=(); [ $feat_type = fbank ] && aug_opts=(--fbank-config "$feat_conf")
     steps/make_augmented_train.sh --nj $nj --cmd "$cpu_cmd" "${aug_opts[@]}" \
@@ -121,7 +121,7 @@ fi
 # + the in-domain set of plda_adapt_data).
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   opts=(--nj $nj --cmd "$cpu_cmd" --input $input --engine $extract_engine)
-  for x in "$ftrain" "${fevals[@]}" $(made "$fcalib"); do
+  for x in "$ftrain" "${fevals[@]}" $(if_calib "$fcalib"); do
     steps/extract_embeddings.sh "${opts[@]}" "$dir/final.pt" "$x" "$dir/embeddings_$(basename "${x%_fbank}")"
   done
   [ $backend_window -eq 0 ] || steps/extract_embeddings.sh "${opts[@]}" --batch-size $extract_batch_size \
@@ -152,7 +152,7 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
     --score-norms "$score_norms" --cohort $score_norm_cohort --top-k $asnorm_top_k \
     --cosine-mean $cosine_mean --prior $calibration_prior --qmf "$qmf_measures" \
     --max-trials $calibration_max_trials --calibration-trials "$calibration_trials" \
-    --calibration-embeddings "$calibration_embeddings" --calib-data "$(made "$calib")" \
+    --calibration-embeddings "$calibration_embeddings" --calib-data "$(if_calib "$calib")" \
     "$dir" "$train" "${evals[@]}"
 fi
 
