@@ -1,8 +1,11 @@
 """run.sh refuses bad options with a clear error and a non-zero exit (issue 7,
 item 8), before doing any work."""
 import os
+import re
+import shlex
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -100,3 +103,103 @@ def test_overlapping_speaker_sets_are_refused(tmp_path, asc_root):
         in result.stderr, result.stderr
     bad = run(tmp_path, "--corpus-root", asc_root, "--stop-stage", "0", "--eval-speakers", "30-19")
     assert bad.returncode != 0 and "speaker range '30-19'" in bad.stderr
+
+
+def option_names(path, stop="help_message="):
+    """The variables a defaults block assigns (``name=...`` at the start of a line)."""
+    names = []
+    for line in open(os.path.join(ROOT, path), encoding="utf-8"):
+        if line.startswith(stop):
+            break
+        match = re.match(r"([a-z][a-z0-9_]*)=", line)
+        if match:
+            names.append(match.group(1))
+    return names
+
+
+def test_help_lists_every_option_with_its_default_and_a_comment():
+    """issue 18 item 2: run.sh's --help is made from its defaults block and the conf files
+    it sources before parsing (each of their variables is an option), one line each."""
+    result = subprocess.run(["./run.sh", "--help"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0
+    lines = {}
+    for line in result.stderr.splitlines():
+        match = re.match(r"  --([a-z0-9-]+) (\S.*?)\s{2,}(\S.*)$", line)
+        if match:
+            lines[match.group(1).replace("-", "_")] = (match.group(2), match.group(3))
+    names = option_names("run.sh")
+    for conf in ("conf/corpora/options.conf", "conf/feats.conf", "conf/extract.conf",
+                 "conf/backend.conf"):
+        names += option_names(conf)
+    assert {"stage", "corpus", "nnodes", "reps", "calib_holdout", "min_len", "lda_dim",
+            "extract_engine", "plda_adapt_mean_diff_scale"} <= set(names)
+    assert len(names) == len(set(names))
+    missing = [n for n in names if n not in lines]
+    assert not missing, (missing, result.stderr)
+    assert lines["lda_dim"][0] == "200" and lines["backends"][0] == '"cosine plda"'
+    assert lines["data"][0] == '""'
+    # and each one is an option run.sh takes
+    bad = subprocess.run(["./run.sh", "--plda-adapt-mean-diff-scale", "x"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert "option --plda-adapt-mean-diff-scale takes a number, got 'x'" in bad.stderr
+
+
+def plan(tmp_path, config, *args):
+    path = tmp_path / "net.yaml"
+    path.write_text(config)
+    result = subprocess.run([sys.executable, "-m", "pyutils.cli.recipe_plan", "--prog", "run.sh",
+                             *args, str(path), "d", "e"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    if result.returncode:
+        return result.stderr.strip()
+    values = {}
+    for line in result.stdout.splitlines():
+        name, value = line.split("=", 1)
+        values[name] = shlex.split(value.strip("()"))
+        if not value.startswith("("):
+            values[name] = values[name][0] if values[name] else ""
+    return values
+
+
+def test_recipe_plan_resolves_the_data_of_each_stage(tmp_path):
+    mfcc = plan(tmp_path, "model: {name: xvector}\n")
+    assert (mfcc["feat_type"], mfcc["feat_conf"], mfcc["input"]) == ("mfcc", "conf/mfcc.conf", "feats")
+    assert mfcc["ftrain"] == "d/train" and mfcc["evals"] == ["d/eval"]
+    assert mfcc["train_data"] == "d/train_no_sil" and mfcc["make_train_feats"] == "true"
+    fbank = plan(tmp_path, "features: {type: fbank, conf: f.conf}\n", "--eval-set", "eval_a",
+                 "--eval-set", "eval_b", "--adapt", "d2/x", "--aug", "true")
+    assert fbank["fevals"] == ["d/eval_a_fbank", "d/eval_b_fbank"]
+    assert (fbank["fcalib"], fbank["fadapt"]) == ("d/calib_fbank", "d2/x_fbank")
+    assert fbank["nntrain"] == "d/train_fbank_combined"
+    assert fbank["train_data"] == "d/train_fbank_combined_no_sil"
+    otf = plan(tmp_path, "features: {type: fbank, on_the_fly: true}\n")
+    assert otf["train_data"] == "d/train_fbank" and otf["make_train_feats"] == "false"
+    wave = plan(tmp_path, "features: {type: waveform}\ndata: {format: shard}\n")
+    assert (wave["input"], wave["ftrain"], wave["train_data"]) == ("waveform", "d/train",
+                                                                    "e/shards/train")
+    assert plan(tmp_path, "features: {type: fbank, on_the_fly: true}\n", "--aug", "true") == (
+        f"run.sh: --aug true needs precomputed features; {tmp_path}/net.yaml augments online "
+        f"(its augmentation:)")
+    assert plan(tmp_path, "features: {type: plp}\n") == (
+        f"run.sh: {tmp_path}/net.yaml: unknown features.type 'plp'")
+    assert plan(tmp_path, "data: {utts_per_shard: 0}\n") == (
+        f"run.sh: utts_per_shard in {tmp_path}/net.yaml (data.utts_per_shard) must be at "
+        f"least 1, got 0")
+
+
+def test_resolve_data_reads_the_corpora_settings_once():
+    """Two corpora: their own evaluation sets and protocols, and so762's corpus_min_len
+    lowers conf/feats.conf's min_len."""
+    result = subprocess.run(["local/resolve_data.sh", "--corpus", "asc,speechocean762",
+                             "--reps", "01", "--min-len", "400", "conf/xvector.yaml", "d", "e",
+                             "e/xvector"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "min_len=200" in lines and "evals=(d/eval_asc d/eval_speechocean762)" in lines
+    assert "eval_protocols=(asc-custom so762-v1 )" in lines
+    bad = subprocess.run(["local/resolve_data.sh", "--corpus", "asc,nope", "--prog", "x",
+                          "conf/xvector.yaml", "d", "e", "e/m"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 1
+    assert bad.stderr == "x: --corpus asc,nope: no conf/corpora/nope.conf or local/prepare_nope.py\n"

@@ -6,6 +6,21 @@ import sys
 
 import yaml
 
+MISSING = object()
+
+
+def lookup(config: dict, key: str, default=MISSING) -> str:
+    """The value at a dotted key as the shell sees it (booleans as true/false);
+    ``default`` when a part is missing, KeyError without one."""
+    value = config
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            if default is MISSING:
+                raise KeyError(key)
+            return default
+        value = value[part]
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
 
 def main(argv=None):
     args = sys.argv[1:] if argv is None else argv
@@ -16,14 +31,10 @@ def main(argv=None):
             value = yaml.safe_load(handle)
     except (OSError, yaml.YAMLError) as err:
         sys.exit(f"config_get: {args[0]}: {err}")
-    for part in args[1].split("."):
-        if not isinstance(value, dict) or part not in value:
-            if len(args) == 3:
-                print(args[2])
-                return
-            sys.exit(f"config_get: {args[0]} has no key '{args[1]}'")
-        value = value[part]
-    print(str(value).lower() if isinstance(value, bool) else value)
+    try:
+        print(lookup(value, args[1], *args[2:]))
+    except KeyError:
+        sys.exit(f"config_get: {args[0]} has no key '{args[1]}'")
 
 
 if __name__ == "__main__":
