@@ -13,13 +13,12 @@ back-end, from the score files the rows name.  Dirs without ``results.json``
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 from typing import List
 
-from pyutils.utils.fileio import TableError, atomic_output
+from pyutils.utils.fileio import TableError, atomic_output, read_json
 
 log = logging.getLogger("compare_systems")
 
@@ -29,24 +28,16 @@ HEADER = ("| system | input | loss | backend | EER (%) | EER 95% CI | minDCF (p=
           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 
 
-def _read_json(path: str):
-    with open(path, encoding="utf-8") as handle:
-        try:
-            return json.load(handle)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON ({err})") from None
-
-
 def system_rows(system_dir: str) -> List[dict]:
     """Rows of one system: its results joined with its training summary."""
-    results = _read_json(os.path.join(system_dir, "results.json"))
+    results = read_json(os.path.join(system_dir, "results.json"))
     # Results of a second evaluation set live in <system>/<set>/ (run.sh --corpus a,b).
     model_dir = system_dir
     if not os.path.isfile(os.path.join(system_dir, "config.yaml")) and \
             os.path.isfile(os.path.join(os.path.dirname(system_dir), "config.yaml")):
         model_dir = os.path.dirname(system_dir)
     summary_path = os.path.join(model_dir, "train_summary.json")
-    summary = _read_json(summary_path) if os.path.isfile(summary_path) else {}
+    summary = read_json(summary_path) if os.path.isfile(summary_path) else {}
     config_path = os.path.join(model_dir, "config.yaml")
     feature_type = "-"                     # not a trained system (e.g. a fusion)
     if os.path.isfile(config_path):

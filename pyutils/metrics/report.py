@@ -12,22 +12,17 @@ which differences the 95 % intervals separate and which they do not.
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
+
+from pyutils.utils.fileio import read_json
 
 LABEL_FREE = ("moco", "dino")          # ssl methods (train_summary "loss" of label-free runs)
 Key = Tuple[str, str]                  # (protocol, evaluation set)
 
 
 def _json(path: str):
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as handle:
-        try:
-            return json.load(handle)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON ({err})") from None
+    return read_json(path) if os.path.isfile(path) else None
 
 
 def _result_dirs(exp_dir: str) -> List[str]:

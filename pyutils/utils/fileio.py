@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import json
 import os
 import tempfile
 import time
@@ -138,6 +139,15 @@ def write_lines(path: str, lines: Iterable[str]) -> None:
     with atomic_output(path) as out:
         for line in lines:
             out.write(line + "\n")
+
+
+def read_json(path: str):
+    """The JSON value in ``path``; invalid JSON is a ValueError naming the file."""
+    with open(path, encoding="utf-8") as handle:
+        try:
+            return json.load(handle)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON ({err})") from None
 
 
 def read_table(path: str, min_fields: int = 1,
