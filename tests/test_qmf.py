@@ -25,6 +25,23 @@ def duration_shifted_trials(n, rng, mu=2.0, sigma=1.0, shift=1.5):
     return scores, features, labels.astype(int)
 
 
+def write_trial_dir(tmp_path, part, n, rng):
+    """<tmp_path>/<part>/{trials,scores,utt2speech_dur} of ``n`` duration-shifted trials;
+    returns (the dir, the labels, the durations)."""
+    scores, features, labels = duration_shifted_trials(n, rng)
+    d = tmp_path / part
+    d.mkdir()
+    durs = {}
+    with open(d / "trials", "w") as trials, open(d / "scores", "w") as out:
+        for i in range(n):
+            a, b = f"{part}{i}a", f"{part}{i}b"
+            durs[a], durs[b] = math.exp(features[i, 0]), math.exp(features[i, 1])
+            trials.write(f"{a} {b} {'target' if labels[i] else 'nontarget'}\n")
+            out.write(f"{a} {b} {scores[i]:.8g}\n")
+    write_quality(str(d), "dur", durs)
+    return d, labels, durs
+
+
 def test_trial_features_are_log_min_and_max_of_the_two_sides():
     f = trial_features(["dur", "mag"], {"dur": [2.0, 10.0], "mag": [3.0, 1.0]},
                        {"dur": [5.0, 0.0], "mag": [4.0, 2.0]})
@@ -84,17 +101,7 @@ def test_calibrate_cli_fits_qmf_writes_its_llrs_and_error_rates(tmp_path):
     rng = np.random.default_rng(2)
     dirs = {}
     for part, n in (("cal", 3000), ("eval", 2000)):
-        scores, features, labels = duration_shifted_trials(n, rng)
-        d = tmp_path / part
-        d.mkdir()
-        durs = {}
-        with open(d / "trials", "w") as trials, open(d / "scores", "w") as out:
-            for i in range(n):
-                a, b = f"{part}{i}a", f"{part}{i}b"
-                durs[a], durs[b] = math.exp(features[i, 0]), math.exp(features[i, 1])
-                trials.write(f"{a} {b} {'target' if labels[i] else 'nontarget'}\n")
-                out.write(f"{a} {b} {scores[i]:.8g}\n")
-        write_quality(str(d), "dur", durs)
+        d, labels, durs = write_trial_dir(tmp_path, part, n, rng)
         dirs[part] = (d, labels)
     cal, ev = dirs["cal"][0], dirs["eval"][0]
     json_path = tmp_path / "cosine.json"
@@ -142,17 +149,7 @@ def test_calibrate_step_with_qmf_as_stage6_runs_it(tmp_path):
     from pyutils.cli.stamp import main as stamp_main
     rng = np.random.default_rng(4)
     for part, n in (("cal", 400), ("eval", 200)):
-        scores, features, labels = duration_shifted_trials(n, rng)
-        d = tmp_path / part
-        d.mkdir()
-        durs = {}
-        with open(d / "trials", "w") as trials, open(d / "scores", "w") as out:
-            for i in range(n):
-                a, b = f"{part}{i}a", f"{part}{i}b"
-                durs[a], durs[b] = math.exp(features[i, 0]), math.exp(features[i, 1])
-                trials.write(f"{a} {b} {'target' if labels[i] else 'nontarget'}\n")
-                out.write(f"{a} {b} {scores[i]:.8g}\n")
-        write_quality(str(d), "dur", durs)
+        d, labels, durs = write_trial_dir(tmp_path, part, n, rng)
         write_quality(str(d), "mag", {k: 1.0 for k in durs})
         stamp_main(["write", str(d / ".done"), str(d / "scores")])
     cmd = [os.path.join(ROOT, "steps", "calibrate.sh"), "--system", "cosine", "--qmf", "dur",
