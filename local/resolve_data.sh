@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # What run.sh's stages read and write, resolved once; run.sh sources what this prints.
 #   local/resolve_data.sh [corpus options] [--aug true|false] [--adapt-data DIR]
-#     [--min-len N] [--init-from FINAL_PT] [--prog NAME] <train-config> <data> <exp> <model-dir>
+#     [--min-len N] [--init-from FINAL_PT] [--overrides "KEY=VALUE ..."] [--prog NAME]
+#     <train-config> <data> <exp> <model-dir>
 # The corpora (--corpus a,b: conf/corpora/<c>.conf, local/prepare_<c>.py) and their
 # settings: min_len lowered to a corpus's corpus_min_len, each evaluation set's corpus and
 # protocol; then the network's data needs from its training config (features, on the fly or
 # precomputed, raw or shards, the data dirs of each stage, the training set:
 # pyutils/cli/recipe_plan.py).  With --init-from, the training config is <model-dir>/
-# init_config.yaml: <train-config> with the checkpoint's model and front-end.
+# init_config.yaml: <train-config> with the checkpoint's model and front-end; with
+# --overrides, <model-dir>/override_config.yaml: that config with the values changed.
 # Run from the recipe's directory (its conf/); every error is one line naming --prog.
 set -euo pipefail
 [ -n "${SV_ROOT:-}" ] || . ./path.sh
@@ -17,9 +19,10 @@ aug=false
 adapt_data=           # the back-end's in-domain data dir (conf/backend.conf's plda_adapt_data)
 min_len=400           # conf/feats.conf's; a corpus's corpus_min_len may lower it
 init_from=
+overrides=            # "KEY=VALUE ..." set in the training config (pyutils/cli/config_set.py)
 prog=$0               # the name in error messages (run.sh's)
 . conf/corpora/options.conf
-help_message="Usage: $0 [--corpus C[,C]] [--corpus-root DIR] [corpus options of conf/corpora/options.conf] [--aug true|false] [--adapt-data DIR] [--min-len N] [--init-from FINAL_PT] [--prog NAME] <train-config> <data> <exp> <model-dir>"
+help_message="Usage: $0 [--corpus C[,C]] [--corpus-root DIR] [corpus options of conf/corpora/options.conf] [--aug true|false] [--adapt-data DIR] [--min-len N] [--init-from FINAL_PT] [--overrides 'KEY=VALUE ...'] [--prog NAME] <train-config> <data> <exp> <model-dir>"
 . utils/parse_options.sh
 [ $# -eq 4 ] || { echo -e "$help_message" 1>&2; exit 1; }
 train_config=$1 data=$2 exp=$3 dir=$4
@@ -45,6 +48,12 @@ done
 if [ -n "$init_from" ]; then   # the config with the model and front-end of --init-from
   python -m pyutils.models.convert.adapt "$train_config" "$init_from" "$dir/init_config.yaml"
   train_config=$dir/init_config.yaml
+fi
+if [ -n "$overrides" ]; then   # the config with --train-overrides' values
+  read -r -a override_list <<< "$overrides"
+  python -m pyutils.cli.config_set "$train_config" "$dir/override_config.yaml" \
+    "${override_list[@]}" || fail "--train-overrides '$overrides': see the error above"
+  train_config=$dir/override_config.yaml
 fi
 plan=$(python -m pyutils.cli.recipe_plan --prog "$prog" --aug "$aug" --adapt "$adapt_data" \
   "${eval_sets[@]/#/--eval-set=}" "$train_config" "$data" "$exp")
