@@ -27,6 +27,7 @@ exp=                        # outputs: $exp/$model/..., $exp/results.md (default
 model=xvector               # network name: names $exp/$model and the default config
 train_config=               # training YAML (default conf/$model.yaml)
 init_from=                  # stage 3: start from this final.pt (trained or imported; docs/pretrained.md)
+train_overrides=            # training config values changed, "KEY=VALUE ..." (e.g. "training.seed=2")
 aug=false                   # true: the network trains on the training set + augmented copies (conf/augment.conf)
 unlabelled_data=            # stage 3, label-free configs (ssl:): more data dirs of audio, DIR[,DIR]
 force=false                 # true: retrain even if the model is complete
@@ -74,7 +75,7 @@ done
 # (train, evals, calib, adapt), their feature dirs (ftrain, fevals, fcalib, fadapt), nntrain
 # and train_data (stage 3's), shards; eval_corpora and eval_protocols (local/resolve_data.sh).
 plan=$(local/resolve_data.sh "${corpus_opts[@]}" --aug "$aug" --adapt-data "$plda_adapt_data" \
-  --min-len "$min_len" --init-from "$init_from" --prog "$0" \
+  --min-len "$min_len" --init-from "$init_from" --overrides "$train_overrides" --prog "$0" \
   "${train_config:-conf/$model.yaml}" "$data" "$exp" "$dir")
 . <(printf '%s\n' "$plan")
 if_calib() { [ -f "$calib/utt2spk" ] && echo "$1" || true; }   # prints $1 if stage 0 held out $calib
