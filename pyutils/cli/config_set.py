@@ -11,12 +11,11 @@ the training stamp (which fingerprints the parsed config, overrides included).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import yaml
 
-from pyutils.utils.fileio import atomic_output
+from pyutils.utils.fileio import write_text_if_changed
 
 
 def apply_overrides(config: dict, overrides: list[str], source: str = "config") -> dict:
@@ -61,11 +60,7 @@ def main(argv=None) -> int:
         return 1
     text = (f"# {args.base} with {' '.join(args.overrides)} (pyutils.cli.config_set)\n"
             + yaml.safe_dump(config, sort_keys=False))
-    if os.path.isfile(args.out) and open(args.out, encoding="utf-8").read() == text:
-        return 0
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with atomic_output(args.out) as out:
-        out.write(text)
+    write_text_if_changed(args.out, text)
     return 0
 
 

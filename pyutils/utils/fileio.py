@@ -141,6 +141,19 @@ def write_lines(path: str, lines: Iterable[str]) -> None:
             out.write(line + "\n")
 
 
+def write_text_if_changed(path: str, text: str) -> bool:
+    """Write ``text`` to ``path`` atomically unless it already holds exactly that (a generated
+    config keeps its mtime and the stamps that read it); True when it wrote."""
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as handle:
+            if handle.read() == text:
+                return False
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_output(path) as out:
+        out.write(text)
+    return True
+
+
 def read_json(path: str):
     """The JSON value in ``path``; invalid JSON is a ValueError naming the file."""
     with open(path, encoding="utf-8") as handle:

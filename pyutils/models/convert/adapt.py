@@ -17,6 +17,8 @@ import sys
 
 import yaml
 
+from pyutils.utils.fileio import write_text_if_changed
+
 
 def adapted_config(base_path: str, checkpoint_path: str) -> dict:
     from pyutils.training import checkpoint
@@ -49,12 +51,7 @@ def main(argv=None) -> int:
     except (OSError, ValueError, KeyError) as err:
         print(f"adapt: error: {err}", file=sys.stderr)
         return 1
-    if os.path.isfile(args.out) and open(args.out, encoding="utf-8").read() == text:
-        return 0
-    from pyutils.utils.fileio import atomic_output
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with atomic_output(args.out) as out:
-        out.write(text)
+    write_text_if_changed(args.out, text)
     return 0
 
 
