@@ -196,6 +196,23 @@ def test_cross_corpus_and_combined_beside_the_in_domain_network(tmp_path):
     assert "| xvector | plda | 8.00 [7.00, 9.00] | 4.00 [3.00, 5.00] |" in subgroups
 
 
+def test_results_away_from_their_model_and_an_importer_summary_without_budget(tmp_path):
+    exp, _ = make_exp(tmp_path)
+    elsewhere = tmp_path / "exp" / "cross"               # results of exp/speechocean762's model
+    dump(elsewhere / "so762_on_asc" / "results.json", [row("ecapa_aug", "plda", 0.30, 0.02)])
+    dump(elsewhere / "so762_on_asc" / "run_info.json", {
+        "protocol": "asc-v1", "eval_set": "eval", "corpus": "asc",
+        "model_dir": "exp/speechocean762/ecapa_aug"})
+    dump(exp / "ge2e_asis" / "train_summary.json", {"model": "ge2e", "imported": "resemblyzer"})
+    out = tmp_path / "R.md"
+    assert make_results.main(["--out", str(out), str(exp), str(elsewhere)]) == 0
+    page = out.read_text()
+    asc = page.split("## asc-v1")[1].split("\n## ")[0]
+    assert ("| ecapa_aug | speechocean762 | asc | plda | 30.00 [28.00, 32.00] | 0.500 [0.400, "
+            "0.600] | 0.350 | - | 12,288 chunks, 4 epochs | 16.0 |") in section(asc, "Cross-corpus")
+    assert "| ge2e_asis | ge2e | pretrained (resemblyzer), as-is |" in section(page, "Pretrained")
+
+
 def test_det_charts_copied_beside_the_page_and_links_work_without_exp(tmp_path):
     out, page = make_page(tmp_path)
     links = re.findall(r"!\[DET curves\]\(([^)]+)\)", page)

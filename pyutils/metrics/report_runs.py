@@ -26,7 +26,8 @@ LABEL_FREE = ("moco", "dino")
 SEED_SUFFIX = re.compile(r"_seed\d+$")
 # run_info.json keys the tables show in their own columns; the others are listed as facts
 KNOWN_FACTS = {"date", "commit", "machine", "corpus", "eval_set", "protocol", "train_data",
-               "calibration", "trials", "train_corpus", "train_corpora", "eval_corpus"}
+               "calibration", "trials", "train_corpus", "train_corpora", "eval_corpus",
+               "model_dir"}
 
 
 def _json(path: str):
@@ -62,6 +63,24 @@ def _model_dir(where: str) -> str:
     if any(os.path.isfile(os.path.join(where, f)) for f in model_files):
         return where
     return os.path.dirname(where)
+
+
+def recipe_root(exp_dir: str) -> str:
+    """The recipe dir above ``exp_dir`` (``ROOT/exp/<corpus>``): relative paths that runs
+    record (``training.init_from``, ``model_dir``) start there."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(exp_dir)))
+
+
+def _model_dir_of(exp_dir: str, where: str) -> str:
+    """The model dir of a result dir: the ``model_dir`` that its run_info.json names (results
+    written away from the model, e.g. another corpus's evaluation), else the dir itself or
+    its parent (an evaluation-set subdir)."""
+    named = (_json(os.path.join(where, "run_info.json")) or {}).get("model_dir")
+    for candidate in ((os.path.join(recipe_root(exp_dir), str(named)), str(named))
+                      if named else ()):
+        if os.path.isdir(candidate):
+            return os.path.abspath(candidate)
+    return os.path.abspath(_model_dir(where))
 
 
 def corpora(value) -> Tuple[str, ...]:
@@ -107,9 +126,15 @@ class ModelFacts:
             return "fine-tuned"
         if self.method:
             return "label-free"
-        if self.source and not self.summary:
+        if self.source and not self.trained_here:
             return "imported"
         return "supervised"
+
+    @property
+    def trained_here(self) -> bool:
+        """A training run wrote this summary (an importer's summary, if any, has no budget)."""
+        return any(self.summary.get(k) is not None for k in ("chunks", "train_seconds",
+                                                             "utterances_seen"))
 
     def seed_key(self, train_corpora: Tuple[str, ...]) -> str:
         """Identical for runs that differ only by ``training.seed`` (and their dir name)."""
@@ -142,8 +167,7 @@ def _parent(facts: ModelFacts, exp_dir: str, known: Dict[str, ModelFacts]) -> Op
     collected model dir whose path ends like it."""
     path = str(facts.init_from)
     target = os.path.dirname(path) if path.endswith(".pt") else path
-    root = os.path.dirname(os.path.dirname(os.path.abspath(exp_dir)))
-    for candidate in (os.path.join(root, target), target):
+    for candidate in (os.path.join(recipe_root(exp_dir), target), target):
         if os.path.isdir(candidate):
             candidate = os.path.abspath(candidate)
             return known.get(candidate) or ModelFacts(candidate)
@@ -174,7 +198,7 @@ def training_label(facts: ModelFacts, parent: Optional[ModelFacts]) -> str:
 
 def collect(exp_dirs: Sequence[str]) -> Dict[str, List[dict]]:
     """Rows of every result under ``exp_dirs``, grouped by protocol (else evaluation set)."""
-    places = [(exp_dir, where, os.path.abspath(_model_dir(where)))
+    places = [(exp_dir, where, _model_dir_of(exp_dir, where))
               for exp_dir in exp_dirs for where in _result_dirs(exp_dir)]
     known = {model_dir: ModelFacts(model_dir) for _, _, model_dir in places}
     groups: Dict[str, List[dict]] = {}
@@ -185,6 +209,7 @@ def collect(exp_dirs: Sequence[str]) -> Dict[str, List[dict]]:
         summary, trained = facts.summary, facts.trained
         eval_set = run.get("eval_set") or (
             os.path.basename(where) if os.path.abspath(where) != model_dir else "eval")
+        eval_set = str(eval_set)
         eval_corpus = _first(run.get("eval_corpus"), run.get("corpus"))
         train = corpora(_first(run.get("train_corpora"), run.get("train_corpus"),
                                trained.get("train_corpora"), trained.get("train_corpus"),
