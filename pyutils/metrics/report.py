@@ -85,8 +85,9 @@ def render(groups: Dict[str, List[dict]], backends: Sequence[str], out_dir: str,
     for title, rows in sorted(groups.items()):
         parts.append(_section(title, rows, backends, charts_dir, out_dir, charts))
     thresholds = thresholds_table(groups, backends)
-    if thresholds:
-        parts.append("\n## Thresholds across evaluation sets\n\n" + thresholds)
+    parts.append("\n## Thresholds across evaluation sets\n\n" + (
+        thresholds or "No model is evaluated on two protocols yet, so no threshold can be "
+        "followed from one corpus to another.\n"))
     return "".join(parts).rstrip("\n") + "\n", charts
 
 

@@ -183,21 +183,24 @@ def subgroups_table(rows: List[dict]) -> str:
 
 
 def thresholds_table(sections: Dict[str, List[dict]], backends: Sequence[str]) -> str:
-    """A threshold set on calibration trials, used on each evaluation set: the EER threshold
-    of the calibration trials beside the evaluation set's own (where stage 7 records
-    ``eer_threshold``), and what the calibrated decisions cost there (actual - minimum
-    DCF).  One model evaluated on several corpora shows the shift between them."""
-    lines, by_model = [], {}
+    """A threshold set on calibration trials, used on each evaluation set of one model
+    (models evaluated on several protocols): the EER threshold of the calibration trials
+    beside the evaluation set's own (where stage 7 records ``eer_threshold``), and what the
+    calibrated decisions cost there (actual - minimum DCF)."""
+    by_model: Dict[Tuple[str, str], list] = {}
     for section, rows in sorted(sections.items()):
         for r in full(rows):
-            if r["backend"] not in backends:
-                continue
+            if r["backend"] in backends:
+                lost = (None if r.get("act_dcf_0.01") is None or r.get("min_dcf_0.01") is None
+                        else r["act_dcf_0.01"] - r["min_dcf_0.01"])
+                by_model.setdefault((r["model_dir"], r["backend"]), []).append((section, r, lost))
+    by_model = {k: v for k, v in by_model.items() if len({s for s, _, _ in v}) >= 2}
+    lines = []
+    for seen in by_model.values():
+        for section, r, lost in seen:
             point = calibration_point(r)
             own = r.get("eer_threshold")
             shift = None if point is None or own is None else own - point["threshold"]
-            lost = (None if r.get("act_dcf_0.01") is None or r.get("min_dcf_0.01") is None
-                    else r["act_dcf_0.01"] - r["min_dcf_0.01"])
-            by_model.setdefault((r["model_dir"], r["backend"]), []).append((section, r, lost))
             lines.append(f"{r['system']} | {r['backend']} | {section} | "
                          f"{r.get('calibration') or '-'} | "
                          f"{T.num(point and point['threshold'], '.3f')} | {T.num(own, '.3f')} | "
@@ -207,8 +210,6 @@ def thresholds_table(sections: Dict[str, List[dict]], backends: Sequence[str]) -
         return ""
     text = ""
     for (_, backend), seen in by_model.items():
-        if len(seen) < 2:
-            continue
         text += (f"{seen[0][1]['system']} {backend}, one calibration ("
                  f"{seen[0][1].get('calibration') or '?'}) used on " + ", ".join(
                      f"{s} (actual - minimum DCF {T.num(lost, '.3f')}"
@@ -216,7 +217,7 @@ def thresholds_table(sections: Dict[str, List[dict]], backends: Sequence[str]) -
                         if r.get("eer_threshold") is not None else "") + ")"
                      for s, r, lost in seen)
                  + ". These costs have no interval: they are read as numbers, not ranked.\n")
-    blank = any(r.get("eer_threshold") is None for rows in sections.values() for r in full(rows))
+    blank = any(r.get("eer_threshold") is None for v in by_model.values() for _, r, _ in v)
     return T.table("Thresholds: calibration trials against each evaluation set",
                    "system | backend | evaluated on | calibrated on | EER threshold, calibration"
                    " | EER threshold, evaluation | shift | minDCF(0.01) | actual DCF(0.01) | "
