@@ -3,6 +3,9 @@ import json
 import os
 import re
 import shutil
+import subprocess
+
+import pytest
 
 import yaml
 
@@ -179,6 +182,17 @@ def test_seeds_grouped_with_mean_spread_and_bootstrap_width(tmp_path):
     assert "xvector" not in seeds
 
 
+def test_a_run_repeated_with_the_same_seed_is_not_hidden(tmp_path):
+    exp = tmp_path / "exp" / "speechocean762"
+    for name in ("ecapa", "ecapa_again"):
+        system(exp, name, [row("", "plda", 0.06)], config())
+    out = tmp_path / "R.md"
+    assert make_results.main(["--out", str(out), str(exp)]) == 0
+    nets = section(out.read_text(), "Networks")
+    assert "| ecapa | " in nets and "| ecapa_again | " in nets
+    assert "### Seeds" not in out.read_text()
+
+
 def test_cross_corpus_and_combined_beside_the_in_domain_network(tmp_path):
     _, page = make_page(tmp_path)
     cross = section(page, "Cross-corpus")
@@ -282,8 +296,14 @@ def test_committed_results_page_links_resolve():
     assert local, "the page links its DET charts"
     missing = [t for t in local if not os.path.isfile(os.path.join(ROOT, t.split("#")[0]))]
     assert not missing and not any(t.startswith("exp/") for t in local), missing
-    charts = os.listdir(os.path.join(ROOT, "results"))
-    assert sorted(charts) == sorted(os.path.basename(t) for t in local if t.endswith(".png"))
+    charts = sorted(os.path.basename(t) for t in local if t.endswith(".png"))
+    assert sorted(os.listdir(os.path.join(ROOT, "results"))) == charts
+    try:                                           # committed, so a clean checkout has them
+        tracked = subprocess.run(["git", "ls-files", "RESULTS.md", "results"], cwd=ROOT,
+                                 capture_output=True, text=True, check=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    assert tracked == ["RESULTS.md"] + [f"results/{c}" for c in charts]
 
 
 def test_run_info_records_facts_and_keeps_the_training_record(tmp_path):

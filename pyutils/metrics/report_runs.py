@@ -240,7 +240,7 @@ def collect(exp_dirs: Sequence[str]) -> Dict[str, List[dict]]:
 def mark_seed_groups(rows: Iterable[dict]) -> None:
     """``seeds``: the seeds of the runs sharing a row's seed key (several = a seed group);
     ``seed_rep``: the row that stands for its group in the other tables (the dir without a
-    ``_seedN`` suffix, else the lowest seed)."""
+    ``_seedN`` suffix, else the lowest seed); runs repeated with the same seed all stand."""
     rows = list(rows)
     members: Dict[str, Dict[str, Optional[int]]] = {}
     for row in rows:
@@ -250,7 +250,7 @@ def mark_seed_groups(rows: Iterable[dict]) -> None:
         row["seeds"] = sorted({s for s in group.values() if s is not None})
         plain = [d for d in group if not SEED_SUFFIX.search(d)]
         rep = min(plain or group, key=lambda d: (group[d] is None, group[d] or 0, d))
-        row["seed_rep"] = len(group) < 2 or row["model_dir"] == rep
+        row["seed_rep"] = len(row["seeds"]) < 2 or row["model_dir"] == rep
         row["seed_name"] = SEED_SUFFIX.sub("", os.path.basename(rep))
 
 
