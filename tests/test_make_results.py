@@ -138,6 +138,7 @@ def test_backends_qmf_and_adaptation_tables(tmp_path):
             "it from ecapa_aug cosine. It is not separated from ecapa_aug plda") in backends
     qmf = section(page, "Calibration with quality measures (QMF)")
     assert "| ecapa_aug | plda_qmf | 0.350 | 0.300 | 0.550 | 0.520 |" in qmf
+    assert "| 15 held-out speakers (data/calib) | 12,288 chunks, 4 epochs | 16.0 |" in qmf
     assert ("ecapa_aug plda with QMF: EER 5.73 % -> 5.80 %, intervals overlap: not a gain or a "
             "loss; Cllr 0.350 -> 0.300; actual DCF(0.01) 0.550 -> 0.520.") in qmf
     adapt = section(page, "PLDA adaptation")

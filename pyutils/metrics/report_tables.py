@@ -125,12 +125,14 @@ def qmf_table(rows: List[dict]) -> str:
     lines = [f"{a['system']} | {b['backend']} | {T.num(a.get('cllr'), '.3f')} | "
              f"{T.num(b.get('cllr'), '.3f')} | {T.num(a.get('act_dcf_0.01'), '.3f')} | "
              f"{T.num(b.get('act_dcf_0.01'), '.3f')} | {T.num(b.get('min_cllr'), '.3f')} | "
-             f"{T.eer(a)} | {T.eer(b)} | {b.get('calibration') or '-'}" for a, b in pairs]
+             f"{T.eer(a)} | {T.eer(b)} | {b.get('calibration') or '-'} | {T.run_cells(a)}"
+             for a, b in pairs]
     text = "".join(T.pair_reading(a, b, f"{a['system']} {a['backend']} with QMF")
                    for a, b in pairs)
     return T.table("Calibration with quality measures (QMF)",
                    "system | backend | Cllr linear | Cllr QMF | actual DCF(0.01) linear | "
-                   "actual DCF(0.01) QMF | minCllr | EER (%) linear | EER (%) QMF | calibrated on",
+                   "actual DCF(0.01) QMF | minCllr | EER (%) linear | EER (%) QMF | calibrated on"
+                   " | " + T.RUN_HEADER,
                    lines, text + "\n")
 
 
@@ -151,13 +153,15 @@ def adaptation_table(rows: List[dict]) -> str:
     lines = [f"{a['system']} | {corpora_text(a.get('train_corpora'))} | "
              f"{a.get('eval_corpus') or '-'} | {_adapt_facts(b)} | {a['backend']} | "
              f"{T.eer(a)} | {T.eer(b)} | {T.dcf(a)} | {T.dcf(b)} | "
-             f"{T.num(a.get('cllr'), '.3f')} | {T.num(b.get('cllr'), '.3f')}" for a, b in pairs]
+             f"{T.num(a.get('cllr'), '.3f')} | {T.num(b.get('cllr'), '.3f')} | {T.run_cells(a)}"
+             for a, b in pairs]
     text = "".join(T.pair_reading(a, b, f"{a['system']} {a['backend']} adapted "
                                   f"({domain(a)})") for a, b in pairs)
     return T.table("PLDA adaptation to the evaluation domain",
                    "system | trained on | evaluated on | adaptation | backend | EER (%) "
                    "unadapted | EER (%) adapted | minDCF(0.01) unadapted | minDCF(0.01) "
-                   "adapted | Cllr unadapted | Cllr adapted", lines, text + "\n")
+                   "adapted | Cllr unadapted | Cllr adapted | " + T.RUN_HEADER, lines,
+                   text + "\n")
 
 
 def subgroups_table(rows: List[dict]) -> str:
@@ -205,7 +209,8 @@ def thresholds_table(sections: Dict[str, List[dict]], backends: Sequence[str]) -
                          f"{r.get('calibration') or '-'} | "
                          f"{T.num(point and point['threshold'], '.3f')} | {T.num(own, '.3f')} | "
                          f"{T.num(shift, '+.3f')} | {T.num(r.get('min_dcf_0.01'), '.3f')} | "
-                         f"{T.num(r.get('act_dcf_0.01'), '.3f')} | {T.num(lost, '.3f')}")
+                         f"{T.num(r.get('act_dcf_0.01'), '.3f')} | {T.num(lost, '.3f')} | "
+                         f"{T.run_cells(r)}")
     if not lines:
         return ""
     text = ""
@@ -221,6 +226,6 @@ def thresholds_table(sections: Dict[str, List[dict]], backends: Sequence[str]) -
     return T.table("Thresholds: calibration trials against each evaluation set",
                    "system | backend | evaluated on | calibrated on | EER threshold, calibration"
                    " | EER threshold, evaluation | shift | minDCF(0.01) | actual DCF(0.01) | "
-                   "actual - min", lines, text + ("\n" if text else "")
+                   "actual - min | " + T.RUN_HEADER, lines, text + ("\n" if text else "")
                    + ("A '-' evaluation threshold: stage 7 did not record `eer_threshold` "
                       "in results.json.\n\n" if blank else ""))
