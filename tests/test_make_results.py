@@ -283,6 +283,16 @@ def test_rows_without_intervals_are_not_ranked(tmp_path):
             "pretrained, cross-corpus, combined training, subgroups.") in page
 
 
+def test_a_row_without_its_backend_is_an_error_naming_the_file(tmp_path, capsys):
+    exp = tmp_path / "exp" / "x"
+    bad = row("a", "plda", 0.05)
+    del bad["backend"]
+    dump(exp / "a" / "results.json", [row("a", "cosine", 0.1), bad])
+    assert make_results.main(["--out", str(tmp_path / "R.md"), str(exp)]) == 1
+    assert f"{exp / 'a' / 'results.json'}: row 2 has no 'backend'" in capsys.readouterr().err
+    assert not (tmp_path / "R.md").exists()
+
+
 def test_no_results_is_an_error(tmp_path, capsys):
     os.makedirs(tmp_path / "exp" / "x")
     assert make_results.main(["--out", str(tmp_path / "R.md"), str(tmp_path / "exp")]) == 1

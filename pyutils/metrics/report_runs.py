@@ -230,11 +230,23 @@ def collect(exp_dirs: Sequence[str]) -> Dict[str, List[dict]]:
             "eval_corpus": eval_corpus, "eval_set": eval_set, "train_data": run.get("train_data"),
             "facts": {k: v for k, v in run.items() if k not in KNOWN_FACTS and v not in ("", None)},
             "model_dir": model_dir, "exp_dir": exp_dir, "source": facts.source}
-        for row in _json(os.path.join(where, "results.json")) or []:
+        for row in _results(os.path.join(where, "results.json")):
             groups.setdefault(section, []).append({**row, **base})
     for rows in groups.values():
         mark_seed_groups(rows)
     return groups
+
+
+def _results(path: str) -> List[dict]:
+    """Stage 7's rows; a row without its system or back-end is an error naming the file."""
+    rows = read_json(path)
+    if not isinstance(rows, list):
+        raise ValueError(f"{path}: expected a list of result rows")
+    for number, row in enumerate(rows, 1):
+        missing = [k for k in ("system", "backend") if not isinstance(row, dict) or k not in row]
+        if missing:
+            raise ValueError(f"{path}: row {number} has no '{missing[0]}'")
+    return rows
 
 
 def mark_seed_groups(rows: Iterable[dict]) -> None:
