@@ -325,3 +325,15 @@ def test_run_info_records_facts_and_keeps_the_training_record(tmp_path):
     assert first["corpus"] == "asc" and first["machine"] and first["date"].endswith("Z")
     assert run_info.main(["--newer-than", str(summary), str(info), "corpus=other"]) == 0
     assert json.loads(info.read_text())["corpus"] == "asc"          # not overwritten
+
+
+def test_training_read_from_config_ssl_first_then_init_from(tmp_path):
+    from pyutils.metrics.report_runs import ModelFacts, training_label
+    dump(tmp_path / "moco" / "config.yaml", config(ssl={"method": "moco"}))
+    dump(tmp_path / "dino_from_moco" / "config.yaml", config(
+        ssl={"method": "dino"}, training={"init_from": str(tmp_path / "moco" / "final.pt")}))
+    dump(tmp_path / "ft" / "config.yaml", config(training={"init_from": "nowhere/final.pt"}))
+    moco, dino, ft = (ModelFacts(str(tmp_path / d)) for d in ("moco", "dino_from_moco", "ft"))
+    assert training_label(dino, moco) == "label-free (dino), as-is, started from moco"
+    assert training_label(ft, None) == "fine-tuned from nowhere/final.pt"
+    assert training_label(ft, moco) == "label-free (moco), fine-tuned with labels"

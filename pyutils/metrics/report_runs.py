@@ -121,11 +121,12 @@ class ModelFacts:
 
     @property
     def kind(self) -> str:
-        """label-free | fine-tuned | imported | supervised."""
-        if self.init_from:
-            return "fine-tuned"
+        """label-free | fine-tuned | imported | supervised (label-free first: a label-free
+        run continued from another model is still label-free)."""
         if self.method:
             return "label-free"
+        if self.init_from:
+            return "fine-tuned"
         if self.source and not self.trained_here:
             return "imported"
         return "supervised"
@@ -182,7 +183,9 @@ def training_label(facts: ModelFacts, parent: Optional[ModelFacts]) -> str:
     """How the network was trained, in words: the label-free and pretrained tables' key."""
     kind = facts.kind
     if kind == "label-free":
-        return f"label-free ({facts.method}), as-is"
+        return f"label-free ({facts.method}), as-is" + (
+            f", started from {os.path.basename(parent.dir) if parent else facts.init_from}"
+            if facts.init_from else "")
     if kind == "imported":
         return f"pretrained ({facts.source}), as-is"
     if kind == "supervised":
