@@ -337,3 +337,13 @@ def test_training_read_from_config_ssl_first_then_init_from(tmp_path):
     assert training_label(dino, moco) == "label-free (dino), as-is, started from moco"
     assert training_label(ft, None) == "fine-tuned from nowhere/final.pt"
     assert training_label(ft, moco) == "label-free (moco), fine-tuned with labels"
+
+
+def test_an_imported_model_known_by_its_marker_alone(tmp_path):
+    from pyutils.metrics.report_runs import ModelFacts
+    model = tmp_path / "ge2e"
+    dump(model / "config.yaml", {"model": {"name": "ge2e"}})
+    (model / ".done").write_text("abc\nrun 2026-12-06T12:00:00 x\n"
+                                 "converted from /m/resemblyzer/pretrained.pt\n")
+    facts = ModelFacts(str(model))
+    assert (facts.kind, facts.source) == ("imported", "resemblyzer/pretrained.pt")

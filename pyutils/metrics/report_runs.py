@@ -116,7 +116,8 @@ class ModelFacts:
                              self.summary.get("loss") if self.summary.get("loss") in LABEL_FREE
                              else None)
         pretrained = _first(self.config.get("pretrained"), self.summary.get("pretrained"),
-                            self.trained.get("pretrained"))
+                            self.summary.get("imported"), self.trained.get("pretrained"),
+                            _converted_from(os.path.join(model_dir, ".done")))
         self.source = _source_name(pretrained) if pretrained else None
 
     @property
@@ -147,6 +148,17 @@ class ModelFacts:
                           sort_keys=True)
 
 
+def _converted_from(marker: str) -> Optional[str]:
+    """The source import_model's ``.done`` names ('converted from SRC, ...'), if any."""
+    if not os.path.isfile(marker):
+        return None
+    with open(marker, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            if line.startswith("converted from "):
+                return line[len("converted from "):].split(",")[0].strip()
+    return None
+
+
 def _source_name(pretrained) -> str:
     """'resemblyzer' from import_model's ``pretrained: {converted_by: ...convert.resemblyzer}``."""
     if isinstance(pretrained, dict):
@@ -157,8 +169,9 @@ def _source_name(pretrained) -> str:
     if isinstance(name, (list, tuple)):
         name = name[0] if name else "?"
     name = str(name)
-    if "/" in name:
-        name = os.path.basename(os.path.normpath(name))
+    if "/" in name:                 # a path: its file with the folder naming the model
+        parts = os.path.normpath(name).split(os.sep)
+        name = "/".join(parts[-2:]) if "." in parts[-1] else parts[-1]
     return name.rsplit(".", 1)[-1] if name.startswith("pyutils.") else name
 
 
