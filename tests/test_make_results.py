@@ -38,6 +38,10 @@ def config(model="ecapa_c512", seed=42, **extra):
             "training": {"epochs": 4, "seed": seed}, **extra}
 
 
+AUGMENT = {"speed": {"prob": 0.667, "factors": [0.9, 1.1]}, "noise": {"prob": 0.4},
+           "reverb": {"prob": 0.0}}
+
+
 def system(exp, name, rows, cfg, corpus="speechocean762", info=SO762, where=None,
            summary=None, chunks=12288, minutes=16.0):
     """A trained model dir (summary, train_info, config.yaml) and its results in ``where``."""
@@ -67,10 +71,10 @@ def make_exp(root):
                               row("", "plda_qmf", 0.0580, 0.0075, cllr=0.30,
                                   **{"act_dcf_0.01": 0.52}),
                               row("", "plda_adapt", 0.0500, 0.0075)] + sub,
-           config(), info={**SO762, "plda_adapt_data": "data/speechocean762/train (unlabelled)"})
+           config(augmentation=AUGMENT), info={**SO762, "plda_adapt_data": "data/speechocean762/train (unlabelled)"})
     for seed, eer in ((2, 0.0673), (3, 0.0473)):
         system(exp, f"ecapa_aug_seed{seed}", [row("", "cosine", 0.10), row("", "plda", eer, 0.015)],
-               config(seed=seed))
+               config(seed=seed, augmentation=AUGMENT))
     system(exp, "xvector", [row("", "cosine", 0.12, 0.015), row("", "plda", 0.0610, 0.009)] + sub,
            config("xvector", seed=777), summary={"loss": "softmax"})
     moco = system(exp, "ecapa_moco", [row("", "cosine", 0.20), row("", "plda", 0.15)],
@@ -120,7 +124,8 @@ def test_networks_one_row_per_network_with_fixed_and_best_backends(tmp_path):
     assert [l.split(" | ")[0] for l in nets.splitlines() if l.startswith("| ")][1:] == \
         ["| ecapa_aug", "| ge2e_scratch", "| xvector"]   # no seed replicates, label-free,
     #                                        pretrained or other corpora's runs
-    ecapa = line(nets, "| ecapa_aug | ecapa_c512 | aam | supervised, from scratch | ")
+    ecapa = line(nets, "| ecapa_aug | ecapa_c512 | aam | supervised, from scratch | noise, speed | ")
+    assert "| xvector | xvector | softmax | supervised, from scratch | none | " in nets
     assert "| 9.83 [8.58, 11.08] | 5.73 [4.98, 6.48] | plda_adapt | 5.00 [4.25, 5.75] |" in ecapa
     assert "| 12,288 chunks, 4 epochs | 16.0 | Xeon, 2 CPUs | 2026-12-06 | abc123 |" in ecapa
     assert ("With plda, lowest EER: ecapa_aug plda (5.73 %). It is not separated from "

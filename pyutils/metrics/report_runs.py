@@ -119,6 +119,9 @@ class ModelFacts:
                             self.summary.get("imported"), self.trained.get("pretrained"),
                             _converted_from(os.path.join(model_dir, ".done")))
         self.source = _source_name(pretrained) if pretrained else None
+        augment = self.config.get("augmentation") or {}
+        self.augmentation = ", ".join(k for k, v in augment.items()
+                                      if isinstance(v, dict) and v.get("prob", 1) > 0) or None
 
     @property
     def kind(self) -> str:
@@ -242,6 +245,7 @@ def collect(exp_dirs: Sequence[str]) -> Dict[str, List[dict]]:
             "commit": _first(trained.get("commit"), run.get("commit")),
             "calibration": run.get("calibration"), "kind": facts.kind,
             "training": training_label(facts, parent), "seed": facts.seed,
+            "augmentation": facts.augmentation,
             "seed_key": facts.seed_key(train), "train_corpora": train,
             "eval_corpus": eval_corpus, "eval_set": eval_set, "train_data": run.get("train_data"),
             "facts": {k: v for k, v in run.items() if k not in KNOWN_FACTS and v not in ("", None)},

@@ -73,11 +73,11 @@ def networks_table(rows: List[dict], backends: Sequence[str]) -> str:
         first, top = next(iter(by_backend.values())), best(by_backend)
         bests.append(top)
         lines.append(f"{first['system']} | {first.get('model') or '-'} | {first.get('loss') or '-'}"
-                     f" | {first['training']} | "
+                     f" | {first['training']} | {first.get('augmentation') or 'none'} | "
                      + " | ".join(T.eer(by_backend.get(b)) for b in backends)
                      + f" | {top['backend'] if top else '-'} | {T.eer(top)} | {T.dcf(top)} | "
                      f"{T.run_cells(first)}")
-    header = ("system | network | loss | training | "
+    header = ("system | network | loss | training | augmentation (on the fly) | "
               + " | ".join(f"{b} EER (%)" for b in backends)
               + " | best back-end | its EER (%) [95% CI] | its minDCF(0.01) [95% CI] | "
               + T.RUN_HEADER)
