@@ -16,8 +16,12 @@ scale) and owns its front-end (:mod:`pyutils.features.ge2e_mel`):
   embedded, averaged and L2-normalised.  Equals the package's embeddings
   (tests/test_import_resemblyzer.py).  Audio the VAD finds no speech in is
   embedded untrimmed (Resemblyzer would fail);
-- train: the mel spectrogram of each chunk through the LSTM as one sequence
-  (the trainer's chunks take the place of GE2E's partials).
+- train: each chunk is one partial: its mel spectrogram through the LSTM as one
+  sequence, a chunk shorter than a partial (1.6 s) zero-padded to one, as
+  ``embed_utterance`` pads a short utterance (the trainer's chunks take the place of
+  GE2E's partials).  The utterances are prepared (volume, VAD trimming) by the
+  training source once (``features.prepare: ge2e``,
+  :meth:`pyutils.features.pipeline.FeaturePipeline.training_waveform`).
 """
 from __future__ import annotations
 
@@ -60,8 +64,12 @@ class GE2E(EmbeddingNet):
         raw = self.relu(self.linear(hidden[-1]))
         return raw / torch.norm(raw, dim=1, keepdim=True).clamp_min(1e-12)
 
-    def _mels(self, wav: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(ge2e_mel.mel_spectrogram(wav))
+    def partial_mels(self, wav: np.ndarray) -> torch.Tensor:
+        """(frames, num_mels) of one training chunk in [-1, 1]: ``len // 160`` frames,
+        at least a partial's 160 (zero-padded as ``embed_utterance`` pads)."""
+        frames = max(len(wav), ge2e_mel.PARTIAL_FRAMES * self.frame_shift) // self.frame_shift
+        wav = np.pad(wav, (0, max(0, frames * self.frame_shift - len(wav))))
+        return torch.from_numpy(ge2e_mel.mel_spectrogram(wav)[:frames])
 
     def embed_utterance(self, wav: np.ndarray) -> torch.Tensor:
         """(embed_dim,) embedding of one float waveform in [-1, 1] (Resemblyzer's pipeline)."""
@@ -80,6 +88,7 @@ class GE2E(EmbeddingNet):
         audio = waveform.detach().double().cpu().numpy() / INT16_SCALE
         if not self.training:
             return torch.stack([self.embed_utterance(wav) for wav in audio])
-        mels = torch.stack([self._mels(wav) for wav in audio]).to(self.linear.weight.device)
+        mels = torch.stack([self.partial_mels(wav) for wav in audio]).to(
+            self.linear.weight.device)
         return self.embed_mels(mels)
 
