@@ -151,7 +151,8 @@ def test_imported_ge2e_adapts_with_a_fresh_classifier(tmp_path):
     (tmp_path / "adapt.yaml").write_text(yaml.safe_dump(base))
     final = str(tmp_path / "ge2e" / "final.pt")
     assert adapt.main([str(tmp_path / "adapt.yaml"), final, str(tmp_path / "init.yaml")]) == 0
-    assert yaml.safe_load((tmp_path / "init.yaml").read_text())["features"] == {"type": "waveform"}
+    features = yaml.safe_load((tmp_path / "init.yaml").read_text())["features"]
+    assert features == {"type": "waveform", "prepare": "ge2e"}
     train(str(tmp_path / "init.yaml"), str(data), str(tmp_path / "exp"))
     start = checkpoint.load(final)["model"]
     first = checkpoint.load(str(tmp_path / "exp" / "models" / "epoch_1.pt"))

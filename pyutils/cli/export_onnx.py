@@ -3,7 +3,15 @@
     python -m pyutils.cli.export_onnx --model exp/asc/xvector/final.pt \\
         --out exp/asc/xvector/extract/embedding.onnx
 
-The export is checked against PyTorch on two lengths.  A network that does not
+    python -m pyutils.cli.export_onnx --network-part --model exp/pretrained/ge2e/final.pt \
+        --out ge2e_network.onnx
+
+The export is checked against PyTorch on two lengths.  ``--network-part``: for a model
+whose front-end is numpy (``ge2e``, ``sb_ecapa``; their whole forward does not export), the
+network after that front-end, whose input is ``model.frontend(wav)``
+(:func:`pyutils.deploy.export.export_network_part`: ONNX Runtime on it equals the eager
+model within 1e-4); the front-end stays outside the graph, and stage 4 extracts these
+models with PyTorch.  A network that does not
 export leaves no file and exits 0 with a warning: the extraction then runs on
 PyTorch (its log says so).  Skips the work when ``<out>.done`` records the same model.
 """
@@ -23,6 +31,8 @@ def main(argv=None):
     parser.add_argument("--model", required=True, help="final.pt of a training run")
     parser.add_argument("--out", required=True, help="the .onnx file to write")
     parser.add_argument("--min-chunk-size", type=int, default=25)
+    parser.add_argument("--network-part", action="store_true",
+                        help="a numpy front-end's model (ge2e, sb_ecapa): the network after it")
     parser.add_argument("--stamp-extra", action="append", default=[],
                         help="more inputs for the marker (e.g. the training stage's .done)")
     args = parser.parse_args(argv)
@@ -35,6 +45,16 @@ def main(argv=None):
         return
     set_threads(2)
     model, feat_dim = load_model_and_dim(args.model)
+    if args.network_part:
+        if not hasattr(model, "network_part"):
+            parser.error(f"--network-part: {args.model} has no numpy front-end to keep outside "
+                         f"(export its whole network without --network-part)")
+        from pyutils.deploy.export import export_network_part
+        worst = export_network_part(model, args.out)
+        log.info("exported %s: the network after %s's numpy front-end (max |ONNX - PyTorch| "
+                 "%.1e)", args.out, type(model).__name__, worst)
+        write_lines(marker, [stamp, "onnx network part"])
+        return
     path = export_for_extraction(model, feat_dim, args.out, args.min_chunk_size)
     write_lines(marker, [stamp, "onnx" if path else "failed: extraction uses PyTorch"])
 

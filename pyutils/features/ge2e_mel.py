@@ -177,3 +177,16 @@ def partial_mels(wav: np.ndarray, rate: float = 1.3, min_coverage: float = 0.75
         wav = np.pad(wav, (0, end - len(wav)))
     mel = mel_spectrogram(wav)
     return np.stack([mel[s] for s in mel_slices])
+
+
+def utterance_partials(wav: np.ndarray, vad: bool = True, vad_mode: int = 3, rate: float = 1.3,
+                       min_coverage: float = 0.75) -> np.ndarray:
+    """(partials, 160, 40) network input of one utterance in [-1, 1], as
+    ``VoiceEncoder.embed_utterance`` after ``preprocess_wav`` makes it: volume, VAD
+    trimming (audio it finds no speech in stays untrimmed), the partial mel windows."""
+    wav = normalize_volume(np.asarray(wav, dtype=np.float64))
+    if vad:
+        trimmed = trim_long_silences(wav, vad_mode)
+        wav = trimmed if len(trimmed) else wav
+    return partial_mels(wav, rate, min_coverage)
+

@@ -16,7 +16,11 @@ package's front-end, so they agree to the bit.  It offers
   voiced ones (Kaldi's ``apply-cmvn-sliding`` + ``select-voiced-frames``, run
   by both ``prepare_feats_for_egs.sh`` and ``extract_xvectors.sh``);
 * :meth:`~FeaturePipeline.chunk`: the voiced rows of a training chunk computed
-  on its span only (the frames their CMN windows cover, and their audio).
+  on its span only (the frames their CMN windows cover, and their audio);
+* :meth:`~FeaturePipeline.training_waveform`: a waveform model's training utterance,
+  prepared as the network prepares its input at extraction (``features.prepare``:
+  ``ge2e``: Resemblyzer's volume normalisation and VAD trimming, so that training
+  chunks are cut from the speech the GE2E network embeds).
 
 Dither is seeded by crc32 of the utterance id (:func:`dither_rng`), so each
 path gives the same numbers for the same utterance.  Conf files are read when
@@ -49,6 +53,9 @@ COMPUTERS = {"mfcc": MfccComputer, "fbank": FbankComputer}
 DEFAULT_CONFS = {"mfcc": "conf/mfcc.conf", "fbank": "conf/fbank.conf",
                  "vad": "conf/vad.conf", "cmvn": "conf/cmvn.conf"}
 WAVEFORM_RATE = 16000    # waveform models take 16 kHz samples
+# features.prepare of a waveform model: what its network does to an utterance before its own
+# front-end at extraction, done once per training utterance (the network's eval path does it).
+PREPARES = ("ge2e",)
 
 
 def cmn_options(conf_path: str) -> dict:
@@ -133,10 +140,15 @@ class FeaturePipeline:
     def __init__(self, kind: str = "mfcc", conf: Optional[str] = None,
                  vad_conf: Optional[str] = None, cmvn_conf: Optional[str] = None,
                  vad_feat_conf: Optional[str] = None, on_the_fly: bool = False,
-                 sample_rate: int = WAVEFORM_RATE):
+                 sample_rate: int = WAVEFORM_RATE, prepare: Optional[str] = None):
         self.confs = conf_paths({"type": kind, "conf": conf, "vad_conf": vad_conf,
                                  "cmvn_conf": cmvn_conf, "vad_feat_conf": vad_feat_conf})
         self.kind, self.on_the_fly = kind, bool(on_the_fly)
+        if prepare is not None and (kind != "waveform" or prepare not in PREPARES):
+            raise ValueError(f"features.prepare: '{prepare}' is not one of "
+                             f"{', '.join(PREPARES)} for a waveform model (features.type: "
+                             f"{kind})")
+        self.prepare = prepare
         self.input_type = "waveform" if kind == "waveform" else "feats"
         self._waveform_rate = int(sample_rate)
 
@@ -148,7 +160,8 @@ class FeaturePipeline:
         features = dict(features or {"type": "mfcc"})
         kind = str(features.get("type", "mfcc"))
         return cls(kind, **conf_paths(features, root),
-                   on_the_fly=bool(features.get("on_the_fly", False)))
+                   on_the_fly=bool(features.get("on_the_fly", False)),
+                   prepare=features.get("prepare"))
 
     def load(self, cmn: bool = True) -> "FeaturePipeline":
         """Read every conf now (a missing or bad one is an error here, not at the first
@@ -252,6 +265,20 @@ class FeaturePipeline:
         if self.kind != "waveform" and self.vad_computer.num_frames(len(waveform)) == 0:
             raise AudioError(f"{where}: {len(samples)} samples ({duration:.4f} s) are shorter "
                              f"than one frame", audio.TOO_SHORT)
+        return waveform
+
+    def training_waveform(self, samples: np.ndarray, rate: float) -> np.ndarray:
+        """A waveform model's training utterance (int16 scale): :meth:`prepare_waveform`,
+        then ``features.prepare``: ``ge2e`` normalises the volume and drops what the
+        WebRTC VAD calls silence, as :class:`pyutils.models.ge2e.GE2E` does to an
+        utterance at extraction (one the VAD finds no speech in stays untrimmed, as there)."""
+        waveform = self.prepare_waveform(samples, rate)
+        if self.prepare == "ge2e":
+            from pyutils.features import ge2e_mel
+            scale = 32768.0      # int16-scale samples <-> [-1, 1] (pyutils.models.ge2e)
+            wav = ge2e_mel.normalize_volume(np.asarray(waveform, dtype=np.float64) / scale)
+            trimmed = ge2e_mel.trim_long_silences(wav)
+            waveform = (trimmed if len(trimmed) else wav) * scale
         return waveform
 
     def features(self, waveform: np.ndarray, key: str) -> np.ndarray:

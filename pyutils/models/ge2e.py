@@ -16,8 +16,12 @@ scale) and owns its front-end (:mod:`pyutils.features.ge2e_mel`):
   embedded, averaged and L2-normalised.  Equals the package's embeddings
   (tests/test_import_resemblyzer.py).  Audio the VAD finds no speech in is
   embedded untrimmed (Resemblyzer would fail);
-- train: the mel spectrogram of each chunk through the LSTM as one sequence
-  (the trainer's chunks take the place of GE2E's partials).
+- train: each chunk is one partial: its mel spectrogram through the LSTM as one
+  sequence, a chunk shorter than a partial (1.6 s) zero-padded to one, as
+  ``embed_utterance`` pads a short utterance (the trainer's chunks take the place of
+  GE2E's partials).  The utterances are prepared (volume, VAD trimming) by the
+  training source once (``features.prepare: ge2e``,
+  :meth:`pyutils.features.pipeline.FeaturePipeline.training_waveform`).
 """
 from __future__ import annotations
 
@@ -60,26 +64,47 @@ class GE2E(EmbeddingNet):
         raw = self.relu(self.linear(hidden[-1]))
         return raw / torch.norm(raw, dim=1, keepdim=True).clamp_min(1e-12)
 
-    def _mels(self, wav: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(ge2e_mel.mel_spectrogram(wav))
+    def partial_mels(self, wav: np.ndarray) -> torch.Tensor:
+        """(frames, num_mels) of one training chunk in [-1, 1]: ``len // 160`` frames,
+        at least a partial's 160 (zero-padded as ``embed_utterance`` pads)."""
+        frames = max(len(wav), ge2e_mel.PARTIAL_FRAMES * self.frame_shift) // self.frame_shift
+        wav = np.pad(wav, (0, max(0, frames * self.frame_shift - len(wav))))
+        return torch.from_numpy(ge2e_mel.mel_spectrogram(wav)[:frames])
+
+    def frontend(self, wav: np.ndarray) -> np.ndarray:
+        """The numpy front-end of one float waveform in [-1, 1]: its (partials, 160,
+        num_mels) mel windows (:func:`pyutils.features.ge2e_mel.utterance_partials`)."""
+        return ge2e_mel.utterance_partials(wav, self.vad, self.vad_mode, self.rate,
+                                           self.min_coverage)
+
+    def network_part(self) -> nn.Module:
+        """The network after :meth:`frontend`: (partials, frames, num_mels) -> (1, embed_dim),
+        the partials' embeddings averaged and L2-normed (what the ONNX export holds)."""
+        return GE2EPartials(self)
 
     def embed_utterance(self, wav: np.ndarray) -> torch.Tensor:
         """(embed_dim,) embedding of one float waveform in [-1, 1] (Resemblyzer's pipeline)."""
-        wav = ge2e_mel.normalize_volume(np.asarray(wav, dtype=np.float64))
-        if self.vad:
-            trimmed = ge2e_mel.trim_long_silences(wav, self.vad_mode)
-            wav = trimmed if len(trimmed) else wav
-        mels = ge2e_mel.partial_mels(wav, self.rate, self.min_coverage)
-        device = self.linear.weight.device
-        partials = self.embed_mels(torch.from_numpy(mels).to(device))
-        mean = partials.mean(dim=0)
-        return mean / torch.norm(mean).clamp_min(1e-12)
+        mels = torch.from_numpy(self.frontend(wav)).to(self.linear.weight.device)
+        return self.network_part()(mels)[0]
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         """(batch, samples) int16-scale waveform -> (batch, embed_dim)."""
         audio = waveform.detach().double().cpu().numpy() / INT16_SCALE
         if not self.training:
             return torch.stack([self.embed_utterance(wav) for wav in audio])
-        mels = torch.stack([self._mels(wav) for wav in audio]).to(self.linear.weight.device)
+        mels = torch.stack([self.partial_mels(wav) for wav in audio]).to(
+            self.linear.weight.device)
         return self.embed_mels(mels)
+
+
+class GE2EPartials(nn.Module):
+    """One utterance's partial mel windows -> its embedding (``GE2E.network_part``)."""
+
+    def __init__(self, ge2e: GE2E):
+        super().__init__()
+        self.ge2e = ge2e
+
+    def forward(self, mels: torch.Tensor) -> torch.Tensor:
+        mean = self.ge2e.embed_mels(mels).mean(dim=0, keepdim=True)
+        return mean / torch.norm(mean, dim=1, keepdim=True).clamp_min(1e-12)
 

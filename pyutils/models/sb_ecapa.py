@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 import torch
+
 from pyutils.features import sb_fbank
 from pyutils.models.base import EmbeddingNet
 from pyutils.models.ecapa import ECAPATDNN
@@ -38,9 +40,18 @@ class SpeechBrainECAPA(EmbeddingNet):
                                layout="speechbrain")
         self.set_head(int(embed_dim))
 
+    def frontend(self, wav: np.ndarray) -> np.ndarray:
+        """The numpy front-end of one float waveform in [-1, 1]: (1, frames, num_mels)."""
+        return sb_fbank.features(wav, self.num_mels)[None]
+
+    def network_part(self) -> torch.nn.Module:
+        """The network after :meth:`frontend`: (batch, frames, num_mels) -> (batch,
+        embed_dim) (what the ONNX export holds)."""
+        return self.ecapa
+
     def features(self, waveform: torch.Tensor) -> torch.Tensor:
         audio = waveform.detach().double().cpu().numpy() / INT16_SCALE
-        feats = [torch.from_numpy(sb_fbank.features(wav, self.num_mels)) for wav in audio]
+        feats = [torch.from_numpy(self.frontend(wav)[0]) for wav in audio]
         return torch.stack(feats).to(next(self.parameters()).device)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:

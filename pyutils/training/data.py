@@ -14,7 +14,8 @@ Three sources share one interface (``lengths``, ``labels``, ``num_classes``,
   With dither 0 and no augmentation it gives the numbers of the precomputed
   path;
 * :class:`WaveformStore` gives raw waveform chunks (int16 scale) for
-  waveform models, augmented per chunk.
+  waveform models, augmented per chunk (each utterance first prepared as
+  ``features.prepare`` says: GE2E's volume normalisation and VAD trimming).
 
 Speed perturbation makes each speed a new set of speakers (WeSpeaker): the
 utterance at speed index k has label ``speaker + k * num_speakers``.  Every
@@ -217,9 +218,13 @@ class WaveformStore(_AudioSource):
     input_type = "waveform"
 
     def __init__(self, data_dir: str, rate: int = 16000, augmenter=None, speeds=(1.0,),
-                 utts=None, speakers=None, speed_prob: Optional[float] = None):
+                 utts=None, speakers=None, speed_prob: Optional[float] = None,
+                 pipeline: Optional[FeaturePipeline] = None):
         self.speed_prob = speed_prob
-        super().__init__(data_dir, utts, speeds, augmenter, rate, speakers)
+        # features.prepare (GE2E: volume, VAD trimming) once per utterance, before speed
+        prepare = pipeline.training_waveform if pipeline is not None and pipeline.prepare \
+            else None
+        super().__init__(data_dir, utts, speeds, augmenter, rate, speakers, prepare=prepare)
         self.lengths = np.array([len(a) for a in self.audio])
         self.feat_dim = 1
 

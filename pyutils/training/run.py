@@ -15,6 +15,10 @@ the same way for both.  Layout written under ``exp_dir``::
     inputs.json        each stamp item's fingerprint (names what changed later)
     .done              completion marker: the fingerprint of the config and data
 
+``training.epochs: 0`` with ``training.init_from``: the model scored as it is (an
+imported one): ``final.pt`` holds the network of ``init_from`` whole, head included,
+and no epoch runs (``train_summary.json``'s ``start: as-is``).
+
 Set-up: a finished run (``.done`` matching the inputs) is left alone unless
 ``force``; :func:`~pyutils.training.restart.must_start_over` decides whether
 the run starts over or is refused; the device, the process group
@@ -191,6 +195,9 @@ class Run:
             check_resumable(state, self.resume_from, self.exp_dir, config, self.config_path,
                             self.data_stamp)
         self.epochs = int(self.train_cfg["epochs"])
+        if self.epochs < 0 or (self.epochs == 0 and not self.train_cfg.get("init_from")):
+            raise ValueError(f"{self.config_path}: training.epochs must be at least 1 (0 keeps "
+                             f"training.init_from as it is, and needs one), got {self.epochs}")
         training.build(self)
         self.start_epoch = 0
         if state is not None:
@@ -236,8 +243,9 @@ class Run:
         waits for them."""
         training = self.training
         if self.rank.main:
-            weights = checkpoint.average(self.model_dir, self.epochs,
-                                         int(self.train_cfg.get("average_last", 1)))
+            weights = training.networks_state()["model"] if self.epochs == 0 else \
+                checkpoint.average(self.model_dir, self.epochs,
+                                   int(self.train_cfg.get("average_last", 1)))
             checkpoint.save(self.final_path, {"model": weights, "config": self.config,
                                               **training.final_fields()})
             stats = [checkpoint.load(checkpoint.epoch_path(self.model_dir, e)).get("stats", {})

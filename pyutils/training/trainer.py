@@ -22,6 +22,7 @@ import torch
 
 from pyutils.features.pipeline import FeaturePipeline
 from pyutils.losses import build_loss
+from pyutils.training import checkpoint
 from pyutils.training.loader import build_loader
 from pyutils.training.data import (OnTheFlyFeatures, PrecomputedFeatures, WaveformStore,
                                    read_utt2spk, speed_versions, split_validation)
@@ -62,6 +63,8 @@ def build_sources(config: dict, data_dir: str):
     data_format = str(config["data"].get("format", "raw"))
     if data_format not in ("raw", "shard"):
         raise ValueError(f"data.format must be raw or shard, got '{data_format}'")
+    if data_format == "shard" and pipeline.prepare:
+        raise ValueError(f"features.prepare: {pipeline.prepare} needs data.format: raw")
     if data_format == "shard":   # streamed from tar shards (pyutils.training.shard_source)
         if config["data"].get("sampling", "utterance") != "utterance":
             raise ValueError("data.format: shard streams every utterance once per pass: "
@@ -81,7 +84,7 @@ def build_sources(config: dict, data_dir: str):
     def make(utts, aug, spd, speakers=None):
         if kind == "waveform":
             return WaveformStore(data_dir, augmenter=aug, speeds=spd, utts=utts, speakers=speakers,
-                                 speed_prob=speed_prob)
+                                 speed_prob=speed_prob, pipeline=pipeline)
         return OnTheFlyFeatures(data_dir, pipeline=pipeline, augmenter=aug, speeds=spd,
                                 utts=utts, speakers=speakers, speed_prob=speed_prob)
     train = make(train_utts, augmenter, speeds)
@@ -168,7 +171,7 @@ class Supervised(Training):
         if not train_cfg.get("init_from"):
             return
         # a new run from a pre-trained encoder (head, loss fresh)
-        from pyutils.training.selfsup.pretrained import init_classifier, init_encoder
+        from pyutils.training.selfsup.pretrained import init_classifier, init_encoder, init_head
         init_encoder(self.model, str(train_cfg["init_from"]), run.config["model"],
                      self.source.feat_dim)
         if train_cfg.get("init_head", "fresh") not in ("fresh", "keep"):
@@ -176,6 +179,8 @@ class Supervised(Training):
                              f"'{train_cfg['init_head']}'")
         if train_cfg.get("init_head", "fresh") == "keep":   # large-margin fine-tuning
             init_classifier(self.model, self.loss_fn, str(train_cfg["init_from"]))
+        elif run.epochs == 0:           # scored as it is: its own head too
+            init_head(self.model, str(train_cfg["init_from"]))
 
     def prepare(self, run: Run) -> None:
         rank, net = run.rank, self.net
@@ -241,10 +246,23 @@ class Supervised(Training):
         seconds, chunks = totals(stats, "chunks")
         last = stats[-1] if stats else {}
         return {"model": run.config["model"]["name"], "loss": run.config["loss"]["name"],
+                **start_fields(run.train_cfg.get("init_from"), run.epochs),
                 "parameters": int(self.model.num_parameters()), "epochs": run.epochs,
                 "chunks": chunks, **rates(seconds, chunks), "processes": run.rank.world,
                 "distributed": run.rank.backend, "final_train_accuracy": last.get("accuracy"),
                 "final_valid_accuracy": last.get("valid_accuracy")}
+
+
+def start_fields(init_from: Optional[str], epochs: int) -> dict:
+    """The summary's ``start``: ``scratch`` (random weights), ``fine-tuned`` (trained on from
+    ``init_from``) or ``as-is`` (``init_from`` unchanged, 0 epochs); ``init_from``; and
+    ``init_source``: where that model came from (its import's ``pretrained`` record:
+    ``from`` files and ``converted_by``), None for a model trained here."""
+    if not init_from:
+        return {"start": "scratch", "init_from": None, "init_source": None}
+    saved = checkpoint.load(str(init_from))
+    return {"start": "as-is" if epochs == 0 else "fine-tuned", "init_from": str(init_from),
+            "init_source": (saved.get("config") or {}).get("pretrained")}
 
 
 def train(config_path: str, data_dir: str, exp_dir: str, force: bool = False,

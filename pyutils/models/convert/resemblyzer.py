@@ -42,6 +42,8 @@ def convert(src: str):
                  else int(hidden)}
     model = GE2E(**{k: v for k, v in model_cfg.items() if k != "name"})
     load_checked(model, state, path, ignore=TRAINING_ONLY)
-    config = {"features": {"type": "waveform"}, "model": model_cfg,
+    # training (run.sh --init-from) cuts chunks from utterances prepared as the network
+    # prepares them at extraction: volume, VAD trimming (FeaturePipeline.training_waveform)
+    config = {"features": {"type": "waveform", "prepare": "ge2e"}, "model": model_cfg,
               "loss": {"name": "ge2e_imported"}}
     return model, config, [path]

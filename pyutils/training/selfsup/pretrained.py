@@ -96,6 +96,19 @@ def init_classifier(model: torch.nn.Module, loss_fn: torch.nn.Module, path: str)
                 ", ".join(sorted(with_loss["loss"])), len(head), source)
 
 
+def init_head(model: torch.nn.Module, path: str) -> None:
+    """``training.epochs: 0`` (a model scored as it is): the network's own ``head.*`` tensors
+    from ``path`` too, so the network is the checkpoint's whole (:func:`init_encoder` first)."""
+    saved = checkpoint.load(path)
+    head = {k: v for k, v in saved["model"].items() if k.startswith(HEAD_PREFIX)}
+    wanted = [k for k in model.state_dict() if k.startswith(HEAD_PREFIX)]
+    missing = [k for k in wanted if k not in head]
+    if missing:
+        raise ValueError(f"training.init_from: {path} has no {', '.join(missing[:5])}: it "
+                         f"cannot be used as it is (training.epochs: 0)")
+    model.load_state_dict({k: head[k] for k in wanted}, strict=False)
+
+
 def set_encoder_trainable(model: torch.nn.Module, trainable: bool) -> int:
     """``training.freeze_encoder_epochs``: (un)freeze every parameter outside ``head.*``;
     returns how many tensors changed.  Frozen tensors get no gradient, so the optimiser
