@@ -121,11 +121,12 @@ fi
 # Stage 4: embeddings of train and eval utterances (+ windowed train ones for the back-end,
 # + the in-domain set of plda_adapt_data).
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
-  opts=(--nj $nj --cmd "$cpu_cmd" --input $input --engine $extract_engine)
+  opts=(--nj $nj --cmd "$cpu_cmd" --input $input --engine $extract_engine
+        --batch-size $extract_batch_size --bucket $extract_bucket)
   for x in "$ftrain" "${fevals[@]}" $(if_calib "$fcalib"); do
     steps/extract_embeddings.sh "${opts[@]}" "$dir/final.pt" "$x" "$dir/embeddings_$(basename "${x%_fbank}")"
   done
-  [ $backend_window -eq 0 ] || steps/extract_embeddings.sh "${opts[@]}" --batch-size $extract_batch_size \
+  [ $backend_window -eq 0 ] || steps/extract_embeddings.sh "${opts[@]}" \
     --window $backend_window --window-shift $backend_window_shift "$dir/final.pt" "$ftrain" \
     "$dir/embeddings_train_windows"
   [ -z "$adapt" ] || steps/extract_embeddings.sh "${opts[@]}" "$dir/final.pt" "$fadapt" "$dir/embeddings_adapt"

@@ -24,11 +24,14 @@ Rows (each group runs in its own subprocess, so its peak RSS is its own):
                    input of every network of the zoo: eager PyTorch, torch.compile and ONNX
                    Runtime, at 1 and 2 threads (best of the repeats, with their range), the
                    speed-up ratios, and 20 windows of 300 frames batched (16) vs one at a time;
+* ``compile-<model>``, ``buckets-<model>``, ``profile-<model>`` (bench/bench_speed.py):
+                   eager vs compiled training chunks/s (paired, repeated); one-at-a-time vs
+                   length-bucketed extraction; where an eager training step's time goes;
 * ``cosine``, ``plda`` trials/s of pyutils.backends.scoring.score_trials on 1M random trials
                    over 2,000 synthetic 512-dim embeddings, parsing and writing included.
 
 Run: ``.venv/bin/python bench/run_bench.py [--quick] [--only GROUP] [--out FILE]``.
-``--only`` takes a group name or a prefix (``train``, ``extract``).  ``--quick`` shrinks
+``--only`` takes group names or prefixes (``train``, ``extract``), comma-separated.  ``--quick`` shrinks
 every size for a smoke run; its numbers are not comparable with the targets.
 """
 import os
@@ -59,9 +62,12 @@ sys.path.insert(0, ROOT)
 MODELS = ("xvector", "resnet34", "ecapa_c512", "wav2spk")
 LOADER_MODELS = ("xvector", "ecapa_c512")
 ENGINE_MODELS = ("xvector", "resnet34", "ecapa_c512", "wav2spk", "campplus", "eres2net")
+SPEED_MODELS = ("ecapa_c512", "resnet34")     # issue 21's training targets
+BUCKET_MODELS = ("xvector", "ecapa_c512")
 GROUPS = (["features"] + [f"train-{m}" for m in MODELS] + [f"loader-{m}" for m in LOADER_MODELS]
           + [f"extract-{m}" for m in MODELS] + [f"engines-{m}" for m in ENGINE_MODELS]
-          + ["cosine", "plda"])
+          + [f"{kind}-{m}" for kind in ("compile", "profile") for m in SPEED_MODELS]
+          + [f"buckets-{m}" for m in BUCKET_MODELS] + ["cosine", "plda"])
 NUM_CLASSES = 18          # ASC training speakers (protocol asc-v1)
 EXTRACT_SECONDS = 10.0
 CORPUS = os.path.join(os.environ.get("SV_CORPUS_ROOT", os.path.join(ROOT, "..", "shared", "corpora")),
@@ -476,12 +482,17 @@ def run_group(group: str, quick: bool) -> list:
         return bench_loader(name, quick)
     if kind == "engines":
         return bench_engines(name, quick)
+    if kind in ("compile", "buckets", "profile"):
+        import bench_speed  # noqa: E402 (bench/ is sys.path[0])
+        return (bench_speed.bench_buckets(name, quick) if kind == "buckets" else
+                getattr(bench_speed, f"bench_{kind}")(name, quick, NUM_CLASSES))
     return bench_train(name, quick) if kind == "train" else bench_extract(name, quick)
 
 
 def run_child(group: str, quick: bool) -> list:
     """Run one group in a fresh interpreter; its rows carry that process's peak RSS."""
-    env = {**os.environ, "BENCH_THREADS": "2" if group.startswith("train") else "1"}
+    env = {**os.environ, "BENCH_THREADS": "2" if group.startswith(("train", "compile", "profile"))
+           else "1"}
     if group.startswith("loader"):    # 2 training threads; workers limit themselves to 1
         env["BENCH_THREADS"] = "2"
     cmd = [sys.executable, os.path.abspath(__file__), "--child", group] + (["--quick"] if quick else [])
@@ -552,8 +563,9 @@ def main() -> int:
             row["rss"] = peak_rss_mb()
         print(json.dumps(rows))
         return 0
-    groups = [g for g in GROUPS if args.only is None or g == args.only
-              or g.startswith(args.only + "-")]
+    wanted = None if args.only is None else args.only.split(",")
+    groups = [g for g in GROUPS if wanted is None
+              or any(g == w or g.startswith(w + "-") for w in wanted)]
     if not groups:
         parser.error(f"--only {args.only}: no such group ({', '.join(GROUPS)})")
     rows = []

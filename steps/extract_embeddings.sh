@@ -19,10 +19,11 @@ input=feats         # feats: feats.scp + vad.scp (CMN, voiced frames); waveform:
 device=cpu          # auto, cpu, cuda or cuda:N (embeddings agree across devices to float rounding)
 engine=torch        # torch | compiled (torch.compile) | onnx (ONNX Runtime; exported once per model)
 batch_size=1        # >1: equal-length windows of one utterance share a forward pass (float rounding ~1e-6)
-help_message="Usage: $0 [--nj N] [--cmd CMD] [--input feats|waveform] [--num-threads T] [--device D] [--engine torch|compiled|onnx] [--batch-size N] [--chunk-size F] [--window F --window-shift F] <model.pt> <data> <dir>"
+bucket=0            # >1: equal-length inputs of this many consecutive utterances share batches (length buckets)
+help_message="Usage: $0 [--nj N] [--cmd CMD] [--input feats|waveform] [--num-threads T] [--device D] [--engine torch|compiled|onnx] [--batch-size N] [--bucket U] [--chunk-size F] [--window F --window-shift F] <model.pt> <data> <dir>"
 . "$SV_ROOT/utils/parse_options.sh"
 for opt in nj chunk_size min_chunk_size num_threads batch_size; do check_int $opt 1; done
-check_int window 0; check_int window_shift 0
+check_int window 0; check_int window_shift 0; check_int bucket 0
 [ $# -eq 3 ] || { echo -e "$help_message" 1>&2; exit 1; }
 model=$1 data=$2 dir=$3
 
@@ -35,9 +36,10 @@ case $engine in
   torch|compiled|onnx) ;;
   *) echo "$0: --engine must be torch, compiled or onnx, got '$engine'" 1>&2; exit 1 ;;
 esac
+batching="engine=$engine batch=$batch_size"; [ $bucket -le 1 ] || batching+=" bucket=$bucket"
 # upstream markers (features, training) change whenever those stages reran
 stamp=("$model" "$(dirname "$model")/.done" "${inputs[@]}" "$data/spk2utt" "$input"
-       "$chunk_size $min_chunk_size $window $window_shift" "engine=$engine batch=$batch_size" "$dir/xvector.scp")
+       "$chunk_size $min_chunk_size $window $window_shift" "$batching" "$dir/xvector.scp")
 # QMF quality measures beside the embeddings (utt2speech_dur, utt2magnitude; cheap,
 # remade when older than xvector.scp; windows get none)
 quality_measures() {
@@ -64,7 +66,7 @@ if [ $input = feats ]; then
 else
   job_inputs=(--data-dir "$sdata/JOB")
 fi
-engine_opts=(--engine $engine --batch-size $batch_size)
+engine_opts=(--engine $engine --batch-size $batch_size --bucket $bucket)
 if [ $engine = onnx ]; then
   # One export per model, shared by every data set and job; a network that does
   # not export leaves no file and the jobs extract with PyTorch (logged).
@@ -76,7 +78,7 @@ if [ $engine = onnx ]; then
     engine_opts+=(--onnx-path "$onnx")
   else
     echo "$0: warning: the network did not export to ONNX ($dir/log/export_onnx.log); extracting with PyTorch" 1>&2
-    engine_opts=(--engine torch --batch-size $batch_size)
+    engine_opts=(--engine torch --batch-size $batch_size --bucket $bucket)
   fi
 fi
 echo "$0: embeddings of $data in $nj jobs; progress in $dir/log/extract.*.log"

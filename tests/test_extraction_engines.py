@@ -38,10 +38,10 @@ def _model(root, name):
     return path
 
 
-def _features(root, dim, lengths, seed=0):
+def _features(root, dim, lengths, seed=0, unvoiced=0.1):
     rng = np.random.default_rng(seed)
     feats = {f"u{i}": rng.normal(size=(n, dim)).astype(np.float32) for i, n in enumerate(lengths)}
-    vad = {u: (rng.random(x.shape[0]) > 0.1).astype(np.float32) for u, x in feats.items()}
+    vad = {u: (rng.random(x.shape[0]) >= unvoiced).astype(np.float32) for u, x in feats.items()}
     os.makedirs(root, exist_ok=True)
     write_scp_dict(os.path.join(root, "feats.ark"), os.path.join(root, "feats.scp"), feats)
     write_scp_dict(os.path.join(root, "vad.ark"), os.path.join(root, "vad.scp"), vad)
@@ -90,6 +90,45 @@ def test_batched_windows_equal_single_windows_and_do_not_depend_on_the_split(tmp
                         batch_size=16, **opts)
     for key, vector in alone.items():
         assert np.array_equal(vector, batched[key]), key
+
+
+@pytest.mark.parametrize("window", [0, 100])
+def test_length_buckets_equal_one_at_a_time_extraction(tmp_path, monkeypatch, window):
+    """Length buckets (issue 21 item 3): the equal-length inputs of several utterances
+    (whole ones, or windows) go through the network as one dense batch; every embedding
+    equals its one-at-a-time one to float rounding, in feats.scp order, whatever the
+    job split; an utterance longer than a chunk or shorter than the minimum still
+    goes alone."""
+    from pyutils.deploy.torch_runtime import TorchEmbedder
+    model = _model(str(tmp_path), "xvector")
+    lengths = [300, 170, 300, 20, 170, 300, 650, 300, 300, 250]
+    feats, vad = _features(str(tmp_path / "d"), 30, lengths, unvoiced=0.0)
+    opts = dict(chunk_size=500, window=window, window_shift=window // 2)
+    single, _ = _extract(str(tmp_path), "single", model, feats, vad, **opts)
+    shapes = []
+    forward = TorchEmbedder.forward
+    monkeypatch.setattr(TorchEmbedder, "forward",
+                        lambda self, batch: (shapes.append(batch.shape[:2]),
+                                             forward(self, batch))[1])
+    bucketed, counts = _extract(str(tmp_path), "bucketed", model, feats, vad, batch_size=4,
+                                bucket=8, **opts)
+    assert counts["done"] == len(lengths) and list(bucketed) == list(single)  # scp order kept
+    for key in single:
+        np.testing.assert_allclose(bucketed[key], single[key], rtol=1e-5, atol=1e-6)
+    if window == 0:   # first 8: 4 x 300, 2 x 170 batched; 20 padded, 650 in chunks, alone
+        # (then u8's 300 and u9's 250 are a block of their own: one each)
+        assert sorted(shapes) == sorted([(4, 300), (2, 170), (1, 25), (1, 500), (1, 150),
+                                         (1, 300), (1, 250)]), shapes
+    else:
+        assert max(b for b, _ in shapes) == 4 and {t for _, t in shapes if t != 25} == {100}
+    # another job split (the last four utterances alone): the same to float rounding
+    tail = [l.rstrip("\n") for l in open(feats)][-4:]
+    write_lines(str(tmp_path / "tail.scp"), tail)
+    alone, _ = _extract(str(tmp_path), "tail", model, str(tmp_path / "tail.scp"), vad,
+                        batch_size=4, bucket=8, **opts)
+    assert alone and all(k.split("-")[0] in {l.split()[0] for l in tail} for k in alone)
+    for key, vector in alone.items():
+        np.testing.assert_allclose(vector, single[key], rtol=1e-5, atol=1e-6)
 
 
 def test_a_network_that_does_not_export_falls_back_to_pytorch(tmp_path, monkeypatch, caplog):

@@ -45,6 +45,9 @@ def main(argv=None):
                         "(exported here when missing)")
     parser.add_argument("--batch-size", type=int, default=1,
                         help="equal-length windows of one utterance per forward pass")
+    parser.add_argument("--bucket", type=int, default=0,
+                        help=">1: equal-length inputs (utterances, windows) of this many "
+                        "consecutive utterances share batches of --batch-size (length buckets)")
     parser.add_argument("--device", default="cpu",
                         help="auto, cpu, cuda or cuda:N (the checkpoint loads on any of them)")
     args = parser.parse_args(argv)
@@ -55,7 +58,8 @@ def main(argv=None):
               else [args.feats_scp, args.vad_scp, args.cmvn_config])
     stamp = fingerprint(args.model, *inputs,
                         f"{args.chunk_size} {args.min_chunk_size} {args.window} {args.window_shift}",
-                        f"engine={args.engine} batch={args.batch_size}",
+                        f"engine={args.engine} batch={args.batch_size}"
+                        + (f" bucket={args.bucket}" if args.bucket > 1 else ""),
                         *([args.onnx_path] if args.engine == "onnx" else []),
                         *args.stamp_extra)
     if job_done(marker, stamp):
@@ -66,7 +70,8 @@ def main(argv=None):
                          cmn_options(args.cmvn_config) if args.cmvn_config else None,
                          args.chunk_size, args.min_chunk_size, args.num_threads, args.window,
                          args.window_shift, data_dir=args.data_dir, device=args.device,
-                         engine=args.engine, onnx_path=args.onnx_path, batch_size=args.batch_size)
+                         engine=args.engine, onnx_path=args.onnx_path, batch_size=args.batch_size,
+                         bucket=args.bucket)
     except (TableError, ValueError, FileNotFoundError, AudioError) as err:
         logging.getLogger("extract").error("%s", err)
         sys.exit(1)

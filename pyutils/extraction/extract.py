@@ -18,6 +18,14 @@ embedding bit-identical to one-at-a-time extraction: batching changes the
 float32 rounding of the matrix products (about 1e-6) and, measured on this
 2-core CPU, gains 5-20 % (docs/benchmark.md).
 
+Length buckets (``bucket`` > 1): ``bucket`` consecutive utterances are read
+ahead and their inputs (whole utterances, or windows) grouped by exact length,
+so each forward pass is one dense tensor of equal-length inputs (no padding
+reaches the pooling), up to ``batch_size`` of them; outputs keep the input
+order.  Results equal one-at-a-time extraction to float rounding (~1e-6), but
+now depend on which utterances share a job at that rounding level: the
+recipe's default leaves it off.
+
 With ``window`` > 0 each utterance instead yields one embedding per sliding
 window of voiced frames, keyed ``<utt>-<first>-<end>`` (frame indices, as
 Kaldi's sub-segment ids in centiseconds), as the diarization recipes'
@@ -129,7 +137,7 @@ def extract(model_path: str, feats_scp: Optional[str], vad_scp: Optional[str], a
             min_chunk_size: int = 25, num_threads: int = 1, window: int = 0,
             window_shift: int = 0, data_dir: Optional[str] = None,
             sample_rate: int = 16000, device: str = "cpu", engine: str = "torch",
-            onnx_path: Optional[str] = None, batch_size: int = 1) -> dict:
+            onnx_path: Optional[str] = None, batch_size: int = 1, bucket: int = 0) -> dict:
     """Write one embedding per utterance to ark/scp; return counts for the log.
 
     Feature models read ``feats_scp``/``vad_scp`` (+ ``cmn``); waveform models
@@ -137,7 +145,8 @@ def extract(model_path: str, feats_scp: Optional[str], vad_scp: Optional[str], a
     window options are in 10 ms frames either way (a waveform model converts
     them with its frame shift, 160 samples at 16 kHz).  ``engine`` runs the network
     (``onnx`` reads ``onnx_path``, exporting it first when it is missing); up to
-    ``batch_size`` equal-length windows of one utterance share a forward pass.
+    ``batch_size`` equal-length windows of one utterance share a forward pass, or,
+    with ``bucket`` > 1, those of ``bucket`` consecutive utterances (whole ones too).
     """
     set_threads(num_threads)
     model, feat_dim = load_model_and_dim(model_path, device)
@@ -161,6 +170,21 @@ def extract(model_path: str, feats_scp: Optional[str], vad_scp: Optional[str], a
     done = skipped = padded = frames = 0
     start = time.time()
     busy = 0.0
+    block: list = []     # (utt, x) read ahead: their equal-length inputs share batches
+
+    def flush():
+        spans = [windows(x.shape[0], window * unit, (window_shift or window) * unit)
+                 if window > 0 else [(0, x.shape[0])] for _, x in block]
+        tick = time.perf_counter()
+        vectors = iter(embedder.embed_many([x[first:end] for (_, x), s in zip(block, spans)
+                                            for first, end in s], batch_size))
+        for (utt, _), s in zip(block, spans):
+            for first, end in s:
+                writer.write(f"{utt}-{first // unit:07d}-{-(-end // unit):07d}" if window > 0
+                             else utt, next(vectors))
+        block.clear()
+        return time.perf_counter() - tick
+
     with ArkScpWriter(ark, scp) as writer:
         for utt, x in progress(inputs, total=num_utts, desc="extract", unit="utt"):
             if x.shape[0] == 0:
@@ -173,17 +197,13 @@ def extract(model_path: str, feats_scp: Optional[str], vad_scp: Optional[str], a
                                "repeating its edge frames (Kaldi --pad-input); its embedding "
                                "is unreliable (raise --min-duration in the feature config to "
                                "skip such audio)", utt, -(-x.shape[0] // unit), min_chunk_size)
-            tick = time.perf_counter()
-            if window > 0:
-                spans = windows(x.shape[0], window * unit, (window_shift or window) * unit)
-                vectors = embedder.embed_many([x[first:end] for first, end in spans], batch_size)
-                for (first, end), vector in zip(spans, vectors):
-                    writer.write(f"{utt}-{first // unit:07d}-{-(-end // unit):07d}", vector)
-            else:
-                writer.write(utt, embedder.embed(x))
-            busy += time.perf_counter() - tick
+            block.append((utt, x))
+            if len(block) >= max(1, bucket):
+                busy += flush()
             done += 1
             frames += x.shape[0] / unit
+        if block:
+            busy += flush()
     elapsed = time.time() - start
     logger.info("embedded %d utterances (%d skipped: no voiced frames; %d padded: shorter than "
                 "--min-chunk-size), %d frames (10 ms) in "

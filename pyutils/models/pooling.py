@@ -22,7 +22,13 @@ class StatsPooling(nn.Module):
     """Mean and standard deviation over time (Kaldi stats-layer mean+stddev).
 
     (batch, channels, frames) -> (batch, 2 * channels); the variance is floored
-    at 1e-10 before the square root, as Kaldi's variance-floor does.
+    at 1e-10 before the square root, as Kaldi's variance-floor does.  It is the
+    mean of the squared deviations (two passes), not ``E[x^2] - E[x]^2``: a
+    channel constant over an utterance (a ReLU silent on all its frames, common
+    after a few steps) then has variance 0, floored, and no gradient, where the
+    one-pass difference left rounding noise of about +-1e-7 whose square root
+    sent gradients of ~1/(2 sqrt(1e-7)) into training, different under each
+    kernel order (why compiled and eager training parted after a few steps).
     """
 
     def __init__(self, variance_floor: float = 1e-10):
@@ -33,7 +39,7 @@ class StatsPooling(nn.Module):
         with _no_autocast(x):
             x = _fp32(x)
             mean = x.mean(dim=2)
-            var = (x * x).mean(dim=2) - mean * mean
+            var = ((x - mean.unsqueeze(2)) ** 2).mean(dim=2)
             return torch.cat([mean, var.clamp(min=self.variance_floor).sqrt()], dim=1)
 
 

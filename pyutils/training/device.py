@@ -1,5 +1,5 @@
-"""Where training runs: ``training.device`` (auto | cpu | cuda | cuda:N) and
-``training.precision`` (fp32 | bf16 | fp16).
+"""Where and how training runs: ``training.device`` (auto | cpu | cuda | cuda:N),
+``training.precision`` (fp32 | bf16 | fp16) and ``training.compile`` (true | false).
 
 Under torchrun each process takes the GPU of its ``LOCAL_RANK`` and the
 process group uses NCCL; on CPU it uses gloo.  ``auto`` is CUDA when one is
@@ -56,3 +56,21 @@ def grad_scaler(device: torch.device, precision: str):
     if precision != "fp16":
         return None
     return torch.amp.GradScaler(device.type)
+
+
+def compile_training(net: torch.nn.Module, enabled) -> torch.nn.Module:
+    """``training.compile``: ``net`` (network + loss, DDP-wrapped or not) under
+    ``torch.compile(dynamic=True)``, so chunks of any length share one graph
+    instead of a compilation per length; ``net`` itself when false.
+
+    Only the step runs compiled: the checkpoints save the wrapped modules (no
+    ``_orig_mod.`` prefix), so resuming, averaging and extraction are unchanged,
+    and a run may switch the option between epochs."""
+    if not isinstance(enabled, bool):
+        raise ValueError(f"training.compile must be true or false, got '{enabled}'")
+    if not enabled:
+        return net
+    # a graph the compiler cannot build (torch 2.13's inductor on ResNet34's 2-d convolutions
+    # with dynamic shapes, on CPU) runs eagerly, with dynamo's warning, instead of failing
+    torch._dynamo.config.suppress_errors = True
+    return torch.compile(net, dynamic=True)

@@ -44,7 +44,8 @@ FRONTEND_FILES = ("config.json", "preprocessor_config.json", "model.safetensors"
 # (README: "never invalidates a trained model"): left out of the training stamp
 # and of the changed keys a refusal names.
 RUNTIME_KEYS = ("data.num_workers", "data.prefetch_factor", "data.worker_nice",
-                "data.in_memory", "training.num_threads", "training.device")
+                "data.in_memory", "training.num_threads", "training.device",
+                "training.compile")
 CONFIG_ITEM, AUGMENT_ITEM = "config: ", "augmentation files: "
 RECORD_FILE = "inputs.json"
 

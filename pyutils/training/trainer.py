@@ -28,7 +28,7 @@ from pyutils.training.data import (OnTheFlyFeatures, PrecomputedFeatures, Wavefo
                                    read_utt2spk, speed_versions, split_validation)
 from pyutils.training.run import Run, Training, build_network, rates, read_config, totals
 from pyutils.training.scheduler import build_optimizer
-from pyutils.training.device import autocast, grad_scaler
+from pyutils.training.device import autocast, compile_training, grad_scaler
 from pyutils.training.loop import run_epoch, validate
 from pyutils.training.inputs import data_inputs, training_inputs
 from pyutils.utils.fileio import fingerprint
@@ -194,6 +194,7 @@ class Supervised(Training):
         if rank.distributed:   # under torchrun, one process included
             self.train_net = run.distributed(net)
             logger.info("DistributedDataParallel: %d process(es), %s", rank.world, rank.backend)
+        self.train_net = compile_training(self.train_net, run.train_cfg.get("compile", False))
         self.freeze_epochs = int(run.train_cfg.get("freeze_encoder_epochs", 0))
         if self.freeze_epochs > 0 and rank.distributed:
             raise ValueError("training.freeze_encoder_epochs needs a single training process "

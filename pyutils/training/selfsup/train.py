@@ -96,6 +96,9 @@ class LabelFree(Training):
         if self.batch_size % run.rank.world:
             raise ValueError(f"data.batch_size {self.batch_size} must split evenly over "
                              f"{run.rank.world} processes")
+        if run.train_cfg.get("compile"):
+            raise ValueError("training.compile: only supervised training compiles its step; "
+                             "set it false for label-free training")
 
     def build(self, run: Run) -> None:
         config, data_cfg, options = run.config, run.data_cfg, self.options
