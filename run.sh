@@ -64,6 +64,13 @@ for opt in lda_dim plda_em_iters asnorm_top_k; do check_int $opt 1 "" conf/backe
 for opt in backend_window calibration_max_trials; do check_int $opt 0 "" conf/backend.conf; done
 [ "$backend_window" -eq 0 ] || check_int backend_window_shift 1 "" conf/backend.conf
 check_number calibration_prior 0 1 conf/backend.conf
+for t in $threshold_targets; do [[ $t =~ ^(far|frr)=(0|0?\.[0-9]+)$ ]] || {
+  echo "$0: threshold_targets: '$t' is not far=RATE or frr=RATE, 0 <= RATE < 1 (conf/backend.conf)" 1>&2
+  exit 1; }; done
+[ -z "$eval_corpus" ] || [ "$(realpath -m "${eval_data:-data/$eval_corpus}")" != \
+    "$(realpath -m "${data:-data/${corpus//,/+}}")" ] || {
+  echo "$0: --eval-data is the data dir of --corpus itself: a cross-corpus run needs another" 1>&2
+  exit 1; }
 export SV_CORPUS_ROOT=$corpus_root   # configs may name $SV_CORPUS_ROOT (augmentation noise)
 data=${data:-data/${corpus//,/+}}
 exp=${exp:-exp/${corpus//,/+}}
@@ -83,10 +90,12 @@ done
 # (train, evals, calib, adapt), their feature dirs (ftrain, fevals, fcalib, fadapt), nntrain
 # and train_data (stage 3's), shards; eval_corpora and eval_protocols (local/resolve_data.sh).
 adapt_data=$plda_adapt_data; [ -z "$xdata" ] || [ -z "$adapt_data" ] || adapt_data=$xdata/adapt
+# cross-corpus: the network's own training config (its features), unless --train-config
+[ -z "$eval_corpus" ] || [ -n "$train_config" ] || [ ! -f "$src_dir/config.yaml" ] ||
+  train_config=$src_dir/config.yaml
 plan=$(local/resolve_data.sh "${corpus_opts[@]}" --aug "$aug" --adapt-data "$adapt_data" \
   --min-len "$min_len" --init-from "$init_from" --eval-corpus "$eval_corpus" --eval-data "$xdata" \
-  --prog "$0" \
-  "${train_config:-conf/$model.yaml}" "$data" "$exp" "$dir")
+  --prog "$0" "${train_config:-conf/$model.yaml}" "$data" "$exp" "$dir")
 . <(printf '%s\n' "$plan")
 if_calib() { [ -f "$calib/utt2spk" ] && echo "$1" || true; }   # prints $1 if stage 0 held out $calib
 adapted=false; [ -z "$adapt" ] || adapted=true   # back-end adapted to $plda_adapt_data
@@ -190,8 +199,8 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   steps/evaluate_systems.sh --system "$model" --backends "$backends" --adapted $adapted \
     --score-norms "$score_norms" --qmf "$qmf_measures" --corpora "${eval_corpora[*]}" \
     --protocols "${eval_protocols[*]}" --train-data "$train" --calibration "$calibration" \
-    --train-corpus "$corpus" --network "$src_dir" --backend-data "$train" \
-    --adaptation-data "$plda_adapt_data" --calibration-data "$calibration_data" \
+    --train-corpus "$corpus" --model-dir "$src_dir" --backend-data "$train" \
+    --plda-adapt-data "$plda_adapt_data" --calibration-data "$calibration_data" \
     --threshold-targets "$threshold_targets" "$exp" "$dir" "${evals[@]}"
 fi
 

@@ -22,12 +22,12 @@ protocols=                  # each evaluation set's protocol, in order (run_info
 train_data=                 # recorded in run_info.json
 calibration=                # what calibrated the scores, in words (run_info.json)
 train_corpus=               # run_info.json: the corpus the network and back-end trained on
-network=                    # run_info.json: the dir of the trained network (a cross-corpus run's source)
+model_dir=                  # run_info.json: the trained network's dir (a cross-corpus run's source)
 backend_data=               # run_info.json: the back-end's training data
-adaptation_data=            # run_info.json: the back-end's unlabelled in-domain data (or empty)
+plda_adapt_data=            # run_info.json: the back-end's unlabelled in-domain data (or empty)
 calibration_data=           # run_info.json: the calibration data (dir or trial list)
 threshold_targets="far=0.01 frr=0.05"   # target rates of the thresholds picked on the calibration trials
-help_message="Usage: $0 [--system NAME] [--backends 'cosine plda'] [--adapted true|false] [--score-norms 'asnorm'] [--qmf 'dur'] [--corpora 'C...'] [--protocols 'P...'] [--train-data DIR] [--calibration TEXT] [--train-corpus C] [--network DIR] [--backend-data DIR] [--adaptation-data DIR] [--calibration-data PATH] [--threshold-targets 'far=0.01 frr=0.05'] <exp> <model-dir> <eval-data>..."
+help_message="Usage: $0 [--system NAME] [--backends 'cosine plda'] [--adapted true|false] [--score-norms 'asnorm'] [--qmf 'dur'] [--corpora 'C...'] [--protocols 'P...'] [--train-data DIR] [--calibration TEXT] [--train-corpus C] [--model-dir DIR] [--backend-data DIR] [--plda-adapt-data DIR] [--calibration-data PATH] [--threshold-targets 'far=0.01 frr=0.05'] <exp> <model-dir> <eval-data>..."
 . "$SV_ROOT/utils/parse_options.sh"
 [ $# -ge 3 ] || { echo -e "$help_message" 1>&2; exit 1; }
 exp=$1 dir=$2; shift 2
@@ -47,7 +47,7 @@ for x in "$@"; do  # results per evaluation set: $dir for the set "eval", else $
   python -m pyutils.cli.run_info "$out/run_info.json" "corpus=${corpus_of[$i]:-}" "eval_set=$name" \
     "protocol=${protocol_of[$i]:-}" "train_data=$train_data" "calibration=$calibration" \
     "trials=$x/trials" "train_corpus=$train_corpus" "eval_corpus=${corpus_of[$i]:-}" \
-    "network=$network" "backend_data=$backend_data" "adaptation_data=$adaptation_data" \
+    "model_dir=$model_dir" "backend_data=$backend_data" "plda_adapt_data=$plda_adapt_data" \
     "calibration_data=$calibration_data"
   cal_suffix=; [ $i -eq 0 ] || cal_suffix=_$name   # stage 6's calibration file names
   i=$((i + 1))

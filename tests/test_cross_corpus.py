@@ -231,3 +231,53 @@ def test_link_model_links_the_source_and_refuses_a_missing_one(tmp_path):
     again = subprocess.run(["steps/link_model.sh", str(src), str(dst)], cwd=ROOT,
                            capture_output=True, text=True, timeout=60)
     assert again.returncode == 0, again.stderr     # a rerun keeps its links
+
+
+@pytest.mark.slow
+def test_cross_corpus_run_evaluates_a_source_network_on_another_data_dir(tmp_path, asc_root):
+    """run.sh --eval-corpus on ASC slices: a network of the source run (random weights,
+    no training), the eval set and unlabelled train set of another prepared data dir;
+    stages 0-7 write only under <exp>_on_asc and <data>_on_asc."""
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from deploy_helpers import tiny_model_dir
+    data, exp, other = tmp_path / "data", tmp_path / "exp", tmp_path / "other"
+    source = ["./run.sh", "--corpus-root", asc_root, "--data", str(data), "--exp", str(exp),
+              "--train-speakers", "1-4", "--eval-speakers", "19-20", "--reps", "01,02",
+              "--nj", "1"]
+    run = lambda *args: subprocess.run([*source, *args], cwd=ROOT, capture_output=True,
+                                       text=True, timeout=1200)
+    assert run("--stop-stage", "1").returncode == 0
+    tiny_model_dir(str(exp / "xvector"), calibrated=False)
+    result = run("--stage", "4", "--stop-stage", "4")
+    assert result.returncode == 0, result.stderr[-2000:]
+    prep = subprocess.run(["local/prepare_data.sh", "--corpus", "asc", "--corpus-root", asc_root,
+                           "--train-speakers", "5-7", "--eval-speakers", "21-23", "--reps",
+                           "01,02", str(other)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert prep.returncode == 0, prep.stderr
+    before = sorted(os.walk(exp / "xvector"))
+    other_eval = sorted(os.listdir(other / "eval"))
+    cross = run("--eval-corpus", "asc", "--eval-data", str(other),
+                "--plda-adapt-data", str(other / "train"))
+    assert cross.returncode == 0, cross.stdout[-2000:] + cross.stderr[-3000:]
+    assert sorted(os.walk(exp / "xvector")) == before          # the source is only read
+    assert sorted(os.listdir(other / "eval")) == other_eval    # nor the other corpus's data
+    out = tmp_path / "exp_on_asc" / "xvector"
+    utts = len(open(other / "eval" / "utt2spk").readlines())
+    assert len(open(out / "embeddings_eval" / "xvector.scp").readlines()) == utts
+    assert os.path.islink(out / "embeddings_train") and os.path.islink(out / "final.pt")
+    rows = {r["backend"]: r for r in json.load(open(out / "results.json"))}
+    assert {"cosine", "plda", "cosine_adapt", "plda_adapt", "plda_adapt_asnorm"} <= set(rows)
+    for row in rows.values():
+        points = row["threshold_shift"]["points"]
+        assert {"bayes_p0.01", "eer", "far_0.01", "frr_0.05"} <= set(points)
+        assert points["eer"]["measured"]["num_nontarget"] + points["eer"]["measured"][
+            "num_target"] == utts * (utts - 1) // 2
+    info = json.load(open(out / "run_info.json"))
+    assert (info["train_corpus"], info["eval_corpus"], info["protocol"]) == ("asc", "asc",
+                                                                            "asc-custom")
+    assert info["backend_data"] == f"{data}/train" and info["model_dir"] == str(exp / "xvector")
+    assert info["plda_adapt_data"] == str(other / "train")
+    assert info["calibration_data"] == f"{data}/train"
+    assert info["trials"] == f"{tmp_path}/data_on_asc/eval/trials"
+    assert "| plda_adapt | far_0.01 |" in cross.stdout     # the shift table is printed
