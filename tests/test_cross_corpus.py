@@ -149,6 +149,25 @@ def test_cli_merges_the_shift_into_the_rows_of_results_json(tmp_path, capsys):
     assert merged[0]["threshold_shift"]["points"]["eer"]["measured"] == rates(1, 10, 30, 100)
     table = (tmp_path / "shift.md").read_text()
     assert "| cosine | eer | 30 (score) | 20.00 [" in table and "| 30.00 [" in table
+    # a calibration with a negative slope keeps its Bayes threshold on the LLR only: the
+    # eval LLRs (llr = 2 - score / 10) are read for it; accepted when score <= -25.95
+    save_calibration(str(tmp_path / "calibration" / "neg.json"),
+                     LinearCalibration([-0.1], 2.0, 0.01),
+                     {"bayes_p0.01_llr": math.log(99), "eer": 30.0}, trained_on="cal")
+    os.link(tmp_path / "calibration" / "cosine.cal_scores",
+            tmp_path / "calibration" / "neg.cal_scores")
+    (tmp_path / "scores" / "neg").mkdir()
+    (tmp_path / "scores" / "neg" / "scores").write_text((scores / "scores").read_text())
+    (tmp_path / "scores" / "neg" / "llr").write_text("".join(
+        f"{a} {b} {2 - v / 10}\n" for (a, b), v in zip(pairs, values)))
+    assert shift_cli.main(args + ["neg"]) == 0
+    kept = json.loads(results.read_text())[0]["threshold_shift"]    # no 'neg' row: unchanged
+    assert set(kept["points"]) == {"bayes_p0.01", "eer", "far_0.01"}
+    assert shift_cli.main(args[:-4] + ["--table", str(tmp_path / "neg.md"), "neg"]) == 0
+    neg = (tmp_path / "neg.md").read_text()
+    # calibration: non-targets -50 .. -26 accepted (25); eval (+10): -40 .. -26 (15)
+    assert "| neg | bayes_p0.01_llr | 4.595 (llr) | 100.00 [69.15, 100.00] | 25.00 [" in neg
+    assert "| 100.00 [69.15, 100.00] | 15.00 [" in neg
     # a system stage 6 did not calibrate: one line naming the file, results.json unchanged
     before = results.read_text()
     assert shift_cli.main(args + ["plda"]) == 1

@@ -86,6 +86,18 @@ def _qmf_cal_llrs(info: dict, cal_x: np.ndarray, cal_labels: np.ndarray,
     return model(cal_x, features)
 
 
+def decision_thresholds(stored: Dict[str, float]) -> Dict[str, float]:
+    """The stored thresholds, one per decision: a threshold on the LLR that has a raw-score
+    twin (``bayes_p0.01_llr`` beside ``bayes_p0.01``) is the same decision, kept once."""
+    return {k: v for k, v in stored.items() if not (k.endswith("_llr") and k[:-4] in stored)}
+
+
+def needs_llrs(cal_json: str) -> bool:
+    """Whether a threshold of ``cal_json`` is on the LLR only (fusion): then
+    :func:`threshold_shift` needs the evaluation LLRs, else the scores suffice."""
+    return any(k.endswith("_llr") for k in decision_thresholds(load_calibration(cal_json)[1]))
+
+
 def threshold_shift(cal_json: str, eval_scores: np.ndarray, eval_labels: np.ndarray,
                     targets: Sequence[Target] = (), qmf: bool = False,
                     eval_llrs: Optional[np.ndarray] = None) -> dict:
@@ -110,10 +122,7 @@ def threshold_shift(cal_json: str, eval_scores: np.ndarray, eval_labels: np.ndar
         intended = operating_points(thresholds, cal_values, cal_labels, cal_values)
         measured = operating_points(thresholds, eval_scores, eval_labels, eval_scores)
     else:
-        # a threshold on the LLR that has a raw-score twin is the same decision: keep one
-        thresholds = {k: v for k, v in stored.items()
-                      if not (k.endswith("_llr") and k[:-4] in stored)}
-        thresholds = _pick(thresholds, targets, cal_x, cal_labels, "")
+        thresholds = _pick(decision_thresholds(stored), targets, cal_x, cal_labels, "")
         intended = operating_points(thresholds, cal_x, cal_labels, calibration(cal_x))
         measured = operating_points(thresholds, eval_scores, eval_labels, eval_llrs)
     points = {}

@@ -21,8 +21,8 @@ import logging
 import os
 import sys
 
-from pyutils.backends.threshold_shift import (TABLE_HEADER, describe_shift, parse_targets,
-                                              threshold_shift)
+from pyutils.backends.threshold_shift import (TABLE_HEADER, describe_shift, needs_llrs,
+                                              parse_targets, threshold_shift)
 from pyutils.metrics.results import TrialList
 from pyutils.utils.fileio import TableError, atomic_output, read_json
 from pyutils.utils.log import setup_logging
@@ -39,13 +39,16 @@ def system_shift(system: str, trials: TrialList, scores_dir: str, calibration_di
     cal_json = os.path.join(calibration_dir, f"{base}{suffix}.json")
     if not os.path.isfile(cal_json):
         raise ValueError(f"{cal_json}: no calibration of system '{system}' (run stage 6)")
-    scores, labels, pairs = trials.join_with_pairs(os.path.join(scores_dir, system, "scores"))
+    score_path = os.path.join(scores_dir, system, "scores")
     llrs = None
-    llr_path = os.path.join(scores_dir, system, "llr")
-    if not qmf and os.path.isfile(llr_path):
+    if not qmf and needs_llrs(cal_json):     # a threshold on the LLR only (fusion)
+        scores, labels, pairs = trials.join_with_pairs(score_path)
+        llr_path = os.path.join(scores_dir, system, "llr")
         llrs, _, llr_pairs = trials.join_with_pairs(llr_path)
         if llr_pairs != pairs:
-            raise ValueError(f"{llr_path}: not in the order of {scores_dir}/{system}/scores")
+            raise ValueError(f"{llr_path}: not in the order of {score_path}")
+    else:
+        scores, labels = trials.join(score_path)
     return threshold_shift(cal_json, scores, labels, targets, qmf=qmf, eval_llrs=llrs)
 
 
