@@ -24,6 +24,10 @@ corpus=asc                  # asc | speechocean762 | voxceleb | cnceleb | libris
 corpus_root=${SV_CORPUS_ROOT:-$(cd .. && pwd)/shared/corpora}  # where the corpora are
 data=                       # data dirs: $data/train, $data/eval, ... (default data/$corpus)
 exp=                        # outputs: $exp/$model/..., $exp/results.md (default exp/$corpus)
+eval_corpus=                # cross-corpus: evaluate the network of --corpus ($exp/$model, trained)
+                            # on this corpus's eval set and trials; back-end and calibration from
+                            # --corpus, outputs in ${exp}_on_<eval_corpus> (docs/backends.md)
+eval_data=                  # --eval-corpus's prepared data dir (default data/<eval_corpus>)
 model=xvector               # network name: names $exp/$model and the default config
 train_config=               # training YAML (default conf/$model.yaml)
 init_from=                  # stage 3: start from this final.pt (trained or imported; docs/pretrained.md)
@@ -61,9 +65,21 @@ for opt in lda_dim plda_em_iters asnorm_top_k; do check_int $opt 1 "" conf/backe
 for opt in backend_window calibration_max_trials; do check_int $opt 0 "" conf/backend.conf; done
 [ "$backend_window" -eq 0 ] || check_int backend_window_shift 1 "" conf/backend.conf
 check_number calibration_prior 0 1 conf/backend.conf
+for t in $threshold_targets; do [[ $t =~ ^(far|frr)=(0|0?\.[0-9]+)$ ]] || {
+  echo "$0: threshold_targets: '$t' is not far=RATE or frr=RATE, 0 <= RATE < 1 (conf/backend.conf)" 1>&2
+  exit 1; }; done
+[ -z "$eval_corpus" ] || [ "$(realpath -m "${eval_data:-data/$eval_corpus}")" != \
+    "$(realpath -m "${data:-data/${corpus//,/+}}")" ] || {
+  echo "$0: --eval-data is the data dir of --corpus itself: a cross-corpus run needs another" 1>&2
+  exit 1; }
 export SV_CORPUS_ROOT=$corpus_root   # configs may name $SV_CORPUS_ROOT (augmentation noise)
 data=${data:-data/${corpus//,/+}}
 exp=${exp:-exp/${corpus//,/+}}
+src_dir=$exp/$model         # the network (a cross-corpus run reads it, never writes it)
+xdata=                      # cross-corpus: the evaluation corpus's sets, copied for this network
+if [ -n "$eval_corpus" ]; then
+  eval_data=${eval_data:-data/$eval_corpus} xdata=${data}_on_$eval_corpus exp=${exp}_on_$eval_corpus
+fi
 dir=$exp/$model             # the network's outputs
 mfccdir=$exp/mfcc           # feature archives (the scp files in the data dirs point here)
 corpus_opts=(--corpus "$corpus" --corpus-root "$corpus_root")
@@ -74,24 +90,38 @@ done
 # train_config, min_len, feat_type, feat_conf, on_the_fly, data_format, input, the sets
 # (train, evals, calib, adapt), their feature dirs (ftrain, fevals, fcalib, fadapt), nntrain
 # and train_data (stage 3's), shards; eval_corpora and eval_protocols (local/resolve_data.sh).
-plan=$(local/resolve_data.sh "${corpus_opts[@]}" --aug "$aug" --adapt-data "$plda_adapt_data" \
-  --min-len "$min_len" --init-from "$init_from" --overrides "$train_overrides" --prog "$0" \
-  "${train_config:-conf/$model.yaml}" "$data" "$exp" "$dir")
+adapt_data=$plda_adapt_data; [ -z "$xdata" ] || [ -z "$adapt_data" ] || adapt_data=$xdata/adapt
+# cross-corpus: the network's own training config (its features), unless --train-config
+[ -z "$eval_corpus" ] || [ -n "$train_config" ] || [ ! -f "$src_dir/config.yaml" ] ||
+  train_config=$src_dir/config.yaml
+plan=$(local/resolve_data.sh "${corpus_opts[@]}" --aug "$aug" --adapt-data "$adapt_data" \
+  --min-len "$min_len" --init-from "$init_from" --overrides "$train_overrides" \
+  --eval-corpus "$eval_corpus" --eval-data "$xdata" \
+  --prog "$0" "${train_config:-conf/$model.yaml}" "$data" "$exp" "$dir")
 . <(printf '%s\n' "$plan")
 if_calib() { [ -f "$calib/utt2spk" ] && echo "$1" || true; }   # prints $1 if stage 0 held out $calib
 adapted=false; [ -z "$adapt" ] || adapted=true   # back-end adapted to $plda_adapt_data
+trains=true; [ -z "$eval_corpus" ] || trains=false   # cross-corpus: stages 2-3 and 8 are the source's
 
-# Stage 0: the corpus's data dirs (local/prepare_<corpus>.py; conf/corpora/<corpus>.conf).
+# Stage 0: the corpus's data dirs (local/prepare_<corpus>.py; conf/corpora/<corpus>.conf);
+# cross-corpus: the evaluation corpus's eval set (+ the in-domain set) copied into $xdata.
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
-  local/prepare_data.sh "${corpus_opts[@]}" "$data"
+  if [ $trains = true ]; then
+    local/prepare_data.sh "${corpus_opts[@]}" "$data"
+  else
+    local/prepare_cross_corpus.sh --corpus-root "$corpus_root" --adapt-data "$plda_adapt_data" \
+      "$eval_corpus" "$eval_data" "$xdata"
+  fi
 fi
 
 # Stage 1: features and energy VAD (MFCC, or fbank with VAD from MFCC energy), --nj jobs;
 # with --aug true also Kaldi-style augmented copies of the training set.
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
+  sets=("$train" "${evals[@]}" $(if_calib "$calib") $adapt)
+  [ $trains = true ] || sets=("${evals[@]}" $adapt)   # cross-corpus: the source's sets have theirs
   steps/make_features.sh --nj $nj --cmd "$cpu_cmd" --type $feat_type --fbank-config "$feat_conf" \
-    "$exp" "$mfccdir" "$train" "${evals[@]}" $(if_calib "$calib") $adapt
-  if [ "$aug" = true ]; then
+    "$exp" "$mfccdir" "${sets[@]}"
+  if [ "$aug" = true ] && [ $trains = true ]; then
     aug_opts=(); [ $feat_type = fbank ] && aug_opts=(--fbank-config "$feat_conf")
     steps/make_augmented_train.sh --nj $nj --cmd "$cpu_cmd" "${aug_opts[@]}" \
       "$ftrain" "$nntrain" "$exp/make_aug" "$mfccdir"
@@ -100,7 +130,7 @@ fi
 
 # Stage 2: training features: sliding CMN, voiced frames, drop short utterances
 # (data.format: shard: also pack the training audio into tar shards).
-if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
+if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [ $trains = true ]; then
   [ "$data_format" != shard ] ||
     steps/make_shards.sh --cmd "$cpu_cmd" --utts-per-shard $utts_per_shard "$ftrain" "$shards"
   [ "$make_train_feats" != true ] ||
@@ -109,7 +139,7 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
 fi
 
 # Stage 3: train the embedding network (resumes from the last epoch checkpoint).
-if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
+if [ $stage -le 3 ] && [ $stop_stage -ge 3 ] && [ $trains = true ]; then
   steps/train.sh --cmd "$cuda_cmd" --force $force --nproc-per-node $nproc_per_node \
     --nnodes $nnodes --node-rank $node_rank --rdzv-endpoint "$rdzv_endpoint" \
     --unlabelled-data "$unlabelled_data" "$train_config" "$train_data" "$dir"
@@ -119,17 +149,20 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
 fi
 
 # Stage 4: embeddings of train and eval utterances (+ windowed train ones for the back-end,
-# + the in-domain set of plda_adapt_data).
+# + the in-domain set of plda_adapt_data); cross-corpus: of the eval (and in-domain) set,
+# the source's network and train/calib embeddings linked (steps/link_model.sh).
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   opts=(--nj $nj --cmd "$cpu_cmd" --input $input --engine $extract_engine
         --batch-size $extract_batch_size --bucket $extract_bucket)
-  for x in "$ftrain" "${fevals[@]}" $(if_calib "$fcalib"); do
-    steps/extract_embeddings.sh "${opts[@]}" "$dir/final.pt" "$x" "$dir/embeddings_$(basename "${x%_fbank}")"
+  sets=("$ftrain" "${fevals[@]}" $(if_calib "$fcalib"))
+  [ $trains = true ] || { steps/link_model.sh "$src_dir" "$dir"; sets=("${fevals[@]}"); }
+  for x in "${sets[@]}"; do
+    steps/extract_embeddings.sh "${opts[@]}" "$src_dir/final.pt" "$x" "$dir/embeddings_$(basename "${x%_fbank}")"
   done
-  [ $backend_window -eq 0 ] || steps/extract_embeddings.sh "${opts[@]}" \
-    --window $backend_window --window-shift $backend_window_shift "$dir/final.pt" "$ftrain" \
-    "$dir/embeddings_train_windows"
-  [ -z "$adapt" ] || steps/extract_embeddings.sh "${opts[@]}" "$dir/final.pt" "$fadapt" "$dir/embeddings_adapt"
+  [ $backend_window -eq 0 ] || [ $trains = false ] || steps/extract_embeddings.sh "${opts[@]}" \
+    --window $backend_window --window-shift $backend_window_shift \
+    "$src_dir/final.pt" "$ftrain" "$dir/embeddings_train_windows"
+  [ -z "$adapt" ] || steps/extract_embeddings.sh "${opts[@]}" "$src_dir/final.pt" "$fadapt" "$dir/embeddings_adapt"
 fi
 
 # Stage 5: back-end training: global mean, LDA, PLDA on the training embeddings
@@ -159,20 +192,24 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
 fi
 
 # Stage 7: EER, minDCF, Cllr per system with speaker-bootstrap CIs, DET curve,
-# results table; then the table and DET plot of every system trained under $exp.
+# results table, the calibration's thresholds on the eval trials (threshold_targets);
+# then the table and DET plot of every system trained under $exp.
 if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
-  calibration="training utterances (over-confident)"
-  [ ! -f "$calib/utt2spk" ] || calibration="$(wc -l < "$calib/spk2utt") held-out speakers ($calib)"
-  [ -z "$calibration_trials" ] || calibration="$calibration_trials"
+  calibration="training utterances (over-confident)" calibration_data=$train
+  [ ! -f "$calib/utt2spk" ] ||
+    calibration="$(wc -l < "$calib/spk2utt") held-out speakers ($calib)" calibration_data=$calib
+  [ -z "$calibration_trials" ] || calibration="$calibration_trials" calibration_data=$calibration_trials
   steps/evaluate_systems.sh --system "$model" --backends "$backends" --adapted $adapted \
     --score-norms "$score_norms" --qmf "$qmf_measures" --corpora "${eval_corpora[*]}" \
     --protocols "${eval_protocols[*]}" --train-data "$train" --calibration "$calibration" \
-    "$exp" "$dir" "${evals[@]}"
+    --train-corpus "$corpus" --model-dir "$src_dir" --backend-data "$train" \
+    --plda-adapt-data "$plda_adapt_data" --calibration-data "$calibration_data" \
+    --threshold-targets "$threshold_targets" "$exp" "$dir" "${evals[@]}"
 fi
 
 # Stage 8: package the model for use outside the recipe (sv embed/verify/score/eval):
 # weights, feature configs, back-end, calibration and thresholds, ONNX + TorchScript.
-if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
+if [ $stage -le 8 ] && [ $stop_stage -ge 8 ] && [ $trains = true ]; then
   steps/package_model.sh --cmd "$cpu_cmd" --fbank-config "$feat_conf" --cosine-mean "$cosine_mean" \
     "$dir" "$dir/package"
 fi

@@ -102,9 +102,10 @@ def write_cal_scores(path: str, scores: Sequence[float], labels: Sequence[int]) 
                        for s, l in zip(np.ravel(scores), np.ravel(labels))))
 
 
-def read_cal_scores(path: str) -> Tuple[np.ndarray, np.ndarray]:
-    """``(target scores, non-target scores)`` of a :func:`write_cal_scores` file."""
-    target, nontarget = [], []
+def read_labelled_scores(path: str) -> Tuple[np.ndarray, np.ndarray]:
+    """``(scores, labels)`` of a :func:`write_cal_scores` file, in file order (the
+    calibration trials' order); labels 1 target, 0 non-target."""
+    scores, labels = [], []
     for lineno, (value, label) in read_table(path, 2, 2):
         try:
             score = float(value)
@@ -114,8 +115,15 @@ def read_cal_scores(path: str) -> Tuple[np.ndarray, np.ndarray]:
             raise TableError(path, lineno, f"score '{value}' is not finite")
         if label not in ("target", "nontarget"):
             raise TableError(path, lineno, f"label '{label}' is not target or nontarget")
-        (target if label == "target" else nontarget).append(score)
-    return np.array(target), np.array(nontarget)
+        scores.append(score)
+        labels.append(label == "target")
+    return np.array(scores, dtype=np.float64), np.array(labels, dtype=np.int64)
+
+
+def read_cal_scores(path: str) -> Tuple[np.ndarray, np.ndarray]:
+    """``(target scores, non-target scores)`` of a :func:`write_cal_scores` file."""
+    scores, labels = read_labelled_scores(path)
+    return scores[labels == 1], scores[labels == 0]
 
 
 def describe(point: dict) -> str:

@@ -1,7 +1,7 @@
 """What the recipe's stages read and write, from the network's training config, once.
 
-    python -m pyutils.cli.recipe_plan [--eval-set NAME]... [--aug true] [--adapt DIR]
-        CONFIG DATA EXP
+    python -m pyutils.cli.recipe_plan [--eval-set NAME]... [--eval-data DIR] [--aug true]
+        [--adapt DIR] CONFIG DATA EXP
 
 Prints shell assignments (values quoted) that run.sh sources through
 local/resolve_data.sh, so that no stage decides them again:
@@ -15,8 +15,9 @@ local/resolve_data.sh, so that no stage decides them again:
   copies), and stage 3's ``train_data`` (stage 2's ``<nntrain>_no_sil``, the feature dir
   when features are made on the fly or the input is audio, or the shards).
 
-``calib`` is ``DATA/calib`` whether or not stage 0 held out calibration speakers: a
-stage uses it when it exists.  A config the recipe cannot run is a one-line error.
+The evaluation sets are ``--eval-data``/NAME (default DATA/NAME; cross-corpus runs
+evaluate another corpus's set).  ``calib`` is ``DATA/calib`` whether or not stage 0
+held out calibration speakers: a stage uses it when it exists.  A config the recipe cannot run is a one-line error.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ class PlanError(ValueError):
 
 
 def plan(config: dict, config_path: str, data: str, exp: str, eval_sets: list[str],
-         aug: bool = False, adapt: str = "") -> dict:
+         aug: bool = False, adapt: str = "", eval_data: str = "") -> dict:
     """{shell variable: value or list of values} for run.sh's stages."""
     feat_type = lookup(config, "features.type", "mfcc")
     on_the_fly = lookup(config, "features.on_the_fly", "false")
@@ -50,7 +51,7 @@ def plan(config: dict, config_path: str, data: str, exp: str, eval_sets: list[st
     if feat_type not in FEATURE_TYPES:
         raise PlanError(f"{config_path}: unknown features.type '{feat_type}'")
     train, calib = f"{data}/train", f"{data}/calib"
-    evals = [f"{data}/{name}" for name in eval_sets]
+    evals = [f"{eval_data or data}/{name}" for name in eval_sets]
     # fbank features live in copies of the sets; MFCC ones in the sets; waveform: the audio
     suffix = "_fbank" if feat_type == "fbank" else ""
     ftrain = train + suffix
@@ -100,6 +101,8 @@ def main(argv=None):
     parser.add_argument("exp", help="the recipe's output dir ($exp)")
     parser.add_argument("--eval-set", action="append", default=[], dest="eval_sets",
                         help="an evaluation set's name under DATA (repeatable; default eval)")
+    parser.add_argument("--eval-data", default="", help="the dir of the evaluation sets "
+                        "(default DATA)")
     parser.add_argument("--aug", choices=("true", "false"), default="false")
     parser.add_argument("--adapt", default="", help="the back-end's in-domain data dir")
     parser.add_argument("--prog", default="recipe_plan", help="the name in error messages")
@@ -111,7 +114,7 @@ def main(argv=None):
         sys.exit(f"{args.prog}: {args.config}: {err}")
     try:
         values = plan(config, args.config, args.data, args.exp, args.eval_sets or ["eval"],
-                      aug=args.aug == "true", adapt=args.adapt)
+                      aug=args.aug == "true", adapt=args.adapt, eval_data=args.eval_data)
     except PlanError as err:
         sys.exit(f"{args.prog}: {err}")
     print("\n".join(shell_lines(values)))
