@@ -72,8 +72,8 @@ done
 # What each stage reads and writes, resolved once from the corpora and the training config:
 # train_config, min_len, feat_type, feat_conf, on_the_fly, data_format, input, the sets
 # (train, evals, calib, adapt), their feature dirs (ftrain, fevals, fcalib, fadapt), nntrain
-# and train_data (stage 3's), shards; eval_corpora and eval_protocols (local/resolve_data.sh).
-plan=$(local/resolve_data.sh "${corpus_opts[@]}" --aug "$aug" --adapt-data "$plda_adapt_data" \
+# and train_data (stage 3's), shards; eval_corpora and eval_protocols (steps/resolve_data.sh).
+plan=$(steps/resolve_data.sh "${corpus_opts[@]}" --aug "$aug" --adapt-data "$plda_adapt_data" \
   --min-len "$min_len" --init-from "$init_from" --prog "$0" \
   "${train_config:-conf/$model.yaml}" "$data" "$exp" "$dir")
 . <(printf '%s\n' "$plan")
@@ -82,7 +82,7 @@ adapted=false; [ -z "$adapt" ] || adapted=true   # back-end adapted to $plda_ada
 
 # Stage 0: the corpus's data dirs (local/prepare_<corpus>.py; conf/corpora/<corpus>.conf).
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
-  local/prepare_data.sh "${corpus_opts[@]}" "$data"
+  steps/prepare_data.sh "${corpus_opts[@]}" "$data"
 fi
 
 # Stage 1: features and energy VAD (MFCC, or fbank with VAD from MFCC energy), --nj jobs;

@@ -191,14 +191,14 @@ def test_recipe_plan_resolves_the_data_of_each_stage(tmp_path):
 def test_resolve_data_reads_the_corpora_settings_once():
     """Two corpora: their own evaluation sets and protocols, and so762's corpus_min_len
     lowers conf/feats.conf's min_len."""
-    result = subprocess.run(["local/resolve_data.sh", "--corpus", "asc,speechocean762",
+    result = subprocess.run(["steps/resolve_data.sh", "--corpus", "asc,speechocean762",
                              "--reps", "01", "--min-len", "400", "conf/xvector.yaml", "d", "e",
                              "e/xvector"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert "min_len=200" in lines and "evals=(d/eval_asc d/eval_speechocean762)" in lines
     assert "eval_protocols=(asc-custom so762-v1 )" in lines
-    bad = subprocess.run(["local/resolve_data.sh", "--corpus", "asc,nope", "--prog", "x",
+    bad = subprocess.run(["steps/resolve_data.sh", "--corpus", "asc,nope", "--prog", "x",
                           "conf/xvector.yaml", "d", "e", "e/m"], cwd=ROOT, capture_output=True,
                          text=True, timeout=60)
     assert bad.returncode == 1

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What run.sh's stages read and write, resolved once; run.sh sources what this prints.
-#   local/resolve_data.sh [corpus options] [--aug true|false] [--adapt-data DIR]
+#   steps/resolve_data.sh [corpus options] [--aug true|false] [--adapt-data DIR]
 #     [--min-len N] [--init-from FINAL_PT] [--prog NAME] <train-config> <data> <exp> <model-dir>
 # The corpora (--corpus a,b: conf/corpora/<c>.conf, local/prepare_<c>.py) and their
 # settings: min_len lowered to a corpus's corpus_min_len, each evaluation set's corpus and

@@ -3,7 +3,7 @@
 # train, eval with trials, and the held-out calibration speakers (calib), validated.
 # With several corpora (--corpus a,b) each is prepared on its own under <data>/corpora/<c>,
 # then ids are prefixed and the sets combined: <data>/train, <data>/eval_<c>, <data>/calib.
-#   local/prepare_data.sh [--corpus C[,C]] [--corpus-root DIR] [corpus options] <data>
+#   steps/prepare_data.sh [--corpus C[,C]] [--corpus-root DIR] [corpus options] <data>
 # Skipped when <data>/.done records the same corpus, settings and code.
 set -euo pipefail
 [ -n "${SV_ROOT:-}" ] || . ./path.sh
