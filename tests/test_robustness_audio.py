@@ -12,7 +12,7 @@ import kaldiio
 import numpy as np
 import soundfile as sf
 
-from pyutils.features.frontend import resample_waveform
+from pyutils.features.spectral import resample_waveform
 from pyutils.utils.arkio import load_scp_dict
 from tests.conftest import ROOT
 
