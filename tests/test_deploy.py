@@ -127,7 +127,7 @@ def test_onnx_and_torchscript_match_pytorch_on_asc_audio(name, asc_root, tmp_pat
     import torch
 
     from pyutils.deploy.export import export_all, min_length
-    from pyutils.deploy.frontend import AudioFrontend
+    from pyutils.deploy.network_input import AudioFrontend
     from pyutils.deploy.torch_runtime import TorchEmbedder
     features = SMALL[name][1]
     model, feat_dim = small_model(name, str(tmp_path))
