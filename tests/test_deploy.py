@@ -89,7 +89,7 @@ SMALL = {
     "campplus": ({"growth_rate": 8, "init_channels": 32, "embed_dim": 32,
                   "blocks": [[2, 3, 1], [2, 3, 2], [2, 3, 2]]}, "fbank"),
     "eres2net": ({"m_channels": 8, "num_blocks": [1, 1, 1, 1], "embed_dim": 32}, "fbank"),
-    # SSL front-ends: a tiny random transformers encoder (test_ssl_frontend.build_tiny:
+    # SSL front-ends: a tiny random transformers encoder (test_ssl_encoder.build_tiny:
     # hidden 32, 2 layers) + a head.  WavLM's relative position bias is an nn.Embedding:
     # its graph value "embedding" once collided with the graph output's name.
     "ssl_wavlm": ({"name": "xvector_hf", "embed_dim": 32, "tdnn_dim": [48, 48, 48, 48, 96],
@@ -111,7 +111,7 @@ def small_model(name, root):
     if not name.startswith("ssl_"):
         return build_model(name, feat_dim=feat_dim, **config).eval(), feat_dim
     pytest.importorskip("transformers")
-    from test_ssl_frontend import build_tiny
+    from test_ssl_encoder import build_tiny
     kind = name[len("ssl_"):]
     path = build_tiny(kind, os.path.join(root, kind))
     return build_model("ssl", frontend={"type": kind, "path": path}, head=dict(config)).eval(), None

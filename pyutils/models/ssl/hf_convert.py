@@ -33,7 +33,7 @@ import sys
 
 import yaml
 
-from pyutils.models.ssl.frontend import check_checkpoint_dir, read_json
+from pyutils.models.ssl.encoder import check_checkpoint_dir, read_json
 from pyutils.models.ssl.model import SSLSpeakerModel
 
 logger = logging.getLogger(__name__)
