@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from pyutils.extraction.chunks import pad_chunk
+from pyutils.extraction.chunked_embedding import pad_chunk
 from pyutils.extraction.extract import embed, load_embedding_model
 from pyutils.training.chunks import epoch_batches
 from pyutils.training.trainer import train
