@@ -5,7 +5,7 @@
 import argparse
 import sys
 
-from pyutils.extraction.speaker_mean import speaker_means
+from pyutils.extraction.speaker_means import speaker_means
 from pyutils.utils.fileio import TableError
 from pyutils.utils.log import setup_logging
 
