@@ -91,7 +91,7 @@ if [ $window -gt 0 ]; then
   # speaker of each window = speaker of its utterance (strip -<first>-<end>)
   python -m pyutils.cli.subsegment_utt2spk "$data/utt2spk" "$dir/xvector.scp" "$dir/utt2spk"
 else
-  python -m pyutils.cli.speaker_mean "$data/spk2utt" "$dir/xvector.scp" "$dir" 2> "$dir/log/speaker_mean.log"
+  python -m pyutils.cli.compute_speaker_means "$data/spk2utt" "$dir/xvector.scp" "$dir" 2> "$dir/log/compute_speaker_means.log"
 fi
 quality_measures
 python -m pyutils.cli.stamp write "$dir/.done" "${stamp[@]}"
