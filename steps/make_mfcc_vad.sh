@@ -87,7 +87,7 @@ python -m pyutils.cli.merge_tables "$data/feats.scp" --nj $nj "$featdir/raw_${ki
 python -m pyutils.cli.merge_tables "$data/vad.scp" --nj $nj "$featdir/vad_$name.JOB.scp"
 python -m pyutils.cli.merge_tables "$data/utt2num_frames" --nj $nj "$featdir/raw_${kind}_$name.JOB.utt2num_frames"
 python -m pyutils.cli.merge_tables "$logdir/skipped_$name" --nj $nj "$featdir/raw_${kind}_$name.JOB.skipped"
-summary=$(python -m pyutils.data.skips --total "$total" --done "$(wc -l < "$data/feats.scp")" \
+summary=$(python -m pyutils.data.skipped_items --total "$total" --done "$(wc -l < "$data/feats.scp")" \
   --what utterances --verb failed "$skipped")
 if [ -s "$skipped" ]; then
   echo "$0: $data: $summary; the failed utterances are listed in $skipped" \

@@ -18,7 +18,7 @@ import sys
 import kaldiio
 import numpy as np
 
-from pyutils.data.skips import Skips
+from pyutils.data.skipped_items import Skips
 from pyutils.features.pipeline import cmn_options, cmn_voiced
 from pyutils.utils.arkio import ArkScpWriter
 from pyutils.data.formats import read_scp
