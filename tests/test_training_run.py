@@ -14,7 +14,7 @@ import yaml
 
 from pyutils.training import checkpoint
 from pyutils.training.run import Run, Training, rates, totals
-from pyutils.training.restart import is_trained
+from pyutils.training.rerun_policy import is_trained
 from pyutils.utils.fileio import fingerprint, write_marker
 from tests.conftest import ROOT
 

@@ -16,7 +16,7 @@ the same way for both.  Layout written under ``exp_dir``::
     .done              completion marker: the fingerprint of the config and data
 
 Set-up: a finished run (``.done`` matching the inputs) is left alone unless
-``force``; :func:`~pyutils.training.restart.must_start_over` decides whether
+``force``; :func:`~pyutils.training.rerun_policy.must_start_over` decides whether
 the run starts over or is refused; the device, the process group
 (:func:`~pyutils.training.join_run.join_run`), threads and seed are set; the
 newest epoch checkpoint is resumed, bit-identically (RNG states included).
@@ -37,7 +37,7 @@ from pyutils.training import checkpoint
 from pyutils.training.device import resolve_device
 from pyutils.training.inputs import record_inputs
 from pyutils.training.join_run import SUMMARY_FILE, join_run
-from pyutils.training.restart import check_resumable, is_trained, must_start_over
+from pyutils.training.rerun_policy import check_resumable, is_trained, must_start_over
 from pyutils.training.scheduler import build_scheduler
 from pyutils.utils.fileio import atomic_output, done_marker, fingerprint, write_marker
 
