@@ -36,7 +36,7 @@ nnodes=1                    # nodes (run run.sh --stage 3 on each with its --nod
 node_rank=0                 # this node's rank, 0..nnodes-1
 rdzv_endpoint=              # HOST:PORT of node 0 (needed with --nnodes > 1)
 . ./conf/corpora/options.conf  # Corpus options (conf/corpora/options.conf)
-. ./conf/feats.conf         # Stage 2, training-data filters (conf/feats.conf)
+. ./conf/train_filters.conf  # Stage 2, training-data filters (conf/train_filters.conf)
 . ./conf/extract.conf       # Stage 4, extraction (conf/extract.conf)
 . ./conf/backend.conf       # Stages 4-8, back-ends, normalisation, calibration (conf/backend.conf)
 . utils/options_help.sh
@@ -55,7 +55,7 @@ for opt in nj nproc_per_node nnodes; do check_int $opt 1; done
 check_int node_rank 0 $((10#$nnodes - 1))
 [ "$nnodes" -eq 1 ] || [ -n "$rdzv_endpoint" ] || {
   echo "$0: --nnodes $nnodes needs --rdzv-endpoint HOST:PORT (node 0's)" 1>&2; exit 1; }
-check_int min_len 0 "" conf/feats.conf; check_int min_num_utts 1 "" conf/feats.conf
+check_int min_len 0 "" conf/train_filters.conf; check_int min_num_utts 1 "" conf/train_filters.conf
 for opt in lda_dim plda_em_iters asnorm_top_k; do check_int $opt 1 "" conf/backend.conf; done
 for opt in backend_window calibration_max_trials; do check_int $opt 0 "" conf/backend.conf; done
 [ "$backend_window" -eq 0 ] || check_int backend_window_shift 1 "" conf/backend.conf

@@ -72,8 +72,8 @@ class Recipe:
         self.root = root
         self.recipe = recipe_copy(root)
         self.conf = self.recipe / "conf"
-        edit(self.conf / "feats.conf", "min_len=400", "min_len=50")
-        edit(self.conf / "feats.conf", "min_num_utts=8", "min_num_utts=2")
+        edit(self.conf / "train_filters.conf", "min_len=400", "min_len=50")
+        edit(self.conf / "train_filters.conf", "min_num_utts=8", "min_num_utts=2")
         backend = self.conf / "backend.conf"
         edit(backend, 'backends="cosine plda"', 'backends="plda"')
         edit(backend, 'score_norms="asnorm"', 'score_norms=""')
