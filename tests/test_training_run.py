@@ -15,7 +15,7 @@ import yaml
 from pyutils.training import checkpoint
 from pyutils.training.run import Run, Training, rates, totals
 from pyutils.training.rerun_policy import is_trained
-from pyutils.utils.fileio import fingerprint, write_marker
+from pyutils.utils.markers import fingerprint, write_marker
 from tests.conftest import ROOT
 
 CONFIG = {"model": {"name": "toy"}, "data": {"batch_size": 4, "chunks_per_epoch": 12},

@@ -146,7 +146,7 @@ def label(item: str) -> str:
 
 
 def item_fingerprints(items: Sequence[str]) -> Dict[str, str]:
-    from pyutils.utils.fileio import fingerprint
+    from pyutils.utils.markers import fingerprint
     return {label(item): fingerprint(item) for item in items}
 
 

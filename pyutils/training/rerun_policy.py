@@ -20,9 +20,9 @@ from typing import Optional, Sequence, Tuple
 
 import yaml
 
-from pyutils.cli.stamp import matches
 from pyutils.training import checkpoint
 from pyutils.training.inputs import changed_inputs, changed_keys, describe_changes
+from pyutils.utils.markers import matches
 
 logger = logging.getLogger(__name__)
 

@@ -39,7 +39,8 @@ from pyutils.training.inputs import record_inputs
 from pyutils.training.join_run import SUMMARY_FILE, join_run
 from pyutils.training.rerun_policy import check_resumable, is_trained, must_start_over
 from pyutils.training.scheduler import build_scheduler
-from pyutils.utils.fileio import atomic_output, done_marker, fingerprint, write_marker
+from pyutils.utils.fileio import atomic_output
+from pyutils.utils.markers import done_marker, fingerprint, write_marker
 
 logger = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from pyutils.training.scheduler import build_optimizer
 from pyutils.training.device import autocast, grad_scaler
 from pyutils.training.loop import run_epoch, validate
 from pyutils.training.inputs import data_inputs, training_inputs
-from pyutils.utils.fileio import fingerprint
+from pyutils.utils.markers import fingerprint
 
 logger = logging.getLogger(__name__)
 
