@@ -49,7 +49,7 @@ stamp_of_inputs() {
          "$data/feats.scp" "$data/vad.scp" "$mfcc_config" "$vad_config" "${fbank_config:-mfcc}")
 }
 stamp_of_inputs
-if python -m pyutils.cli.stamp check "$data/.mfcc_vad.done" "${stamp[@]}"; then
+if python -m pyutils.cli.marker check "$data/.mfcc_vad.done" "${stamp[@]}"; then
   echo "$0: $data already has features (remove $data/.mfcc_vad.done to redo)"; exit 0
 fi
 # Start from the user's lists (every utterance, also those a run dropped), and
@@ -99,5 +99,5 @@ python -m pyutils.data.original_lists keep "$data" --skipped "$skipped"
 "$SV_ROOT/utils/fix_data_dir.sh" "$data"
 python -m pyutils.data.original_lists record "$data"
 stamp_of_inputs
-python -m pyutils.cli.stamp write "$data/.mfcc_vad.done" "${stamp[@]}"
+python -m pyutils.cli.marker write "$data/.mfcc_vad.done" "${stamp[@]}"
 echo "$0: features for $data: $summary; logs in $logdir"

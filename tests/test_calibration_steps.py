@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pyutils.backends.plda import write_vector
-from pyutils.cli.stamp import main as marker_main
+from pyutils.cli.marker import main as marker_main
 from pyutils.utils.arkio import write_scp_dict
 from tests.conftest import ROOT
 

@@ -146,7 +146,7 @@ def test_calibrate_step_with_qmf_as_stage6_runs_it(tmp_path):
     import subprocess
 
     from conftest import ROOT
-    from pyutils.cli.stamp import main as marker_main
+    from pyutils.cli.marker import main as marker_main
     rng = np.random.default_rng(4)
     for part, n in (("cal", 400), ("eval", 200)):
         d, labels, durs = write_trial_dir(tmp_path, part, n, rng)

@@ -1,7 +1,7 @@
 """The training skeleton (pyutils.training.run, issue 18 item 4): one Run sets up,
 resumes, runs the epochs and finishes any kind of training that plugs in a small
 Training object; "trained" is decided by one function, the one steps/train.sh
-asks through ``python -m pyutils.cli.stamp check``.  A toy regression trains
+asks through ``python -m pyutils.cli.marker check``.  A toy regression trains
 here in milliseconds: no features, no speaker data."""
 import json
 import os
@@ -125,8 +125,8 @@ def test_a_finished_run_is_skipped_and_a_resume_under_another_config_refused(inp
 
 
 def stamp_check(marker, items):
-    """What steps/train.sh asks: ``python -m pyutils.cli.stamp check``."""
-    return subprocess.run([sys.executable, "-m", "pyutils.cli.stamp", "check", marker, *items],
+    """What steps/train.sh asks: ``python -m pyutils.cli.marker check``."""
+    return subprocess.run([sys.executable, "-m", "pyutils.cli.marker", "check", marker, *items],
                           cwd=ROOT).returncode == 0
 
 

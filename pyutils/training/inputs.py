@@ -1,6 +1,6 @@
 """What a training run depends on, for its completion marker and its resumption.
 
-``exp/<model>/.done`` records the fingerprint (``pyutils.cli.stamp``) of the
+``exp/<model>/.done`` records the fingerprint (``pyutils.cli.marker``) of the
 items below, and ``exp/<model>/inputs.json`` each item's own fingerprint, so a
 rerun can say which input changed:
 

@@ -1,7 +1,7 @@
 """Completion markers that record their inputs (used by run.sh and steps/).
 
-    python -m pyutils.cli.stamp check DIR/.done ITEM...   # exit 0 iff it matches
-    python -m pyutils.cli.stamp write DIR/.done ITEM...
+    python -m pyutils.cli.marker check DIR/.done ITEM...   # exit 0 iff it matches
+    python -m pyutils.cli.marker write DIR/.done ITEM...
 
 An ITEM is a file (its path and bytes count) or any string (an option value).
 A stage is finished only if its marker exists *and* records the same inputs,
