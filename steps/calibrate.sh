@@ -22,7 +22,7 @@ check_number prior 0 1
 [ $# -eq 4 ] || { echo -e "$help_message" 1>&2; exit 1; }
 trials=$1 caldir=$2 evaldir=$3 json=$4
 
-marker=${json%.json}.done
+marker=$json.done
 stamp=("$trials" "$caldir/scores" "$caldir/.done" "$evaldir/scores" "$evaldir/.done"
        "prior=$prior system=$system" "$json" "$evaldir/llr" "qmf=$qmf")
 qmf_opts=()

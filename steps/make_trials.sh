@@ -12,7 +12,7 @@ check_int max_trials 0; check_int seed 0
 [ $# -eq 3 ] || { echo -e "$help_message" 1>&2; exit 1; }
 embdir=$1 data=$2 trials=$3
 
-marker=$(dirname "$trials")/.$(basename "$trials").done
+marker=$trials.done
 stamp=("$data/utt2spk" "$embdir/xvector.scp" "$embdir/.done" "max_trials=$max_trials seed=$seed" "$trials")
 if python -m pyutils.cli.marker check "$marker" "${stamp[@]}"; then
   echo "$0: $trials was made from the same inputs; kept"; exit 0

@@ -18,7 +18,7 @@ check_int num_threads 1; check_int top_k 1
 backend_dir=$1 embdir=$2 trials=$3 dir=$4
 
 # extraction markers name the model (a retrain can leave xvector.scp byte-identical)
-stamp=("$backend" "$backend_dir/.stamp" "$backend_dir/mean.vec" "$backend_dir/lda.mat" "$backend_dir/plda"
+stamp=("$backend" "$backend_dir/.done" "$backend_dir/mean.vec" "$backend_dir/lda.mat" "$backend_dir/plda"
        "$embdir/xvector.scp" "$embdir/.done" "$trials" "${cohort_scp:-no-cohort}"
        "${cohort_scp:+$(dirname "$cohort_scp")/.done}" "$top_k" "${cohort_scp:+norm=$norm}"
        "cosine_mean=$cosine_mean" "$dir/scores")

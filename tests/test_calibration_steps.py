@@ -42,7 +42,7 @@ def test_stage6_calibration_chain_markers(tmp_path):
         for i, a in enumerate(utts) for b in utts[i + 1:]))
     (tmp_path / "backend").mkdir()
     write_vector(str(tmp_path / "backend" / "mean.vec"), np.zeros(6))
-    for f in ("lda.mat", "plda", ".stamp"):
+    for f in ("lda.mat", "plda", ".done"):
         (tmp_path / "backend" / f).write_text("unused by cosine\n")
 
     cal = tmp_path / "calibration"

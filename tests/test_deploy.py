@@ -297,7 +297,7 @@ def test_package_stage_reruns_after_its_inputs_change(tmp_path):
     """steps/package_model.sh (stage 8) skips when nothing changed and repackages when an
     upstream marker (training, back-end, a calibration) or a config changes."""
     model_dir = tiny_model_dir(str(tmp_path / "m"))
-    for marker in (".done", "backend/.stamp", "calibration/cosine.done"):
+    for marker in (".done", "backend/.done", "calibration/cosine.json.done"):
         with open(os.path.join(model_dir, marker), "w") as out:
             out.write("stamp\nrun-1\n")
 
@@ -310,7 +310,7 @@ def test_package_stage_reruns_after_its_inputs_change(tmp_path):
 
     assert "packaging" in package()
     assert "is up to date" in package()
-    for marker in (".done", "backend/.stamp", "calibration/cosine.done"):
+    for marker in (".done", "backend/.done", "calibration/cosine.json.done"):
         with open(os.path.join(model_dir, marker), "w") as out:
             out.write(f"stamp\nrun-2 {marker}\n")
         assert "packaging" in package(), marker

@@ -94,7 +94,7 @@ class Recipe:
         for top in ("data", "exp"):
             for dirpath, _, files in os.walk(self.root / top):
                 for name in files:
-                    if name.endswith(".done") or name == ".stamp":
+                    if name.endswith(".done"):
                         path = os.path.join(dirpath, name)
                         found[os.path.relpath(path, self.root)] = open(path).read()
         return found
