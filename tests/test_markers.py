@@ -17,6 +17,9 @@ def test_a_marker_is_named_after_its_output(tmp_path):
     assert marker_path(str(tmp_path / "cosine.json")) == str(tmp_path / "cosine.json.done")
     assert marker_path(str(tmp_path / "data"), step="mfcc_vad") == \
         str(tmp_path / "data" / ".mfcc_vad.done")
+    assert marker_path(str(tmp_path / "scores"), directory=True) == \
+        str(tmp_path / "scores" / ".done")                 # before the stage made it
+    assert marker_path(str(tmp_path / "package"), directory=False) == str(tmp_path / "package.done")
 
 
 def test_a_marker_matches_only_the_same_inputs_and_each_write_is_a_new_run(tmp_path):

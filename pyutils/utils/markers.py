@@ -42,15 +42,17 @@ from pyutils.utils.fileio import write_lines
 DONE = ".done"
 
 
-def marker_path(output: str, step: Optional[str] = None) -> str:
+def marker_path(output: str, step: Optional[str] = None,
+                directory: Optional[bool] = None) -> str:
     """The marker of ``output`` under the scheme above: ``DIR/.<step>.done``
-    with a ``step``, ``OUT/.done`` for an existing directory, else ``OUT.done``."""
+    with a ``step``, ``OUT/.done`` for a directory the stage owns, else
+    ``OUT.done``.  ``directory`` None: whether ``output`` is an existing directory."""
     output = os.path.normpath(output)
     if step:
         return os.path.join(output, f".{step}{DONE}")
-    if os.path.isdir(output):
-        return os.path.join(output, DONE)
-    return output + DONE
+    if directory is None:
+        directory = os.path.isdir(output)
+    return os.path.join(output, DONE) if directory else output + DONE
 
 
 def fingerprint(*items: str) -> str:
