@@ -41,7 +41,7 @@ nnodes=1                    # nodes (run run.sh --stage 3 on each with its --nod
 node_rank=0                 # this node's rank, 0..nnodes-1
 rdzv_endpoint=              # HOST:PORT of node 0 (needed with --nnodes > 1)
 . ./conf/corpora/options.conf  # Corpus options (conf/corpora/options.conf)
-. ./conf/feats.conf         # Stage 2, training-data filters (conf/feats.conf)
+. ./conf/train_filters.conf  # Stage 2, training-data filters (conf/train_filters.conf)
 . ./conf/extract.conf       # Stage 4, extraction (conf/extract.conf)
 . ./conf/backend.conf       # Stages 4-8, back-ends, normalisation, calibration (conf/backend.conf)
 . utils/options_help.sh
@@ -60,7 +60,7 @@ for opt in nj nproc_per_node nnodes; do check_int $opt 1; done
 check_int node_rank 0 $((10#$nnodes - 1))
 [ "$nnodes" -eq 1 ] || [ -n "$rdzv_endpoint" ] || {
   echo "$0: --nnodes $nnodes needs --rdzv-endpoint HOST:PORT (node 0's)" 1>&2; exit 1; }
-check_int min_len 0 "" conf/feats.conf; check_int min_num_utts 1 "" conf/feats.conf
+check_int min_len 0 "" conf/train_filters.conf; check_int min_num_utts 1 "" conf/train_filters.conf
 for opt in lda_dim plda_em_iters asnorm_top_k; do check_int $opt 1 "" conf/backend.conf; done
 for opt in backend_window calibration_max_trials; do check_int $opt 0 "" conf/backend.conf; done
 [ "$backend_window" -eq 0 ] || check_int backend_window_shift 1 "" conf/backend.conf
@@ -89,12 +89,12 @@ done
 # What each stage reads and writes, resolved once from the corpora and the training config:
 # train_config, min_len, feat_type, feat_conf, on_the_fly, data_format, input, the sets
 # (train, evals, calib, adapt), their feature dirs (ftrain, fevals, fcalib, fadapt), nntrain
-# and train_data (stage 3's), shards; eval_corpora and eval_protocols (local/resolve_data.sh).
+# and train_data (stage 3's), shards; eval_corpora and eval_protocols (steps/resolve_data.sh).
 adapt_data=$plda_adapt_data; [ -z "$xdata" ] || [ -z "$adapt_data" ] || adapt_data=$xdata/adapt
 # cross-corpus: the network's own training config (its features), unless --train-config
 [ -z "$eval_corpus" ] || [ -n "$train_config" ] || [ ! -f "$src_dir/config.yaml" ] ||
   train_config=$src_dir/config.yaml
-plan=$(local/resolve_data.sh "${corpus_opts[@]}" --aug "$aug" --adapt-data "$adapt_data" \
+plan=$(steps/resolve_data.sh "${corpus_opts[@]}" --aug "$aug" --adapt-data "$adapt_data" \
   --min-len "$min_len" --init-from "$init_from" --overrides "$train_overrides" \
   --eval-corpus "$eval_corpus" --eval-data "$xdata" \
   --prog "$0" "${train_config:-conf/$model.yaml}" "$data" "$exp" "$dir")
@@ -107,7 +107,7 @@ trains=true; [ -z "$eval_corpus" ] || trains=false   # cross-corpus: stages 2-3 
 # cross-corpus: the evaluation corpus's eval set (+ the in-domain set) copied into $xdata.
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   if [ $trains = true ]; then
-    local/prepare_data.sh "${corpus_opts[@]}" "$data"
+    steps/prepare_data.sh "${corpus_opts[@]}" "$data"
   else
     local/prepare_cross_corpus.sh --corpus-root "$corpus_root" --adapt-data "$plda_adapt_data" \
       "$eval_corpus" "$eval_data" "$xdata"

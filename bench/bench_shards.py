@@ -35,7 +35,7 @@ import soundfile as sf
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from pyutils.data.audio import AudioReader  # noqa: E402
 from pyutils.data.shards import read_shard_list, shuffle_buffer, write_shards  # noqa: E402
-from pyutils.training.chunks import epoch_batches  # noqa: E402
+from pyutils.training.chunk_sampling import epoch_batches  # noqa: E402
 from pyutils.training.data import OnTheFlyFeatures  # noqa: E402
 from pyutils.training.shard_source import ShardSource, StreamSource  # noqa: E402
 

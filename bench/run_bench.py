@@ -139,7 +139,7 @@ def bench_features(quick: bool) -> list:
 def bench_train(name: str, quick: bool) -> list:
     import torch
     from pyutils.losses import build_loss
-    from pyutils.training.chunks import epoch_batches
+    from pyutils.training.chunk_sampling import epoch_batches
     from pyutils.training.scheduler import build_optimizer, build_scheduler
     from pyutils.training.loop import train_step
     from pyutils.training.trainer import TrainingNet

@@ -17,7 +17,7 @@ eval_corpus=$1 eval_data=$2 xdata=$3
 
 if [ ! -f "$eval_data/eval/trials" ]; then
   echo "$0: $eval_data/eval/trials not found: preparing $eval_corpus with its defaults"
-  local/prepare_data.sh --corpus "$eval_corpus" --corpus-root "$corpus_root" "$eval_data"
+  steps/prepare_data.sh --corpus "$eval_corpus" --corpus-root "$corpus_root" "$eval_data"
 fi
 [ -z "$adapt_data" ] || [ -f "$adapt_data/utt2spk" ] || {
   echo "$0: --adapt-data $adapt_data: no utt2spk (a prepared data dir is needed)" 1>&2; exit 1; }

@@ -22,7 +22,7 @@ check_number prior 0 1
 [ $# -eq 4 ] || { echo -e "$help_message" 1>&2; exit 1; }
 trials=$1 caldir=$2 evaldir=$3 json=$4
 
-marker=${json%.json}.done
+marker=$json.done
 stamp=("$trials" "$caldir/scores" "$caldir/.done" "$evaldir/scores" "$evaldir/.done"
        "prior=$prior system=$system" "$json" "$evaldir/llr" "qmf=$qmf")
 qmf_opts=()
@@ -32,11 +32,11 @@ if [ -n "$qmf" ]; then
   qmf_opts=(--qmf "$qmf" --cal-quality "$cal_quality" --eval-quality "$eval_quality"
             --qmf-out-dir "${evaldir}_qmf")
 fi
-if python -m pyutils.cli.stamp check "$marker" "${stamp[@]}"; then
+if python -m pyutils.cli.marker check "$marker" "${stamp[@]}"; then
   echo "$0: $json is up to date"; exit 0
 fi
 mkdir -p "$(dirname "$json")/log"
 $cmd "$(dirname "$json")/log/calibrate_${system:-system}.log" python -m pyutils.cli.calibrate \
   --trials "$trials" --cal-scores "$caldir/scores" --calibration "$json" \
   --scores "$evaldir/scores" --out-llr "$evaldir/llr" --prior $prior --system "$system" "${qmf_opts[@]}"
-python -m pyutils.cli.stamp write "$marker" "${stamp[@]}"
+python -m pyutils.cli.marker write "$marker" "${stamp[@]}"

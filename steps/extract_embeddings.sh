@@ -49,7 +49,7 @@ quality_measures() {
   python -m pyutils.cli.quality_measures "${src[@]}" "$dir" 2> "$dir/log/quality_measures.log" || {
     cat "$dir/log/quality_measures.log" 1>&2; exit 1; }
 }
-if python -m pyutils.cli.stamp check "$dir/.done" "${stamp[@]}"; then
+if python -m pyutils.cli.marker check "$dir/.done" "${stamp[@]}"; then
   quality_measures
   echo "$0: $dir is complete"; exit 0
 fi
@@ -93,10 +93,10 @@ if [ $window -gt 0 ]; then
   # speaker of each window = speaker of its utterance (strip -<first>-<end>)
   python -m pyutils.cli.subsegment_utt2spk "$data/utt2spk" "$dir/xvector.scp" "$dir/utt2spk"
 else
-  python -m pyutils.cli.speaker_mean "$data/spk2utt" "$dir/xvector.scp" "$dir" 2> "$dir/log/speaker_mean.log"
+  python -m pyutils.cli.compute_speaker_means "$data/spk2utt" "$dir/xvector.scp" "$dir" 2> "$dir/log/compute_speaker_means.log"
 fi
 quality_measures
-python -m pyutils.cli.stamp write "$dir/.done" "${stamp[@]}"
+python -m pyutils.cli.marker write "$dir/.done" "${stamp[@]}"
 # the jobs' counts (their markers' second line: done=N skipped=N padded=N)
 read -r padded skipped < <(awk '{for (i = 1; i <= NF; i++) { split($i, kv, "=");
     if (kv[1] == "padded") p += kv[2]; if (kv[1] == "skipped") s += kv[2] } }

@@ -24,7 +24,7 @@ for f in feats.scp vad.scp .mfcc_vad.done; do
 done
 
 stamp=("$clean/.mfcc_vad.done" "$clean/feats.scp" "$clean/vad.scp" "$aug_config" "${fbank_config:-mfcc}")
-if python -m pyutils.cli.stamp check "$out/.mfcc_vad.done" "${stamp[@]}"; then
+if python -m pyutils.cli.marker check "$out/.mfcc_vad.done" "${stamp[@]}"; then
   echo "$0: $out is complete"; exit 0
 fi
 name=$(basename "$clean")
@@ -54,5 +54,5 @@ cp "$aug/vad.scp" "$aug/vad.clean.scp"        # the clean speech's VAD, by copy 
 mv "$aug/vad.clean.scp" "$aug/vad.scp"        # Kaldi: no new VAD for augmented copies
 "$SV_ROOT/utils/fix_data_dir.sh" "$aug" > /dev/null       # copies whose features failed go
 "$SV_ROOT/utils/combine_data.sh" "$out" "$clean" "$aug"
-python -m pyutils.cli.stamp write "$out/.mfcc_vad.done" "${stamp[@]}"
+python -m pyutils.cli.marker write "$out/.mfcc_vad.done" "${stamp[@]}"
 echo "$0: $out: $(wc -l < "$out/utt2spk") utterances ($(wc -l < "$clean/utt2spk") clean + copies: $aug_kinds)"

@@ -24,7 +24,7 @@ case $type in mfcc|fbank|waveform) ;;
 for x in "$@"; do
   name=$(basename "$x")
   if [ "$type" = fbank ]; then
-    python -m pyutils.data.originals copy-lists "$x" "${x}_fbank"
+    python -m pyutils.data.original_lists copy-lists "$x" "${x}_fbank"
     "$SV_ROOT/steps/make_mfcc_vad.sh" --nj "$nj" --cmd "$cmd" --fbank-config "$fbank_config" \
       "${x}_fbank" "$exp/make_fbank/$name" "$featdir"
   elif [ "$type" = mfcc ]; then

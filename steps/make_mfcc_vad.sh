@@ -16,7 +16,7 @@
 # from <data> by utils/fix_data_dir.sh. The lists as given are kept in
 # <data>/.orig: a rerun starts from them, and reruns by itself once the audio
 # of a failed utterance changes, so fixed audio comes back (pyutils/data/
-# originals.py). Backups go to <data>/.backup/N, never overwritten. The last
+# original_lists.py). Backups go to <data>/.backup/N, never overwritten. The last
 # line gives the counts, e.g.
 #   done 10 of 14 utterances (4 failed: 2 unreadable, 1 too short, 1 wrong sample rate)
 # Audio at another rate than conf/mfcc.conf's --sample-frequency is refused
@@ -45,18 +45,18 @@ skipped=$logdir/skipped_$name
 # dropped utterances), the configs, and the audio files of the utterances
 # that failed last time: replacing a broken file reruns the stage.
 stamp_of_inputs() {
-  stamp=("$(python -m pyutils.data.originals digest "$data" --failed "$skipped")"
+  stamp=("$(python -m pyutils.data.original_lists digest "$data" --failed "$skipped")"
          "$data/feats.scp" "$data/vad.scp" "$mfcc_config" "$vad_config" "${fbank_config:-mfcc}")
 }
 stamp_of_inputs
-if python -m pyutils.cli.stamp check "$data/.mfcc_vad.done" "${stamp[@]}"; then
+if python -m pyutils.cli.marker check "$data/.mfcc_vad.done" "${stamp[@]}"; then
   echo "$0: $data already has features (remove $data/.mfcc_vad.done to redo)"; exit 0
 fi
 # Start from the user's lists (every utterance, also those a run dropped), and
 # move the outputs of an earlier run aside (numbered backup), as Kaldi's
 # make_mfcc.sh does.
-python -m pyutils.data.originals restore "$data"
-python -m pyutils.data.originals backup "$data" feats.scp vad.scp utt2num_frames > /dev/null
+python -m pyutils.data.original_lists restore "$data"
+python -m pyutils.data.original_lists backup "$data" feats.scp vad.scp utt2num_frames > /dev/null
 rm -f "$data/.mfcc_vad.done"
 "$SV_ROOT/utils/validate_data_dir.sh" --no-feats "$data" > /dev/null || {
   echo "$0: $data is not a valid data dir (problems above); utils/fix_data_dir.sh repairs most" 1>&2
@@ -87,7 +87,7 @@ python -m pyutils.cli.merge_tables "$data/feats.scp" --nj $nj "$featdir/raw_${ki
 python -m pyutils.cli.merge_tables "$data/vad.scp" --nj $nj "$featdir/vad_$name.JOB.scp"
 python -m pyutils.cli.merge_tables "$data/utt2num_frames" --nj $nj "$featdir/raw_${kind}_$name.JOB.utt2num_frames"
 python -m pyutils.cli.merge_tables "$logdir/skipped_$name" --nj $nj "$featdir/raw_${kind}_$name.JOB.skipped"
-summary=$(python -m pyutils.data.skips --total "$total" --done "$(wc -l < "$data/feats.scp")" \
+summary=$(python -m pyutils.data.skipped_items --total "$total" --done "$(wc -l < "$data/feats.scp")" \
   --what utterances --verb failed "$skipped")
 if [ -s "$skipped" ]; then
   echo "$0: $data: $summary; the failed utterances are listed in $skipped" \
@@ -95,9 +95,9 @@ if [ -s "$skipped" ]; then
     "is fixed: the full lists are kept in $data/.orig, and rerunning this step after" \
     "fixing the audio brings them back" 1>&2
 fi
-python -m pyutils.data.originals keep "$data" --skipped "$skipped"
+python -m pyutils.data.original_lists keep "$data" --skipped "$skipped"
 "$SV_ROOT/utils/fix_data_dir.sh" "$data"
-python -m pyutils.data.originals record "$data"
+python -m pyutils.data.original_lists record "$data"
 stamp_of_inputs
-python -m pyutils.cli.stamp write "$data/.mfcc_vad.done" "${stamp[@]}"
+python -m pyutils.cli.marker write "$data/.mfcc_vad.done" "${stamp[@]}"
 echo "$0: features for $data: $summary; logs in $logdir"

@@ -20,11 +20,11 @@ data=$1 dir=$2
 stamp=("$data/utt2spk" "$data/wav.scp" "utts_per_shard=$utts_per_shard shuffle=$shuffle seed=$seed")
 # upstream markers: a rerun of the stage that wrote the data dir repacks
 for f in segments .done .mfcc_vad.done; do [ -f "$data/$f" ] && stamp+=("$data/$f"); done
-if python -m pyutils.cli.stamp check "$dir/.done" "${stamp[@]}"; then
+if python -m pyutils.cli.marker check "$dir/.done" "${stamp[@]}"; then
   echo "$0: $dir is complete"; exit 0
 fi
 mkdir -p "$dir/log"
 $cmd "$dir/log/make_shards.log" python -m pyutils.cli.make_shards \
   --utts-per-shard $utts_per_shard --shuffle $shuffle --seed $seed "$data" "$dir"
-python -m pyutils.cli.stamp write "$dir/.done" "${stamp[@]}"
+python -m pyutils.cli.marker write "$dir/.done" "${stamp[@]}"
 echo "$0: $(wc -l < "$dir/shard.list") shards in $dir/shard.list"

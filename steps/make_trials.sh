@@ -12,12 +12,12 @@ check_int max_trials 0; check_int seed 0
 [ $# -eq 3 ] || { echo -e "$help_message" 1>&2; exit 1; }
 embdir=$1 data=$2 trials=$3
 
-marker=$(dirname "$trials")/.$(basename "$trials").done
+marker=$trials.done
 stamp=("$data/utt2spk" "$embdir/xvector.scp" "$embdir/.done" "max_trials=$max_trials seed=$seed" "$trials")
-if python -m pyutils.cli.stamp check "$marker" "${stamp[@]}"; then
+if python -m pyutils.cli.marker check "$marker" "${stamp[@]}"; then
   echo "$0: $trials was made from the same inputs; kept"; exit 0
 fi
 mkdir -p "$(dirname "$trials")"
 python -m pyutils.cli.make_trials --utt2spk "$data/utt2spk" --keys-scp "$embdir/xvector.scp" \
   --max-trials $max_trials --seed $seed --out "$trials"
-python -m pyutils.cli.stamp write "$marker" "${stamp[@]}"
+python -m pyutils.cli.marker write "$marker" "${stamp[@]}"

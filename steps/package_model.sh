@@ -37,13 +37,13 @@ opts=(--model "$model_dir/final.pt" --backend-dir "$backend_dir" --mfcc-config "
 # upstream markers (training, back-end, each calibration) change whenever those stages reran
 calibrations=()
 [ -d "$calibration_dir" ] && calibrations=($(ls "$calibration_dir"/*.json "$calibration_dir"/*.done 2>/dev/null || true))
-stamp=("$model_dir/final.pt" "$model_dir/.done" "$backend_dir/.stamp" "$mfcc_config" "$vad_config"
+stamp=("$model_dir/final.pt" "$model_dir/.done" "$backend_dir/.done" "$mfcc_config" "$vad_config"
        "$cmvn_config" "${fbank_config:-none}" "${calibrations[@]}" "${opts[*]}" "$pkg/manifest.json")
-if python -m pyutils.cli.stamp check "$pkg.done" "${stamp[@]}"; then
+if python -m pyutils.cli.marker check "$pkg.done" "${stamp[@]}"; then
   echo "$0: $pkg is up to date"; exit 0
 fi
 mkdir -p "$model_dir/log"
 echo "$0: packaging $model_dir into $pkg (ONNX/TorchScript export: $export); log in $model_dir/log/package.log"
 $cmd "$model_dir/log/package.log" python -m pyutils.cli.sv package "${opts[@]}" "$pkg"
-python -m pyutils.cli.stamp write "$pkg.done" "${stamp[@]}"
+python -m pyutils.cli.marker write "$pkg.done" "${stamp[@]}"
 echo "$0: $pkg: $(python -c 'import json,sys; from pyutils.deploy.package import export_summary; m=json.load(open(sys.argv[1])); print(m["model"]["name"], "| back-ends:", " ".join(m["backends"]) or "none", "| calibrated:", " ".join(m["calibration"]) or "none", "| exports:", export_summary(m))' "$pkg/manifest.json")"

@@ -23,7 +23,7 @@ name=$(basename "$out")
 # config rewrites the arks at the same offsets: feats.scp alone would not show it)
 stamp=("$data/feats.scp" "$data/vad.scp" "$data/.mfcc_vad.done" "$data/utt2spk"
        "$out/feats.scp" "$out/utt2spk" "$cmvn_config" "$min_len $min_num_utts")
-if python -m pyutils.cli.stamp check "$out/.done" "${stamp[@]}"; then
+if python -m pyutils.cli.marker check "$out/.done" "${stamp[@]}"; then
   echo "$0: $out is complete (remove $out/.done to redo)"; exit 0
 fi
 mkdir -p "$logdir" "$featdir" "$out"
@@ -40,5 +40,5 @@ python -m pyutils.cli.merge_tables "$out/feats.scp" --nj $nj "$featdir/xvector_f
 python -m pyutils.cli.merge_tables "$out/utt2num_frames" --nj $nj "$featdir/xvector_feats_$name.JOB.utt2num_frames"
 python -m pyutils.cli.filter_short --min-len $min_len --min-num-utts $min_num_utts "$out"
 "$SV_ROOT/utils/fix_data_dir.sh" "$out"
-python -m pyutils.cli.stamp write "$out/.done" "${stamp[@]}"
+python -m pyutils.cli.marker write "$out/.done" "${stamp[@]}"
 echo "$0: $out: $(wc -l < "$out/utt2spk") utterances of $(wc -l < "$out/spk2utt") speakers"

@@ -18,11 +18,11 @@ check_int num_threads 1; check_int top_k 1
 backend_dir=$1 embdir=$2 trials=$3 dir=$4
 
 # extraction markers name the model (a retrain can leave xvector.scp byte-identical)
-stamp=("$backend" "$backend_dir/.stamp" "$backend_dir/mean.vec" "$backend_dir/lda.mat" "$backend_dir/plda"
+stamp=("$backend" "$backend_dir/.done" "$backend_dir/mean.vec" "$backend_dir/lda.mat" "$backend_dir/plda"
        "$embdir/xvector.scp" "$embdir/.done" "$trials" "${cohort_scp:-no-cohort}"
        "${cohort_scp:+$(dirname "$cohort_scp")/.done}" "$top_k" "${cohort_scp:+norm=$norm}"
        "cosine_mean=$cosine_mean" "$dir/scores")
-if python -m pyutils.cli.stamp check "$dir/.done" "${stamp[@]}"; then
+if python -m pyutils.cli.marker check "$dir/.done" "${stamp[@]}"; then
   echo "$0: $dir/scores is up to date"; exit 0
 fi
 mkdir -p "$dir/log"
@@ -30,4 +30,4 @@ $cmd "$dir/log/score.log" python -m pyutils.cli.score_trials --backend $backend 
   --backend-dir "$backend_dir" --enroll-scp "$embdir/xvector.scp" --test-scp "$embdir/xvector.scp" \
   --trials "$trials" --out "$dir/scores" --num-threads $num_threads --cosine-mean $cosine_mean \
   ${cohort_scp:+--cohort-scp "$cohort_scp" --norm $norm --top-k $top_k}
-python -m pyutils.cli.stamp write "$dir/.done" "${stamp[@]}"
+python -m pyutils.cli.marker write "$dir/.done" "${stamp[@]}"

@@ -47,7 +47,7 @@ else
     echo "$0: --unlabelled-data needs a label-free config (an ssl: block); $config has none" 1>&2; exit 1; }
   mapfile -t stamp < <(python -m pyutils.training.inputs "$config" "$data")
 fi
-if [ "$force" != true ] && python -m pyutils.cli.stamp check "$dir/.done" "${stamp[@]}"; then
+if [ "$force" != true ] && python -m pyutils.cli.marker check "$dir/.done" "${stamp[@]}"; then
   echo "$0: $dir is trained with this config and data (--force true to retrain)"; exit 0
 fi
 mkdir -p "$dir/log"

@@ -19,11 +19,11 @@ utt2spk=$data/utt2spk
 # the extraction marker names the model: a retrain rewrites the arks at the same
 # offsets (an identical xvector.scp), so the scp alone would not show it
 stamp=("$embdir/xvector.scp" "$embdir/.done" "$utt2spk" "$lda_dim $plda_em_iters" "$dir/plda")
-if python -m pyutils.cli.stamp check "$dir/.stamp" "${stamp[@]}"; then
+if python -m pyutils.cli.marker check "$dir/.done" "${stamp[@]}"; then
   echo "$0: $dir is complete"; exit 0
 fi
 mkdir -p "$dir/log"
 $cmd "$dir/log/train_backend.log" python -m pyutils.cli.train_backend \
   --train-scp "$embdir/xvector.scp" --utt2spk "$utt2spk" \
   --lda-dim $lda_dim --plda-em-iters $plda_em_iters --out-dir "$dir"
-python -m pyutils.cli.stamp write "$dir/.stamp" "${stamp[@]}"
+python -m pyutils.cli.marker write "$dir/.done" "${stamp[@]}"

@@ -19,7 +19,8 @@ from pyutils.cli import score_trials as score_cli
 from pyutils.cli import train_backend
 from pyutils.metrics.eer import compute_eer
 from pyutils.utils.arkio import write_scp_dict
-from pyutils.utils.fileio import TableError, is_done
+from pyutils.utils.fileio import TableError
+from pyutils.utils.markers import is_done
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pyutils.backends.plda import write_vector
-from pyutils.cli.stamp import main as stamp_main
+from pyutils.cli.marker import main as marker_main
 from pyutils.utils.arkio import write_scp_dict
 from tests.conftest import ROOT
 
@@ -33,7 +33,7 @@ def test_stage6_calibration_chain_markers(tmp_path):
         (tmp_path / name).mkdir()
         write_scp_dict(str(tmp_path / name / "x.ark"), str(tmp_path / name / "xvector.scp"),
                        table)
-        stamp_main(["write", str(tmp_path / name / ".done"), str(tmp_path / name / "xvector.scp")])
+        marker_main(["write", str(tmp_path / name / ".done"), str(tmp_path / name / "xvector.scp")])
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "utt2spk").write_text("".join(f"{u} {u[:2]}\n" for u in sorted(train)))
     utts = sorted(evals)
@@ -42,7 +42,7 @@ def test_stage6_calibration_chain_markers(tmp_path):
         for i, a in enumerate(utts) for b in utts[i + 1:]))
     (tmp_path / "backend").mkdir()
     write_vector(str(tmp_path / "backend" / "mean.vec"), np.zeros(6))
-    for f in ("lda.mat", "plda", ".stamp"):
+    for f in ("lda.mat", "plda", ".done"):
         (tmp_path / "backend" / f).write_text("unused by cosine\n")
 
     cal = tmp_path / "calibration"
@@ -73,7 +73,7 @@ def test_stage6_calibration_chain_markers(tmp_path):
     assert "made from the same inputs; kept" in again and again.count("is up to date") == 3
     # an upstream stage reran (new run id in the eval embeddings' marker): eval scores
     # and the calibration rerun; the calibration trials and their scores are kept
-    stamp_main(["write", str(tmp_path / "emb_eval" / ".done"),
+    marker_main(["write", str(tmp_path / "emb_eval" / ".done"),
                 str(tmp_path / "emb_eval" / "xvector.scp")])
     redo = chain()
     assert redo.count("is up to date") == 1 and f"{cal / 'sys'}/scores is up to date" in redo

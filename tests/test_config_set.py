@@ -1,5 +1,5 @@
 """run.sh --train-overrides: a training config with values changed on the command line
-(pyutils/cli/config_set.py, local/resolve_data.sh)."""
+(pyutils/cli/config_set.py, steps/resolve_data.sh)."""
 import os
 import subprocess
 
@@ -56,7 +56,7 @@ def test_the_output_is_rewritten_only_when_it_changes(tmp_path):
 
 def test_resolve_data_trains_with_the_overridden_config(tmp_path):
     model_dir = tmp_path / "xvector_seed2"
-    result = subprocess.run(["local/resolve_data.sh", "--overrides", "training.seed=2 data.batch_size=16",
+    result = subprocess.run(["steps/resolve_data.sh", "--overrides", "training.seed=2 data.batch_size=16",
                              "conf/xvector.yaml", "d", "e", str(model_dir)],
                             cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -66,7 +66,7 @@ def test_resolve_data_trains_with_the_overridden_config(tmp_path):
         base = yaml.safe_load(handle)
     assert config["training"]["seed"] == 2 and config["data"]["batch_size"] == 16
     assert config["model"] == base["model"] and base["training"]["seed"] != 2
-    bad = subprocess.run(["local/resolve_data.sh", "--overrides", "training.sed=2", "--prog", "run.sh",
+    bad = subprocess.run(["steps/resolve_data.sh", "--overrides", "training.sed=2", "--prog", "run.sh",
                           "conf/xvector.yaml", "d", "e", str(model_dir)],
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1

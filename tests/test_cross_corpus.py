@@ -180,7 +180,7 @@ def test_cli_merges_the_shift_into_the_rows_of_results_json(tmp_path, capsys):
 # ------------------------------------------------------------------ the recipe's side
 
 def test_resolve_data_plans_the_eval_corpus_set_beside_the_source_sets():
-    result = subprocess.run(["local/resolve_data.sh", "--corpus", "speechocean762",
+    result = subprocess.run(["steps/resolve_data.sh", "--corpus", "speechocean762",
                              "--eval-corpus", "asc", "--eval-data", "d_on_asc",
                              "--adapt-data", "d_on_asc/adapt", "conf/ecapa_c512_aug_so762.yaml",
                              "d", "e_on_asc", "e_on_asc/m"], cwd=ROOT, capture_output=True,
@@ -191,7 +191,7 @@ def test_resolve_data_plans_the_eval_corpus_set_beside_the_source_sets():
     assert "train=d/train" in lines and "calib=d/calib" in lines   # the source's sets
     assert "fadapt=d_on_asc/adapt_fbank" in lines
     assert "eval_corpora=(asc )" in lines and "eval_protocols=(asc-v1 )" in lines
-    bad = subprocess.run(["local/resolve_data.sh", "--eval-corpus", "nope", "--prog", "x",
+    bad = subprocess.run(["steps/resolve_data.sh", "--eval-corpus", "nope", "--prog", "x",
                           "conf/xvector.yaml", "d", "e", "e/m"], cwd=ROOT, capture_output=True,
                          text=True, timeout=60)
     assert (bad.returncode, bad.stderr) == (1, "x: --eval-corpus nope: no conf/corpora/nope.conf\n")
@@ -269,7 +269,7 @@ def test_cross_corpus_run_evaluates_a_source_network_on_another_data_dir(tmp_pat
     tiny_model_dir(str(exp / "xvector"), calibrated=False)
     result = run("--stage", "4", "--stop-stage", "4")
     assert result.returncode == 0, result.stderr[-2000:]
-    prep = subprocess.run(["local/prepare_data.sh", "--corpus", "asc", "--corpus-root", asc_root,
+    prep = subprocess.run(["steps/prepare_data.sh", "--corpus", "asc", "--corpus-root", asc_root,
                            "--train-speakers", "5-7", "--eval-speakers", "21-23", "--reps",
                            "01,02", str(other)], cwd=ROOT, capture_output=True, text=True,
                           timeout=600)

@@ -89,7 +89,7 @@ SMALL = {
     "campplus": ({"growth_rate": 8, "init_channels": 32, "embed_dim": 32,
                   "blocks": [[2, 3, 1], [2, 3, 2], [2, 3, 2]]}, "fbank"),
     "eres2net": ({"m_channels": 8, "num_blocks": [1, 1, 1, 1], "embed_dim": 32}, "fbank"),
-    # SSL front-ends: a tiny random transformers encoder (test_ssl_frontend.build_tiny:
+    # SSL front-ends: a tiny random transformers encoder (test_ssl_encoder.build_tiny:
     # hidden 32, 2 layers) + a head.  WavLM's relative position bias is an nn.Embedding:
     # its graph value "embedding" once collided with the graph output's name.
     "ssl_wavlm": ({"name": "xvector_hf", "embed_dim": 32, "tdnn_dim": [48, 48, 48, 48, 96],
@@ -111,7 +111,7 @@ def small_model(name, root):
     if not name.startswith("ssl_"):
         return build_model(name, feat_dim=feat_dim, **config).eval(), feat_dim
     pytest.importorskip("transformers")
-    from test_ssl_frontend import build_tiny
+    from test_ssl_encoder import build_tiny
     kind = name[len("ssl_"):]
     path = build_tiny(kind, os.path.join(root, kind))
     return build_model("ssl", frontend={"type": kind, "path": path}, head=dict(config)).eval(), None
@@ -127,7 +127,7 @@ def test_onnx_and_torchscript_match_pytorch_on_asc_audio(name, asc_root, tmp_pat
     import torch
 
     from pyutils.deploy.export import export_all, min_length
-    from pyutils.deploy.frontend import AudioFrontend
+    from pyutils.deploy.network_input import AudioFrontend
     from pyutils.deploy.torch_runtime import TorchEmbedder
     features = SMALL[name][1]
     model, feat_dim = small_model(name, str(tmp_path))
@@ -297,7 +297,7 @@ def test_package_stage_reruns_after_its_inputs_change(tmp_path):
     """steps/package_model.sh (stage 8) skips when nothing changed and repackages when an
     upstream marker (training, back-end, a calibration) or a config changes."""
     model_dir = tiny_model_dir(str(tmp_path / "m"))
-    for marker in (".done", "backend/.stamp", "calibration/cosine.done"):
+    for marker in (".done", "backend/.done", "calibration/cosine.json.done"):
         with open(os.path.join(model_dir, marker), "w") as out:
             out.write("stamp\nrun-1\n")
 
@@ -310,7 +310,7 @@ def test_package_stage_reruns_after_its_inputs_change(tmp_path):
 
     assert "packaging" in package()
     assert "is up to date" in package()
-    for marker in (".done", "backend/.stamp", "calibration/cosine.done"):
+    for marker in (".done", "backend/.done", "calibration/cosine.json.done"):
         with open(os.path.join(model_dir, marker), "w") as out:
             out.write(f"stamp\nrun-2 {marker}\n")
         assert "packaging" in package(), marker

@@ -10,7 +10,7 @@ from pyutils.backends.cosine import CosineBackend
 from pyutils.backends.plda import Plda, PldaBackend
 from pyutils.backends.speakers import (Speaker, read_store, score_models, speaker_model,
                                        validate_name, write_store)
-from pyutils.extraction.speaker_mean import speaker_means
+from pyutils.extraction.speaker_means import speaker_means
 
 
 def kaldi_llr(plda, enroll_mean_reduced, n, test_reduced):

@@ -14,7 +14,7 @@ import soundfile as sf
 import yaml
 
 from pyutils.cli import compute_mfcc_vad, prepare_feats
-from pyutils.deploy.frontend import AudioFrontend
+from pyutils.deploy.network_input import AudioFrontend
 from pyutils.features.pipeline import DEFAULT_CONFS, FeaturePipeline, conf_paths
 from pyutils.training.data import OnTheFlyFeatures, WaveformStore
 from pyutils.training.selfsup.data import LabelFreeSource
@@ -127,7 +127,7 @@ def test_one_set_of_default_confs(tmp_path, monkeypatch):
 
 
 def test_the_pipeline_and_the_deployed_front_end_import_no_torch():
-    code = ("import sys, pyutils.features.pipeline, pyutils.deploy.frontend; "
+    code = ("import sys, pyutils.features.pipeline, pyutils.deploy.network_input; "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": ROOT}).returncode == 0

@@ -4,7 +4,7 @@ import torch
 
 from pyutils.cli import import_model
 from pyutils.extraction.extract import load_embedding_model
-from tests.test_ssl_frontend import build_tiny, hf_inputs, transformers, waveforms
+from tests.test_ssl_encoder import build_tiny, hf_inputs, transformers, waveforms
 
 
 def test_import_model_from_hf_equals_transformers(tmp_path, capsys):

@@ -87,7 +87,7 @@ def test_transformers_xvector_head_satisfies_the_interface(classifier):
 
 def test_ssl_model_satisfies_the_interface(tmp_path):
     pytest.importorskip("transformers")
-    from tests.test_ssl_frontend import TDNN, build_tiny
+    from tests.test_ssl_encoder import TDNN, build_tiny
     assert issubclass(PRETRAINED["ssl"], EmbeddingNet)
     path = build_tiny("wavlm", tmp_path / "wavlm")
     model = build_model("ssl", feat_dim=1, frontend={"type": "wavlm", "path": path},

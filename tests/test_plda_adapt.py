@@ -94,7 +94,7 @@ def test_adapt_backend_step_writes_an_adapted_backend_and_skips_a_rerun(tmp_path
     write_vector(str(src / "mean.vec"), np.zeros(3))
     write_matrix(str(src / "lda.mat"), np.eye(2, 3))
     Plda(np.zeros(2), np.eye(2), np.array([2.0, 1.0])).save(str(src / "plda"))
-    (src / ".stamp").write_text("trained\n")
+    (src / ".done").write_text("trained\n")
     rng = np.random.default_rng(5)
     emb = tmp_path / "embeddings_adapt"
     table = {f"u{i}": (rng.standard_normal(3) * 4 + 2).astype(np.float32) for i in range(40)}

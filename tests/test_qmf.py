@@ -146,12 +146,12 @@ def test_calibrate_step_with_qmf_as_stage6_runs_it(tmp_path):
     import subprocess
 
     from conftest import ROOT
-    from pyutils.cli.stamp import main as stamp_main
+    from pyutils.cli.marker import main as marker_main
     rng = np.random.default_rng(4)
     for part, n in (("cal", 400), ("eval", 200)):
         d, labels, durs = write_trial_dir(tmp_path, part, n, rng)
         write_quality(str(d), "mag", {k: 1.0 for k in durs})
-        stamp_main(["write", str(d / ".done"), str(d / "scores")])
+        marker_main(["write", str(d / ".done"), str(d / "scores")])
     cmd = [os.path.join(ROOT, "steps", "calibrate.sh"), "--system", "cosine", "--qmf", "dur",
            "--cal-quality", str(tmp_path / "cal"), "--eval-quality", str(tmp_path / "eval"),
            str(tmp_path / "cal" / "trials"), str(tmp_path / "cal"), str(tmp_path / "eval"),

@@ -72,8 +72,8 @@ class Recipe:
         self.root = root
         self.recipe = recipe_copy(root)
         self.conf = self.recipe / "conf"
-        edit(self.conf / "feats.conf", "min_len=400", "min_len=50")
-        edit(self.conf / "feats.conf", "min_num_utts=8", "min_num_utts=2")
+        edit(self.conf / "train_filters.conf", "min_len=400", "min_len=50")
+        edit(self.conf / "train_filters.conf", "min_num_utts=8", "min_num_utts=2")
         backend = self.conf / "backend.conf"
         edit(backend, 'backends="cosine plda"', 'backends="plda"')
         edit(backend, 'score_norms="asnorm"', 'score_norms=""')
@@ -94,7 +94,7 @@ class Recipe:
         for top in ("data", "exp"):
             for dirpath, _, files in os.walk(self.root / top):
                 for name in files:
-                    if name.endswith(".done") or name == ".stamp":
+                    if name.endswith(".done"):
                         path = os.path.join(dirpath, name)
                         found[os.path.relpath(path, self.root)] = open(path).read()
         return found

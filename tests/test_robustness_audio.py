@@ -12,7 +12,7 @@ import kaldiio
 import numpy as np
 import soundfile as sf
 
-from pyutils.features.frontend import resample_waveform
+from pyutils.features.spectral import resample_waveform
 from pyutils.utils.arkio import load_scp_dict
 from tests.conftest import ROOT
 
@@ -259,7 +259,7 @@ def test_step_summary_fails_when_an_utterance_is_lost_without_a_reason(tmp_path)
     listed.write_text("a-1 unreadable\na-2 too short\n")
 
     def summary(total, done):
-        return subprocess.run([sys.executable, "-m", "pyutils.data.skips", "--total", str(total),
+        return subprocess.run([sys.executable, "-m", "pyutils.data.skipped_items", "--total", str(total),
                                "--done", str(done), "--verb", "failed", str(listed)],
                               cwd=ROOT, capture_output=True, text=True)
 

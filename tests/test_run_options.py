@@ -80,7 +80,8 @@ def recipe_copy(tmp_path):
      "calibration_prior in conf/backend.conf takes a number between 0 and 1"),
     ("backend.conf", "backend_window_shift=0",
      "backend_window_shift in conf/backend.conf must be at least 1, got 0"),
-    ("feats.conf", "min_len=4OO", "min_len in conf/feats.conf takes a whole number, got '4OO'"),
+    ("train_filters.conf", "min_len=4OO",
+     "min_len in conf/train_filters.conf takes a whole number, got '4OO'"),
 ])
 def test_numbers_of_the_conf_files_are_checked_up_front(tmp_path, conf, line, message):
     recipe = recipe_copy(tmp_path)
@@ -129,7 +130,7 @@ def test_help_lists_every_option_with_its_default_and_a_comment():
         if match:
             lines[match.group(1).replace("-", "_")] = (match.group(2), match.group(3))
     names = option_names("run.sh")
-    for conf in ("conf/corpora/options.conf", "conf/feats.conf", "conf/extract.conf",
+    for conf in ("conf/corpora/options.conf", "conf/train_filters.conf", "conf/extract.conf",
                  "conf/backend.conf"):
         names += option_names(conf)
     assert {"stage", "corpus", "nnodes", "reps", "calib_holdout", "min_len", "lda_dim",
@@ -190,15 +191,15 @@ def test_recipe_plan_resolves_the_data_of_each_stage(tmp_path):
 
 def test_resolve_data_reads_the_corpora_settings_once():
     """Two corpora: their own evaluation sets and protocols, and so762's corpus_min_len
-    lowers conf/feats.conf's min_len."""
-    result = subprocess.run(["local/resolve_data.sh", "--corpus", "asc,speechocean762",
+    lowers conf/train_filters.conf's min_len."""
+    result = subprocess.run(["steps/resolve_data.sh", "--corpus", "asc,speechocean762",
                              "--reps", "01", "--min-len", "400", "conf/xvector.yaml", "d", "e",
                              "e/xvector"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert "min_len=200" in lines and "evals=(d/eval_asc d/eval_speechocean762)" in lines
     assert "eval_protocols=(asc-custom so762-v1 )" in lines
-    bad = subprocess.run(["local/resolve_data.sh", "--corpus", "asc,nope", "--prog", "x",
+    bad = subprocess.run(["steps/resolve_data.sh", "--corpus", "asc,nope", "--prog", "x",
                           "conf/xvector.yaml", "d", "e", "e/m"], cwd=ROOT, capture_output=True,
                          text=True, timeout=60)
     assert bad.returncode == 1

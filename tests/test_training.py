@@ -11,9 +11,9 @@ import pytest
 import torch
 import yaml
 
-from pyutils.extraction.chunks import pad_chunk
+from pyutils.extraction.chunked_embedding import pad_chunk
 from pyutils.extraction.extract import embed, load_embedding_model
-from pyutils.training.chunks import epoch_batches
+from pyutils.training.chunk_sampling import epoch_batches
 from pyutils.training.trainer import train
 from pyutils.utils.arkio import write_scp_dict
 from pyutils.utils.fileio import write_lines

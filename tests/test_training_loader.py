@@ -86,7 +86,7 @@ import soundfile as sf  # noqa: E402
 import yaml  # noqa: E402
 
 from pyutils.augment import Augmenter  # noqa: E402
-from pyutils.training.chunks import epoch_batches  # noqa: E402
+from pyutils.training.chunk_sampling import epoch_batches  # noqa: E402
 from pyutils.training.data import OnTheFlyFeatures, PrecomputedFeatures, read_utt2spk  # noqa: E402
 from pyutils.training.loader import BatchPlan, ChunkLoader  # noqa: E402
 from tests.conftest import ROOT  # noqa: E402

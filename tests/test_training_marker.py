@@ -134,7 +134,7 @@ def test_changed_keys_ignores_runtime_only_keys():
 
 def test_replaced_pretrained_front_end_changes_the_training_stamp(tmp_path):
     from pyutils.training.inputs import training_inputs
-    from pyutils.utils.fileio import fingerprint
+    from pyutils.utils.markers import fingerprint
     front = tmp_path / "wavlm"
     front.mkdir()
     (front / "config.json").write_text('{"hidden_size": 32}')

@@ -1,7 +1,7 @@
 """The training skeleton (pyutils.training.run, issue 18 item 4): one Run sets up,
 resumes, runs the epochs and finishes any kind of training that plugs in a small
 Training object; "trained" is decided by one function, the one steps/train.sh
-asks through ``python -m pyutils.cli.stamp check``.  A toy regression trains
+asks through ``python -m pyutils.cli.marker check``.  A toy regression trains
 here in milliseconds: no features, no speaker data."""
 import json
 import os
@@ -14,8 +14,8 @@ import yaml
 
 from pyutils.training import checkpoint
 from pyutils.training.run import Run, Training, rates, totals
-from pyutils.training.restart import is_trained
-from pyutils.utils.fileio import fingerprint, write_marker
+from pyutils.training.rerun_policy import is_trained
+from pyutils.utils.markers import fingerprint, write_marker
 from tests.conftest import ROOT
 
 CONFIG = {"model": {"name": "toy"}, "data": {"batch_size": 4, "chunks_per_epoch": 12},
@@ -125,8 +125,8 @@ def test_a_finished_run_is_skipped_and_a_resume_under_another_config_refused(inp
 
 
 def stamp_check(marker, items):
-    """What steps/train.sh asks: ``python -m pyutils.cli.stamp check``."""
-    return subprocess.run([sys.executable, "-m", "pyutils.cli.stamp", "check", marker, *items],
+    """What steps/train.sh asks: ``python -m pyutils.cli.marker check``."""
+    return subprocess.run([sys.executable, "-m", "pyutils.cli.marker", "check", marker, *items],
                           cwd=ROOT).returncode == 0
 
 

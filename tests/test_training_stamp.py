@@ -12,7 +12,7 @@ import yaml
 
 from pyutils.training.inputs import RUNTIME_KEYS, changed_keys, training_inputs
 from pyutils.training.selfsup.inputs import label_free_inputs
-from pyutils.utils.fileio import fingerprint
+from pyutils.utils.markers import fingerprint
 from tests.conftest import ROOT
 
 CONFS = ("mfcc.conf", "fbank.conf", "cmvn.conf", "vad.conf")

@@ -20,8 +20,9 @@ import sys
 
 from pyutils.backends.adapt import adapt_backend
 from pyutils.backends.embeddings import load_embeddings, stack_embeddings
-from pyutils.utils.fileio import TableError, done_marker, mark_done
+from pyutils.utils.fileio import TableError
 from pyutils.utils.log import setup_logging
+from pyutils.utils.markers import done_marker, mark_done
 
 log = logging.getLogger("adapt_backend")
 

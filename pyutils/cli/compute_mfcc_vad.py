@@ -36,11 +36,12 @@ import time
 
 from pyutils.data.audio import AudioError, AudioReader
 from pyutils.data.datadir import DataDir
-from pyutils.data.skips import Skips
+from pyutils.data.skipped_items import Skips
 from pyutils.features.pipeline import FeaturePipeline, NonFiniteFeatures
 from pyutils.utils.arkio import ArkScpWriter
-from pyutils.utils.fileio import TableError, fingerprint, job_done, write_lines
+from pyutils.utils.fileio import TableError, write_lines
 from pyutils.utils.log import setup_logging
+from pyutils.utils.markers import fingerprint, job_done
 from pyutils.utils.progress import progress
 
 logger = logging.getLogger("compute_mfcc_vad")

@@ -21,8 +21,9 @@ import os
 
 from pyutils.extraction.engines import export_for_extraction
 from pyutils.extraction.extract import load_model_and_dim
-from pyutils.utils.fileio import fingerprint, job_done, write_lines
+from pyutils.utils.fileio import write_lines
 from pyutils.utils.log import setup_logging
+from pyutils.utils.markers import fingerprint, job_done
 from pyutils.utils.threads import set_threads
 
 

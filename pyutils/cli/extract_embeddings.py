@@ -17,8 +17,9 @@ import sys
 from pyutils.data.audio import AudioError
 from pyutils.extraction.extract import extract
 from pyutils.features.pipeline import cmn_options
-from pyutils.utils.fileio import TableError, fingerprint, job_done, write_lines
+from pyutils.utils.fileio import TableError, write_lines
 from pyutils.utils.log import setup_logging
+from pyutils.utils.markers import fingerprint, job_done
 
 
 def main(argv=None):

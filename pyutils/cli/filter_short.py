@@ -19,7 +19,7 @@ import os
 import sys
 from collections import defaultdict
 
-from pyutils.data.skips import Skips
+from pyutils.data.skipped_items import Skips
 from pyutils.utils.fileio import TableError, read_key_value, write_lines
 from pyutils.utils.log import setup_logging
 

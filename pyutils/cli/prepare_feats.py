@@ -18,12 +18,13 @@ import sys
 import kaldiio
 import numpy as np
 
-from pyutils.data.skips import Skips
+from pyutils.data.skipped_items import Skips
 from pyutils.features.pipeline import cmn_options, cmn_voiced
 from pyutils.utils.arkio import ArkScpWriter
 from pyutils.data.formats import read_scp
-from pyutils.utils.fileio import TableError, fingerprint, job_done, write_lines
+from pyutils.utils.fileio import TableError, write_lines
 from pyutils.utils.log import setup_logging
+from pyutils.utils.markers import fingerprint, job_done
 from pyutils.utils.progress import progress
 
 logger = logging.getLogger("prepare_feats")

@@ -4,7 +4,7 @@
         [--adapt DIR] CONFIG DATA EXP
 
 Prints shell assignments (values quoted) that run.sh sources through
-local/resolve_data.sh, so that no stage decides them again:
+steps/resolve_data.sh, so that no stage decides them again:
 
 * the network's input: ``features.type`` (mfcc | fbank | waveform), ``features.conf``,
   ``features.on_the_fly``, ``data.format`` (raw | shard), ``data.utts_per_shard``;

@@ -31,8 +31,9 @@ from pyutils.backends.base import LDA_FILE, MEAN_FILE, PLDA_FILE
 from pyutils.backends.embeddings import load_embeddings, stack_embeddings
 from pyutils.backends.lda import apply_transform, compute_lda
 from pyutils.backends.plda import length_normalize, subtract_mean, train_plda, write_matrix, write_vector
-from pyutils.data.skips import Skips
-from pyutils.utils.fileio import TableError, done_marker, mark_done, read_key_value
+from pyutils.data.skipped_items import Skips
+from pyutils.utils.fileio import TableError, read_key_value
+from pyutils.utils.markers import done_marker, mark_done
 
 log = logging.getLogger("train_backend")
 

@@ -9,7 +9,7 @@ match Kaldi's.  Segment times are converted to samples with Kaldi's rounding
 
 Every problem is an :class:`AudioError` whose message names the source and
 whose ``reason`` is one of the short labels below; stages that skip bad
-utterances count them by reason (:class:`pyutils.data.skips.Skips`).
+utterances count them by reason (:class:`pyutils.data.skipped_items.Skips`).
 """
 from __future__ import annotations
 

@@ -10,8 +10,8 @@ from typing import Dict, List, Set, Tuple
 from pyutils.data.formats import (MAX_PROBLEMS_PER_FILE, REC, SPECS, SPK, UTT, WHITESPACE_HINT,
                                   DataDirError, Row, parse_table, present_tables,
                                   too_many_fields)
-from pyutils.data.originals import new_backup_dir
-from pyutils.data.skips import Skips
+from pyutils.data.original_lists import new_backup_dir
+from pyutils.data.skipped_items import Skips
 from pyutils.data.subsets import select_lines, write_tables
 from pyutils.data.validate import speaker_order_problems
 

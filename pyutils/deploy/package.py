@@ -34,7 +34,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from pyutils.deploy.frontend import AudioFrontend
+from pyutils.deploy.network_input import AudioFrontend
 from pyutils.utils.fileio import atomic_output
 
 logger = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 An :class:`Embedder` maps a network input (``(frames, dim)`` features or
 ``(samples,)``) to its embedding with the recipe's chunking
-(:func:`~pyutils.extraction.chunks.chunked_embedding`), and a list of inputs
+(:func:`~pyutils.extraction.chunked_embedding.chunked_embedding`), and a list of inputs
 in batches: inputs of equal length (and no longer than a chunk) go through the
 network together, the rest one at a time.  Batched and single results differ
 by float rounding only (about 1e-6 relative).
@@ -18,7 +18,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from pyutils.extraction.chunks import chunked_embedding
+from pyutils.extraction.chunked_embedding import chunked_embedding
 
 
 class Embedder:

@@ -47,7 +47,7 @@ import torch
 from pyutils.data.audio import AudioReader
 from pyutils.data.datadir import DataDir
 from pyutils.data.formats import read_scp
-from pyutils.extraction.chunks import chunked_embedding
+from pyutils.extraction.chunked_embedding import chunked_embedding
 from pyutils.extraction.engines import build_embedder, export_for_extraction
 from pyutils.features.pipeline import cmn_voiced
 from pyutils.models import build_model
@@ -81,7 +81,7 @@ def load_model_and_dim(path: str, device: str = "cpu"):
 def embed(model: torch.nn.Module, feats: np.ndarray, chunk_size: int = 10000,
           min_chunk_size: int = 25) -> np.ndarray:
     """Frame-weighted average of the embeddings of consecutive chunks
-    (:func:`~pyutils.extraction.chunks.chunked_embedding`, shared with ONNX Runtime)."""
+    (:func:`~pyutils.extraction.chunked_embedding.chunked_embedding`, shared with ONNX Runtime)."""
     device = next(model.parameters()).device
 
     def forward(piece: np.ndarray) -> np.ndarray:   # (frames, dim) or (samples,)

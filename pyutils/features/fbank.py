@@ -11,7 +11,7 @@ from typing import Mapping, Optional
 
 import numpy as np
 
-from pyutils.features.frontend import FLOAT_EPS, FRAME_DEFAULTS, KaldiFeature
+from pyutils.features.spectral import FLOAT_EPS, FRAME_DEFAULTS, KaldiFeature
 
 # Kaldi's fbank defaults except 80 mel bins (the usual speaker-embedding input).
 FBANK_DEFAULTS = {**FRAME_DEFAULTS, "num-mel-bins": 80, "use-energy": False,

@@ -12,7 +12,7 @@ from typing import Mapping, Optional
 
 import numpy as np
 
-from pyutils.features.frontend import FLOAT_EPS, FRAME_DEFAULTS, KaldiFeature
+from pyutils.features.spectral import FLOAT_EPS, FRAME_DEFAULTS, KaldiFeature
 
 MFCC_DEFAULTS = {**FRAME_DEFAULTS, "num-ceps": 13, "use-energy": True,
                  "energy-floor": 0.0, "raw-energy": True, "cepstral-lifter": 22.0}

@@ -42,7 +42,7 @@ from pyutils.data.audio import AudioError
 from pyutils.features.cmvn import select_voiced_frames, sliding_cmn, sliding_cmn_rows, \
     sliding_window_bounds
 from pyutils.features.fbank import FbankComputer
-from pyutils.features.frontend import SampleRateError, check_sample_rate, resample_waveform
+from pyutils.features.spectral import SampleRateError, check_sample_rate, resample_waveform
 from pyutils.features.kaldi_conf import read_kaldi_conf
 from pyutils.features.mfcc import MfccComputer
 from pyutils.features.vad import compute_vad_energy, vad_options_from_conf

@@ -16,7 +16,7 @@ RECURRENT = {
 }
 
 # Networks built around a pretrained checkpoint (a local directory named in the config),
-# so not buildable from defaults alone: tested in tests/test_ssl_frontend.py.
+# so not buildable from defaults alone: tested in tests/test_ssl_encoder.py.
 PRETRAINED = {
     "ssl": SSLSpeakerModel,       # WavLM / wav2vec 2.0 / HuBERT front-end + any head
 }

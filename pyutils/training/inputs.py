@@ -1,6 +1,6 @@
 """What a training run depends on, for its completion marker and its resumption.
 
-``exp/<model>/.done`` records the fingerprint (``pyutils.cli.stamp``) of the
+``exp/<model>/.done`` records the fingerprint (``pyutils.cli.marker``) of the
 items below, and ``exp/<model>/inputs.json`` each item's own fingerprint, so a
 rerun can say which input changed:
 
@@ -147,7 +147,7 @@ def label(item: str) -> str:
 
 
 def item_fingerprints(items: Sequence[str]) -> Dict[str, str]:
-    from pyutils.utils.fileio import fingerprint
+    from pyutils.utils.markers import fingerprint
     return {label(item): fingerprint(item) for item in items}
 
 

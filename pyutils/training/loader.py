@@ -4,7 +4,7 @@ Three pieces, each replaceable:
 
 * :class:`BatchPlan` (a ``torch.utils.data.Sampler`` of batches) is a pure
   function of (seed, epoch, rank): it draws the epoch's chunk list with
-  :func:`pyutils.training.chunks.epoch_batches` (so the chunks are those the
+  :func:`pyutils.training.chunk_sampling.epoch_batches` (so the chunks are those the
   trainer always drew) and yields this rank's share ``batch[rank::world]`` of
   every global batch as :class:`ChunkSpec` tuples.  Call ``set_epoch`` before
   each pass (it works with persistent workers: the plan runs in the main
@@ -50,7 +50,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pyutils.data.shards import repeat_to
-from pyutils.training.chunks import epoch_batches
+from pyutils.training.chunk_sampling import epoch_batches
 
 AUGMENT_STREAM = 7          # keeps the chunk generators apart from the plan's own stream
 

@@ -34,10 +34,10 @@ def _buffers(net):
 
 
 def train_step(net, loss_fn, optimizer, scheduler, inputs, labels, grad_clip: float,
-               scaler=None, micro: int = 1):
+               scaler=None, micro_batches: int = 1):
     """One optimiser step on a batch; returns (loss, logits).  ``scaler``: fp16's GradScaler.
 
-    ``micro`` > 1 cuts the batch into micro-batches ``[j::micro]`` (batch-norm
+    ``micro_batches`` > 1 cuts the batch into micro-batches ``[j::micro_batches]`` (batch-norm
     statistics per micro-batch, gradients averaged), which is what DDP computes
     when each rank holds one of them: a run's numbers do not depend on how many
     processes share the micro-batches.  As under DDP (whose buffer broadcast
@@ -46,14 +46,14 @@ def train_step(net, loss_fn, optimizer, scheduler, inputs, labels, grad_clip: fl
     if hasattr(loss_fn, "set_step"):
         loss_fn.set_step(scheduler.last_epoch)       # global step: margin warm-up
     optimizer.zero_grad(set_to_none=True)
-    losses, all_logits, kept = [], [None] * micro, None
-    for j in range(micro):
-        sync = j == micro - 1 or not hasattr(net, "no_sync")
+    losses, all_logits, kept = [], [None] * micro_batches, None
+    for j in range(micro_batches):
+        sync = j == micro_batches - 1 or not hasattr(net, "no_sync")
         with (contextlib.nullcontext() if sync else net.no_sync()):
-            loss, logits = net(inputs[j::micro], labels[j::micro])
-            scaled = loss / micro
+            loss, logits = net(inputs[j::micro_batches], labels[j::micro_batches])
+            scaled = loss / micro_batches
             (scaled if scaler is None else scaler.scale(scaled)).backward()
-        if j == 0 and micro > 1:
+        if j == 0 and micro_batches > 1:
             kept = [b.detach().clone() for b in _buffers(net)]
         elif kept is not None:
             with torch.no_grad():
@@ -64,8 +64,8 @@ def train_step(net, loss_fn, optimizer, scheduler, inputs, labels, grad_clip: fl
     loss = torch.stack(losses).mean()
     logits = torch.empty((len(labels),) + all_logits[0].shape[1:], dtype=all_logits[0].dtype,
                          device=all_logits[0].device)
-    for j in range(micro):
-        logits[j::micro] = all_logits[j]
+    for j in range(micro_batches):
+        logits[j::micro_batches] = all_logits[j]
     if scaler is None:
         if grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
@@ -82,7 +82,7 @@ def train_step(net, loss_fn, optimizer, scheduler, inputs, labels, grad_clip: fl
 
 def run_epoch(net, optimizer, scheduler, source, batches, grad_clip, seed,
                epoch, epochs, rank, device=torch.device("cpu"), scaler=None,
-               micro: int = 1) -> dict:
+               micro_batches: int = 1) -> dict:
     """One pass over ``batches`` (this rank's share of each); returns mean stats.
 
     ``batches``: a :class:`ChunkLoader` (the trainer's, with its workers), or
@@ -99,7 +99,7 @@ def run_epoch(net, optimizer, scheduler, source, batches, grad_clip, seed,
                               unit="batch") if rank.main else _Quiet(batches_in))
     for inputs, labels in progress:
         loss, logits = train_step(net, loss_fn, optimizer, scheduler, inputs, labels, grad_clip,
-                                  scaler, micro)
+                                  scaler, micro_batches)
         global_loss = loss.detach().float().clone()
         if rank.world > 1:     # the step's loss over the whole batch (all ranks)
             dist.all_reduce(global_loss)

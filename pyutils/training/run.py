@@ -20,9 +20,9 @@ imported one): ``final.pt`` holds the network of ``init_from`` whole, head inclu
 and no epoch runs (``train_summary.json``'s ``start: as-is``).
 
 Set-up: a finished run (``.done`` matching the inputs) is left alone unless
-``force``; :func:`~pyutils.training.restart.must_start_over` decides whether
+``force``; :func:`~pyutils.training.rerun_policy.must_start_over` decides whether
 the run starts over or is refused; the device, the process group
-(:func:`~pyutils.training.ranks.join_run`), threads and seed are set; the
+(:func:`~pyutils.training.join_run.join_run`), threads and seed are set; the
 newest epoch checkpoint is resumed, bit-identically (RNG states included).
 """
 from __future__ import annotations
@@ -40,10 +40,11 @@ from pyutils.models import build_model
 from pyutils.training import checkpoint
 from pyutils.training.device import resolve_device
 from pyutils.training.inputs import record_inputs
-from pyutils.training.ranks import SUMMARY_FILE, join_run
-from pyutils.training.restart import check_resumable, is_trained, must_start_over
+from pyutils.training.join_run import SUMMARY_FILE, join_run
+from pyutils.training.rerun_policy import check_resumable, is_trained, must_start_over
 from pyutils.training.scheduler import build_scheduler
-from pyutils.utils.fileio import atomic_output, done_marker, fingerprint, write_marker
+from pyutils.utils.fileio import atomic_output
+from pyutils.utils.markers import done_marker, fingerprint, write_marker
 
 logger = logging.getLogger(__name__)
 

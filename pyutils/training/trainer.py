@@ -31,7 +31,7 @@ from pyutils.training.scheduler import build_optimizer
 from pyutils.training.device import autocast, compile_training, grad_scaler
 from pyutils.training.loop import run_epoch, validate
 from pyutils.training.inputs import data_inputs, training_inputs
-from pyutils.utils.fileio import fingerprint
+from pyutils.utils.markers import fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ class Supervised(Training):
             raise ValueError(f"data.batch_size {batch_size} must split into "
                              f"training.micro_batches {micro_total}, one share or more per "
                              f"process of {rank.world}")
-        self.batch_size, self.micro = batch_size, micro_total // rank.world
+        self.batch_size, self.micro_batches = batch_size, micro_total // rank.world
         self.scheduler = run.scheduler_for(optimizer, batch_size)
         unit = SAMPLES_PER_FRAME if source.input_type == "waveform" else 1
         self.chunk_range = (int(data_cfg["min_chunk_frames"]) * unit,
@@ -216,7 +216,7 @@ class Supervised(Training):
         stats = run_epoch(self.train_net, self.optimizer, self.scheduler, source,
                           self.chunk_loader, float(run.train_cfg.get("grad_clip", 0.0)),
                           run.seed, epoch, run.epochs, run.rank, run.device, self.scaler,
-                          self.micro)
+                          self.micro_batches)
         if self.scaler is not None:   # fp16: the GradScaler's scale after the epoch (the GPU check reads it)
             stats["grad_scale"] = float(self.scaler.get_scale())
         if valid is not None:

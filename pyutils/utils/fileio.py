@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import tempfile
-import time
-import uuid
 from typing import IO, Dict, Iterable, Iterator, List, Optional, Tuple
 
 
@@ -210,55 +207,3 @@ def _iter_lines(path: str) -> Iterator[Tuple[int, List[str], str]]:
             if not fields:
                 raise TableError(path, lineno, "empty line")
             yield lineno, fields, line
-
-
-def done_marker(directory: str, name: str = ".done") -> str:
-    """Path of the completion marker of a stage writing into ``directory``."""
-    return os.path.join(directory, name)
-
-
-def is_done(directory: str, name: str = ".done") -> bool:
-    """True when the stage writing ``directory`` completed (marker present)."""
-    return os.path.exists(done_marker(directory, name))
-
-
-def mark_done(directory: str, name: str = ".done", info: str = "") -> None:
-    """Create the completion marker atomically, after all outputs are in place."""
-    write_marker(done_marker(directory, name), info or "done")
-
-
-def fingerprint(*items: str) -> str:
-    """SHA-256 over the given items: a file's path and bytes, or the string itself.
-
-    A job writes its inputs' fingerprint into its completion marker; a rerun
-    trusts the outputs only if the fingerprint still matches, so changed
-    inputs, options or models are never mistaken for finished work.
-    """
-    digest = hashlib.sha256()
-    for item in items:
-        item = str(item)
-        digest.update(item.encode("utf-8") + b"\0")
-        if os.path.isfile(item):
-            with open(item, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-    return digest.hexdigest()
-
-
-def write_marker(marker: str, stamp: str, info: str = "") -> None:
-    """Write a completion marker: ``stamp``, then a run id unique to this run.
-
-    Downstream stages fingerprint this file, so the run id makes every rerun
-    of a stage visible to the stages after it (see pyutils.cli.stamp).
-    """
-    run_id = f"run {time.strftime('%Y-%m-%dT%H:%M:%S')} {uuid.uuid4().hex}"
-    write_lines(marker, [stamp, run_id] + ([info] if info else []))
-
-
-def job_done(marker: str, stamp: str) -> bool:
-    """True if ``marker`` exists and records ``stamp`` (see :func:`fingerprint`)."""
-    try:
-        with open(marker, encoding="utf-8") as handle:
-            return handle.readline().strip() == stamp
-    except FileNotFoundError:
-        return False

@@ -74,7 +74,8 @@ def write_model_dir(model: torch.nn.Module, config: dict, exp_dir: str,
                     feat_dim: Optional[int] = None) -> str:
     """``final.pt``, ``config.yaml`` and ``.done`` in ``exp_dir``; returns final.pt's path."""
     from pyutils.training import checkpoint
-    from pyutils.utils.fileio import atomic_output, done_marker, fingerprint, write_marker
+    from pyutils.utils.fileio import atomic_output
+    from pyutils.utils.markers import done_marker, fingerprint, write_marker
     sources = [os.path.abspath(s) for s in sources]
     config = {**config, "pretrained": {"from": sources, "converted_by": converted_by}}
     if feat_dim is None:

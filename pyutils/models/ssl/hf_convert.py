@@ -33,7 +33,7 @@ import sys
 
 import yaml
 
-from pyutils.models.ssl.frontend import check_checkpoint_dir, read_json
+from pyutils.models.ssl.encoder import check_checkpoint_dir, read_json
 from pyutils.models.ssl.model import SSLSpeakerModel
 
 logger = logging.getLogger(__name__)
@@ -112,7 +112,8 @@ def load_xvector_checkpoint(path: str):
 def write_model_dir(path: str, exp_dir: str) -> str:
     """``final.pt``, ``config.yaml`` and ``.done`` in ``exp_dir``; returns final.pt's path."""
     from pyutils.training import checkpoint
-    from pyutils.utils.fileio import atomic_output, done_marker, fingerprint, write_marker
+    from pyutils.utils.fileio import atomic_output
+    from pyutils.utils.markers import done_marker, fingerprint, write_marker
     model, model_cfg = load_xvector_checkpoint(path)
     config = {"features": {"type": "waveform"}, "model": model_cfg,
               "loss": {"name": "am", "scale": 30.0, "margin": 0.4},   # transformers' AMSoftmaxLoss

@@ -8,7 +8,7 @@ Config (``conf/wavlm_xvector.yaml``)::
                  layer_weights: true, lr: 0.00002}
       head: {name: xvector_hf, ...}     # or xvector, ecapa_c512, resnet34, ... (+ arguments)
 
-The front-end (:mod:`pyutils.models.ssl.frontend`) turns the waveform into
+The front-end (:mod:`pyutils.models.ssl.encoder`) turns the waveform into
 (batch, frames, hidden) features; the head is any of the toolkit's feature
 networks built with ``feat_dim = hidden_size``, or ``xvector_hf``
 (:mod:`pyutils.models.ssl.xvector_head`, transformers' XVector head).  The
@@ -31,7 +31,7 @@ from torch import nn
 
 from pyutils.models.base import EmbeddingNet
 from pyutils.models.registry import MODELS, build_network
-from pyutils.models.ssl.frontend import SSLFrontend
+from pyutils.models.ssl.encoder import SSLFrontend
 from pyutils.models.ssl.xvector_head import HFXVectorHead
 
 HEADS = {"xvector_hf": HFXVectorHead}

@@ -47,7 +47,7 @@ from pyutils.training.selfsup.data import LabelFreeSource
 from pyutils.training.selfsup.dino import DINO
 from pyutils.training.selfsup.inputs import data_inputs, label_free_inputs
 from pyutils.training.selfsup.moco import MoCo
-from pyutils.utils.fileio import fingerprint
+from pyutils.utils.markers import fingerprint
 from pyutils.utils.progress import progress as show_progress
 
 logger = logging.getLogger(__name__)

@@ -1,11 +1,11 @@
 """Average utterance embeddings per speaker (Kaldi ivector-mean).
 
-    python -m pyutils.cli.speaker_mean data/eval/spk2utt DIR/xvector.scp DIR
+    python -m pyutils.cli.compute_speaker_means data/eval/spk2utt DIR/xvector.scp DIR
 """
 import argparse
 import sys
 
-from pyutils.extraction.speaker_mean import speaker_means
+from pyutils.extraction.speaker_means import speaker_means
 from pyutils.utils.fileio import TableError
 from pyutils.utils.log import setup_logging
 
@@ -20,7 +20,7 @@ def main(argv=None):
     try:
         speaker_means(args.spk2utt, args.embeddings_scp, args.out_dir)
     except (TableError, ValueError) as err:
-        sys.exit(f"speaker_mean: {err}")
+        sys.exit(f"compute_speaker_means: {err}")
 
 
 if __name__ == "__main__":

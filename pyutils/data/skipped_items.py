@@ -12,7 +12,7 @@ the counts, so nothing is dropped silently::
 :meth:`Skips.write` saves ``key reason`` lines; a step script merges its
 jobs' lists and prints the same summary for the whole step with::
 
-    python -m pyutils.data.skips --total 14 --done 10 --what utterances --verb failed LIST
+    python -m pyutils.data.skipped_items --total 14 --done 10 --what utterances --verb failed LIST
 
 which also fails if ``done + skipped != total`` (an item lost without a
 reason).
@@ -110,7 +110,7 @@ def read_skips(paths: Iterable[str], what: str = "utterances", verb: str = "skip
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m pyutils.data.skips",
+        prog="python -m pyutils.data.skipped_items",
         description="Print a step's summary from its jobs' skip lists; fail if items are "
                     "unaccounted for (done + skipped != total).")
     parser.add_argument("--total", type=int, required=True, help="items the step was given")
@@ -122,11 +122,11 @@ def main(argv=None) -> int:
     try:
         skips = read_skips(args.lists, args.what, args.verb)
     except TableError as err:
-        print(f"skips: error: {err}", file=sys.stderr)
+        print(f"skipped_items: error: {err}", file=sys.stderr)
         return 1
     print(skips.summary(args.done, args.total))
     if args.done + len(skips) != args.total:
-        print(f"skips: error: {args.done} done + {len(skips)} {args.verb} != {args.total} "
+        print(f"skipped_items: error: {args.done} done + {len(skips)} {args.verb} != {args.total} "
               f"{args.what}: {args.total - args.done - len(skips)} lost without a reason",
               file=sys.stderr)
         return 1

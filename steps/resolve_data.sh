@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What run.sh's stages read and write, resolved once; run.sh sources what this prints.
-#   local/resolve_data.sh [corpus options] [--aug true|false] [--adapt-data DIR]
+#   steps/resolve_data.sh [corpus options] [--aug true|false] [--adapt-data DIR]
 #     [--min-len N] [--init-from FINAL_PT] [--overrides "KEY=VALUE ..."]
 #     [--eval-corpus C --eval-data DIR] [--prog NAME]
 #     <train-config> <data> <exp> <model-dir>
@@ -20,7 +20,7 @@ corpus=asc
 corpus_root=
 aug=false
 adapt_data=           # the back-end's in-domain data dir (conf/backend.conf's plda_adapt_data)
-min_len=400           # conf/feats.conf's; a corpus's corpus_min_len may lower it
+min_len=400           # conf/train_filters.conf's; a corpus's corpus_min_len may lower it
 init_from=
 eval_corpus=          # cross-corpus: the evaluation set's corpus (run.sh --eval-corpus)
 eval_data=            # and the data dir holding it as eval (default <data>)
@@ -40,7 +40,7 @@ eval_sets=(eval) eval_corpora=("$corpus") eval_protocols=()
 for c in "${corpora[@]}"; do
   [ -f "conf/corpora/$c.conf" ] && [ -f "local/prepare_$c.py" ] ||
     fail "--corpus $corpus: no conf/corpora/$c.conf or local/prepare_$c.py"
-  # a corpus of short utterances may lower stage 2's min_len (conf/feats.conf): corpus_min_len
+  # a corpus of short utterances may lower stage 2's min_len (conf/train_filters.conf): corpus_min_len
   corpus_min_len= corpus_protocol=$c
   . "conf/corpora/$c.conf"
   [ -z "$corpus_min_len" ] || [ "$corpus_min_len" -ge "$min_len" ] || min_len=$corpus_min_len

@@ -20,9 +20,9 @@ from typing import Optional, Sequence, Tuple
 
 import yaml
 
-from pyutils.cli.stamp import matches
 from pyutils.training import checkpoint
 from pyutils.training.inputs import changed_inputs, changed_keys, describe_changes
+from pyutils.utils.markers import matches
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def what_changed(recorded_path: str, config: dict, config_path: str,
 def is_trained(marker: str, items: Sequence[str]) -> bool:
     """Whether the run is finished with these inputs: its ``.done`` records the
     fingerprint of ``items``.  ``steps/train.sh`` asks the same function, through
-    ``python -m pyutils.cli.stamp check`` with the same items."""
+    ``python -m pyutils.cli.marker check`` with the same items."""
     return matches(marker, items)
 
 

@@ -9,15 +9,15 @@ lists as the stage left them: if the user has since edited the dir (or
 prepared it anew), the edited lists are the originals and the old copy goes
 to a numbered backup, never overwritten.
 
-    python -m pyutils.data.originals digest DATA [--failed LIST]
+    python -m pyutils.data.original_lists digest DATA [--failed LIST]
         content hash of the original lists (for the stage's marker); with the
         skipped-utterance LIST of the last run, the state of those
         utterances' audio files too, so replacing a broken file reruns
-    python -m pyutils.data.originals restore DATA   # originals back in place
-    python -m pyutils.data.originals keep DATA --skipped LIST  # before fixing: save or drop .orig
-    python -m pyutils.data.originals record DATA    # after fixing: note how the dir was left
-    python -m pyutils.data.originals copy-lists SRC DST   # lists of SRC into DST
-    python -m pyutils.data.originals backup DATA FILE...  # move FILEs to .backup/N/
+    python -m pyutils.data.original_lists restore DATA   # originals back in place
+    python -m pyutils.data.original_lists keep DATA --skipped LIST  # before fixing: save or drop .orig
+    python -m pyutils.data.original_lists record DATA    # after fixing: note how the dir was left
+    python -m pyutils.data.original_lists copy-lists SRC DST   # lists of SRC into DST
+    python -m pyutils.data.original_lists backup DATA FILE...  # move FILEs to .backup/N/
 """
 from __future__ import annotations
 
@@ -204,7 +204,7 @@ def backup(data: str, names: List[str]) -> Optional[str]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="originals", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="original_lists", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="action", required=True)
     p = sub.add_parser("digest")
     p.add_argument("data")

@@ -1,7 +1,7 @@
 """Completion markers that record their inputs (used by run.sh and steps/).
 
-    python -m pyutils.cli.stamp check DIR/.done ITEM...   # exit 0 iff it matches
-    python -m pyutils.cli.stamp write DIR/.done ITEM...
+    python -m pyutils.cli.marker check DIR/.done ITEM...   # exit 0 iff it matches
+    python -m pyutils.cli.marker write DIR/.done ITEM...
 
 An ITEM is a file (its path and bytes count) or any string (an option value).
 A stage is finished only if its marker exists *and* records the same inputs,
@@ -12,16 +12,12 @@ and the markers of the upstream stages whose outputs it reads.  A marker's
 second line is a new run id each time the stage runs, so whenever an
 upstream stage reran (a changed config, removed outputs) the markers of the
 stages after it no longer match and they rerun too, even when the rewritten
-archives keep their byte offsets and the scp files their bytes.
+archives keep their byte offsets and the scp files their bytes.  Where each
+marker lives and the markers of older versions: :mod:`pyutils.utils.markers`.
 """
 import sys
 
-from pyutils.utils.fileio import fingerprint, job_done, write_marker
-
-
-def matches(marker: str, items) -> bool:
-    """Whether ``marker`` exists and records these ``items`` (what ``check`` answers)."""
-    return job_done(marker, fingerprint(*items))
+from pyutils.utils.markers import matches, write
 
 
 def main(argv=None):
@@ -31,7 +27,7 @@ def main(argv=None):
     action, marker, items = args[0], args[1], args[2:]
     if action == "check":
         sys.exit(0 if matches(marker, items) else 1)
-    write_marker(marker, fingerprint(*items))
+    write(marker, items)
 
 
 if __name__ == "__main__":

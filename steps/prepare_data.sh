@@ -3,7 +3,7 @@
 # train, eval with trials, and the held-out calibration speakers (calib), validated.
 # With several corpora (--corpus a,b) each is prepared on its own under <data>/corpora/<c>,
 # then ids are prefixed and the sets combined: <data>/train, <data>/eval_<c>, <data>/calib.
-#   local/prepare_data.sh [--corpus C[,C]] [--corpus-root DIR] [corpus options] <data>
+#   steps/prepare_data.sh [--corpus C[,C]] [--corpus-root DIR] [corpus options] <data>
 # Skipped when <data>/.done records the same corpus, settings and code.
 set -euo pipefail
 [ -n "${SV_ROOT:-}" ] || . ./path.sh
@@ -28,7 +28,7 @@ prepare_corpus() {
       "(or --calib-holdout 0)" 1>&2; exit 1; }
   stamp=("$c" "$corpus_root" "conf/corpora/$c.conf" "local/prepare_$c.py" pyutils/data/corpus.py
     pyutils/data/holdout.py "calib_holdout=$holdout" "$calib_holdout_list" "${prepare_opts[@]}")
-  python -m pyutils.cli.stamp check "$d/.done" "${stamp[@]}" && return 0
+  python -m pyutils.cli.marker check "$d/.done" "${stamp[@]}" && return 0
   rm -rf "$d/calib"
   python "local/prepare_$c.py" --corpus-root "$corpus_root" "${prepare_opts[@]}" "$d"
   if [ "$holdout" != 0 ]; then
@@ -39,7 +39,7 @@ prepare_corpus() {
   fi
   x=; [ -d "$d/calib" ] && x=$d/calib
   for x in "$d/train" "$d/eval" $x; do utils/validate_data_dir.sh --no-feats "$x"; done
-  python -m pyutils.cli.stamp write "$d/.done" "${stamp[@]}"
+  python -m pyutils.cli.marker write "$d/.done" "${stamp[@]}"
 }
 
 if [ ${#corpora[@]} -eq 1 ]; then
@@ -52,9 +52,9 @@ for c in "${corpora[@]}"; do
   parts+=("$c=$data/corpora/$c") done_markers+=("$data/corpora/$c/.done") sets+=("$data/eval_$c")
 done
 stamp=("${parts[@]}" "${done_markers[@]}" pyutils/data/combine_corpora.py)
-if ! python -m pyutils.cli.stamp check "$data/.done" "${stamp[@]}"; then
+if ! python -m pyutils.cli.marker check "$data/.done" "${stamp[@]}"; then
   python -m pyutils.cli.combine_corpora "$data" "${parts[@]}"
   [ -f "$data/calib/utt2spk" ] && sets+=("$data/calib")
   for x in "${sets[@]}"; do utils/validate_data_dir.sh --no-feats "$x"; done
-  python -m pyutils.cli.stamp write "$data/.done" "${stamp[@]}"
+  python -m pyutils.cli.marker write "$data/.done" "${stamp[@]}"
 fi
