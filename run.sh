@@ -109,7 +109,7 @@ if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   if [ $trains = true ]; then
     steps/prepare_data.sh "${corpus_opts[@]}" "$data"
   else
-    local/prepare_cross_corpus.sh --corpus-root "$corpus_root" --adapt-data "$plda_adapt_data" \
+    steps/prepare_cross_corpus.sh --corpus-root "$corpus_root" --adapt-data "$plda_adapt_data" \
       "$eval_corpus" "$eval_data" "$xdata"
   fi
 fi

@@ -217,7 +217,7 @@ def test_stage0_copies_the_eval_corpus_sets_without_their_features(tmp_path):
     fake_prepared(other / "eval", ["s19", "s20"])
     fake_prepared(other / "train", ["s1", "s2"], trials=False)
     xdata = tmp_path / "data" / "so_on_asc"
-    cmd = ["local/prepare_cross_corpus.sh", "--adapt-data", str(other / "train"), "asc",
+    cmd = ["steps/prepare_cross_corpus.sh", "--adapt-data", str(other / "train"), "asc",
            str(other), str(xdata)]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

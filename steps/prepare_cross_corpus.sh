@@ -5,7 +5,7 @@
 # included) and, with --adapt-data, the unlabelled in-domain set are copied without their
 # features into <xdata>/eval and <xdata>/adapt, so that stage 1 makes this network's
 # features there and C's own data dirs stay as C's recipe left them.
-#   local/prepare_cross_corpus.sh [--corpus-root DIR] [--adapt-data DIR] <eval-corpus> <eval-data> <xdata>
+#   steps/prepare_cross_corpus.sh [--corpus-root DIR] [--adapt-data DIR] <eval-corpus> <eval-data> <xdata>
 set -euo pipefail
 [ -n "${SV_ROOT:-}" ] || . ./path.sh
 corpus_root=
