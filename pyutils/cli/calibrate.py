@@ -166,11 +166,13 @@ def fit_qmf(trials_path: str, scores: np.ndarray, labels: np.ndarray, prior: flo
     return entry
 
 
-def write_qmf_llrs(entry: dict, score_path: str, quality_dir: str, out_dir: str) -> int:
+def write_qmf_llrs(entry: dict, score_path: str, quality_dir: str, out_dir: str,
+                   aligned: Optional[Tuple[PairTable, np.ndarray]] = None) -> int:
     """``out_dir/scores`` and ``out_dir/llr``: the eval trials' QMF LLRs (a system of
-    its own for stage 7: its EER/minDCF rank by the QMF LLR, its Cllr is QMF's)."""
+    its own for stage 7: its EER/minDCF rank by the QMF LLR, its Cllr is QMF's).
+    ``aligned``: :func:`aligned_table` of ``[score_path]`` if already read."""
     model = QmfCalibration.from_dict(entry)
-    table, x = aligned_table([score_path])
+    table, x = aligned or aligned_table([score_path])
     quality = read_quality(quality_dir, model.measures)
     llr = model(x[:, 0], code_features(model.measures, quality, quality, table.vocab.names,
                                        table.first, table.second, score_path))
@@ -182,9 +184,11 @@ def write_qmf_llrs(entry: dict, score_path: str, quality_dir: str, out_dir: str)
     return len(table)
 
 
-def write_llrs(calibration: LinearCalibration, score_paths: List[str], out_path: str) -> int:
-    """``utt1 utt2 llr`` lines for the eval scores, in the first file's order."""
-    table, x = aligned_table(score_paths)
+def write_llrs(calibration: LinearCalibration, score_paths: List[str], out_path: str,
+               aligned: Optional[Tuple[PairTable, np.ndarray]] = None) -> int:
+    """``utt1 utt2 llr`` lines for the eval scores, in the first file's order
+    (``aligned``: :func:`aligned_table` of ``score_paths`` if already read)."""
+    table, x = aligned or aligned_table(score_paths)
     table.write(out_path, calibration(x))
     return len(table)
 
@@ -233,13 +237,15 @@ def main(argv=None) -> int:
             qmf = {"measures": parse_measures(args.qmf), "quality_dir": args.cal_quality}
         calibration = calibrate(args.trials, args.cal_scores, args.prior, args.calibration,
                                 qmf, **info)
+        aligned = aligned_table(args.scores) if args.scores else None   # read once
         if args.scores:
-            count = write_llrs(calibration, args.scores, args.out_llr)
+            count = write_llrs(calibration, args.scores, args.out_llr, aligned)
             log.info("%d LLRs -> %s", count, args.out_llr)
         if qmf is not None and args.qmf_out_dir:
             with open(args.calibration) as src:
                 entry = json.load(src)["qmf"]
-            count = write_qmf_llrs(entry, args.scores[0], args.eval_quality, args.qmf_out_dir)
+            count = write_qmf_llrs(entry, args.scores[0], args.eval_quality, args.qmf_out_dir,
+                                   aligned)
             log.info("%d QMF LLRs -> %s/llr", count, args.qmf_out_dir)
     except (TableError, ValueError, OSError, RuntimeError) as err:
         print(f"calibrate: error: {err}", file=sys.stderr)
