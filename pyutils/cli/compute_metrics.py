@@ -24,7 +24,7 @@ import numpy as np
 
 from pyutils.metrics.bootstrap import speaker_bootstrap_eer_dcf, speaker_sides
 from pyutils.metrics.cllr import actual_dcf, cllr, min_cllr
-from pyutils.metrics.det import plot_det
+from pyutils.metrics.det import DetCurve, det_curve, plot_det
 from pyutils.metrics.results import (ScoredTrials, TrialList, format_results_table, summarize,
                                      write_results_json)
 from pyutils.utils.fileio import TableError, atomic_output, read_table
@@ -128,7 +128,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         rows: List[dict] = []
-        curves: Dict[str, Tuple] = {}
+        curves: Dict[str, DetCurve] = {}
         named_paths = parse_named_paths(args.scores)
         llr_paths = dict(parse_named_paths(args.llr, "--llr"))
         unknown = sorted(set(llr_paths) - set(dict(named_paths)))
@@ -149,7 +149,7 @@ def main(argv=None) -> int:
                 raise ValueError(f"{path} (trials {args.trials}): {err}") from None
             log.info("%s: %d trials (%d target) from %s", name, metrics["num_trials"],
                      metrics["num_target"], path)
-            curves[name] = (scores, labels.astype(bool))
+            curves[name] = det_curve(scores, labels)   # points, not 3.1 M scores
             rows.append({"system": args.system, "backend": name, **metrics,
                          "min_cllr": min_cllr(scores, labels), "scores_path": path,
                          "trials_path": args.trials})
