@@ -74,22 +74,32 @@ def add_error_bars(row: dict, scores, labels, sides, replicates: int) -> None:
     row["eer_ci"], row["min_dcf_0.01_ci"] = list(eer_ci), list(dcf_ci)
 
 
+def by_score(joined: ScoredTrials) -> Tuple[ScoredTrials, np.ndarray]:
+    """``joined`` sorted stably by score, once per score file: the metrics' own stable
+    sorts then find it sorted (a fast pass), and keep the file order among tied scores."""
+    order = np.argsort(joined.scores, kind="stable")
+    return ScoredTrials(joined.scores[order], joined.labels[order], joined.first[order],
+                        joined.second[order], joined.names), order
+
+
 def subgroup_row(row: dict, group: str, path: str, mask: np.ndarray, joined: ScoredTrials,
-                 speaker_of, replicates: int) -> dict:
-    """The metrics of ``row``'s scores restricted to one subgroup's trials (``mask``)."""
-    scores, labels = joined.scores[mask], joined.labels[mask]
+                 ranked: ScoredTrials, order: np.ndarray, speaker_of, replicates: int) -> dict:
+    """The metrics of ``row``'s scores restricted to one subgroup's trials (``mask`` of
+    ``joined``; ``ranked``, ``order``: :func:`by_score` of ``joined``)."""
+    in_order = mask[order]
+    scores, labels = ranked.scores[in_order], ranked.labels[in_order]
     try:
         metrics = summarize(scores, labels)
     except ValueError as err:
         raise ValueError(f"subgroup {group} ({path}): {err}") from None
     sub = {"system": row["system"], "backend": f"{row['backend']} [{group}]",
            "subgroup": group, "scores_backend": row["backend"], **metrics,
-           "min_cllr": min_cllr(scores, labels),
+           "min_cllr": min_cllr(joined.scores[mask], joined.labels[mask]),
            "scores_path": row["scores_path"], "trials_path": path}
     if speaker_of is not None:
         add_error_bars(sub, scores, labels,
-                       speaker_sides(joined.first[mask], joined.second[mask], speaker_of),
-                       replicates)
+                       speaker_sides(ranked.first[in_order], ranked.second[in_order],
+                                     speaker_of), replicates)
     return sub
 
 
@@ -142,7 +152,8 @@ def main(argv=None) -> int:
         sub_rows: List[dict] = []
         for name, path in named_paths:
             joined = trials.join_codes(path)
-            scores, labels = joined.scores, joined.labels
+            ranked, order = by_score(joined)
+            scores, labels = ranked.scores, ranked.labels
             try:
                 metrics = summarize(scores, labels)
             except ValueError as err:
@@ -151,7 +162,7 @@ def main(argv=None) -> int:
                      metrics["num_target"], path)
             curves[name] = det_curve(scores, labels)   # points, not 3.1 M scores
             rows.append({"system": args.system, "backend": name, **metrics,
-                         "min_cllr": min_cllr(scores, labels), "scores_path": path,
+                         "min_cllr": min_cllr(joined.scores, joined.labels), "scores_path": path,
                          "trials_path": args.trials})
             if name in llr_paths:
                 llrs, llr_labels = trials.join(llr_paths[name])
@@ -160,12 +171,12 @@ def main(argv=None) -> int:
             if utt2spk is not None:
                 speaker_of = [utt2spk.get(utt, utt) for utt in joined.names]
                 add_error_bars(rows[-1], scores, labels,
-                               speaker_sides(joined.first, joined.second, speaker_of),
+                               speaker_sides(ranked.first, ranked.second, speaker_of),
                                args.bootstrap)
             for group, group_path, subset in subgroups:
                 sub_rows.append(subgroup_row(rows[-1], group, group_path,
                                              trials.subset_mask(joined, subset), joined,
-                                             speaker_of, args.bootstrap))
+                                             ranked, order, speaker_of, args.bootstrap))
         rows += sub_rows
         text = format_results_table(rows) + format_error_bars(rows)
         with atomic_output(args.results_md) as out:

@@ -113,6 +113,29 @@ def _cost_values(tar_rejected: np.ndarray, non_rejected: np.ndarray, num_target:
     return 1.0 * fnrs * p_target + 1.0 * fprs * (1 - p_target)
 
 
+class _PairWeights:
+    """:func:`replicate_weights` of the target and the non-target trials, looked up per
+    speaker pair (one gather per trial from a table of ``k_a * k_b``, ``k_a`` on the
+    diagonal) where the pairs of speakers are few enough for a table."""
+
+    def __init__(self, num_speakers: int, t1, t2, n1, n2):
+        self.num = num_speakers
+        self.sides = (t1, t2, n1, n2)
+        self.table = num_speakers ** 2 <= (1 << 22)
+        if self.table:
+            self.pairs = [(a.astype(np.int64) * num_speakers + b).astype(np.int32)
+                          for a, b in ((t1, t2), (n1, n2))]
+
+    def __call__(self, counts: np.ndarray):
+        if not self.table:
+            t1, t2, n1, n2 = self.sides
+            return replicate_weights(counts, t1, t2), replicate_weights(counts, n1, n2)
+        table = np.outer(counts, counts)
+        np.fill_diagonal(table, counts)
+        table = table.ravel()
+        return table[self.pairs[0]], table[self.pairs[1]]
+
+
 def speaker_bootstrap_eer_dcf(scores: Sequence[float], labels: Sequence[int], num_speakers: int,
                               side1: np.ndarray, side2: np.ndarray, num_replicates: int = 1000,
                               p_target: float = 0.01, level: float = 0.95, seed: int = 777
@@ -144,13 +167,13 @@ def speaker_bootstrap_eer_dcf(scores: Sequence[float], labels: Sequence[int], nu
     tar32 = scores[order[tar_at]].astype(np.float32)
     non32 = scores[order[non_at]].astype(np.float32)
     non_before = tar_at - np.arange(tar_at.size)      # non-targets sorted before each target
-    t1, t2, n1, n2 = side1[tar_at], side2[tar_at], side1[non_at], side2[non_at]
+    weights = _PairWeights(num_speakers, side1[tar_at], side2[tar_at], side1[non_at],
+                           side2[non_at])
     rng = np.random.default_rng(seed)
     eers, dcfs = [], []
     while len(eers) < num_replicates:
         counts = np.bincount(rng.integers(0, num_speakers, num_speakers), minlength=num_speakers)
-        w_tar = replicate_weights(counts, t1, t2)
-        w_non = replicate_weights(counts, n1, n2)
+        w_tar, w_non = weights(counts)
         cum_tar, cum_non = np.cumsum(w_tar), np.cumsum(w_non)
         num_tar = int(cum_tar[-1]) if cum_tar.size else 0
         num_non = int(cum_non[-1]) if cum_non.size else 0

@@ -19,7 +19,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from pyutils.backends.trials import canonical_fields, line_blocks, score_lines
+from pyutils.backends.trials import TrialIds, canonical_fields, line_blocks, score_lines
 from pyutils.utils.fileio import atomic_output
 
 _BLOCK_LINES = 250_000      # lines tokenised at a time (bounds the work arrays)
@@ -48,8 +48,22 @@ class Vocabulary:
     def __init__(self, names: Optional[List[str]] = None):
         self.names: List[str] = []
         self.codes: Dict[bytes, int] = {}
+        self._ids: Optional[TrialIds] = None
         for name in names or []:
             self.add(name.encode("utf-8"))
+
+    def find(self, arr: np.ndarray, starts: np.ndarray, ends: np.ndarray
+             ) -> Optional[np.ndarray]:
+        """int32 codes of the tokens ``arr[start:end]``, all known ids, found by binary
+        search of their bytes (:class:`TrialIds`, as the scorer does); else None."""
+        if not self.names:
+            return None
+        if self._ids is None or len(self._ids.keys) != len(self.names):
+            self._ids = TrialIds(self.names)
+        padded = np.zeros(arr.size + self._ids.width, dtype=np.uint8)
+        padded[:arr.size] = arr
+        rows = self._ids.find(padded, starts, ends - starts)
+        return rows.astype(np.int32) if rows.min() >= 0 else None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -141,12 +155,13 @@ def _parse_block(data, vocab: Vocabulary, grow: bool, labels: bool):
         return None
     codes = []
     for starts, ends in spans[:2]:
-        tokens = _tokens(arr, starts, ends)
-        if tokens is None:
-            return None
-        codes.append(vocab.encode(tokens, grow))
-        if codes[-1] is None:
-            return None
+        found = vocab.find(arr, starts, ends)      # known ids: the fast way
+        if found is None:                          # a new id, or no vocabulary yet
+            tokens = _tokens(arr, starts, ends)
+            found = None if tokens is None else vocab.encode(tokens, grow)
+            if found is None:
+                return None
+        codes.append(found)
     tokens = _tokens(arr, *spans[2])
     if tokens is None:
         return None
