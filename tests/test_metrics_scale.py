@@ -204,3 +204,24 @@ def test_plain_and_array_bootstrap_agree_through_compute_metrics(tmp_path):
     assert row["eer_ci"] == list(speaker_bootstrap_ci(_eer, scores, labels, speakers, 50))
     assert row["min_dcf_0.01_ci"] == list(speaker_bootstrap_ci(partial(_min_dcf), scores,
                                                                labels, speakers, 50))
+
+
+def test_blocks_with_new_ids_later_in_the_file(tmp_path, monkeypatch):
+    """Ids first seen in a later block get new codes; each block is looked up or grown."""
+    from pyutils.metrics import pair_table
+    monkeypatch.setattr(pair_table, "_BLOCK_LINES", 7)
+    utts = [f"utt{i:02d}" for i in range(12)]
+    pairs = [(a, b) for i, a in enumerate(utts) for b in utts[i + 1:]]
+    trials = _write(tmp_path / "trials", [f"{a} {b} {'target' if a[-1] == b[-1] else 'nontarget'}"
+                                          for a, b in pairs])
+    table = read_pair_table(trials, labels=True)
+    names = np.asarray(table.vocab.names, dtype=object)
+    assert list(zip(names[table.first], names[table.second])) == pairs
+    assert sorted(table.vocab.names) == utts
+    scores = _write(tmp_path / "scores", [f"{a} {b} {i / 7:.8g}" for i, (a, b) in
+                                          enumerate(reversed(pairs))])
+    joined = TrialList(trials).join_codes(scores)
+    assert np.array_equal(joined.scores, TrialList(trials).join_with_pairs(scores)[0])
+    unknown = _write(tmp_path / "unknown", [f"{a} {b} 0.5" for a, b in pairs[:-1]]
+                     + ["utt00 zzz 0.5"])
+    assert read_pair_table(unknown, labels=False, vocab=table.vocab) is None
