@@ -17,8 +17,10 @@ is its own), at 1 thread, through the code the stage runs:
 * ``det``       the DET plot alone (pyutils.metrics.det.plot_det), four systems of 3.1 M trials
                 on one chart, as stage 7 draws them.
 
-Each row gives the wall time, the CPU time of the process (the compute alone when
-other jobs share the CPU) and its peak RSS; the header gives the load average.
+The data are made once, by a process of their own.  Each row gives the wall time, the
+CPU time of the process (the compute alone when other jobs share the CPU) and its peak
+RSS (which includes what the row needs first: the back-end, the scores); the header
+gives the load average.
 
 Run: ``.venv/bin/python bench/bench_so762.py [--only GROUP ...] [--bootstrap N]
 [--speakers S]``.  ``--speakers 25`` is a smoke-sized run (500 utterances, 124,750 trials).
@@ -95,17 +97,21 @@ def _write_set(tmp: str, name: str, emb: dict, utt2spk: dict, trials: bool,
     return out
 
 
+def data_dirs(tmp: str) -> dict:
+    return {"train": f"{tmp}/train", "calib": f"{tmp}/calib", "eval": f"{tmp}/eval", "tmp": tmp}
+
+
 def make_data(tmp: str, speakers: int) -> dict:
     """Synthetic train, calib and eval sets (so762-v1's sizes, ``speakers`` eval speakers)."""
     rng = np.random.default_rng(0)
-    train = _write_set(tmp, "train", *_speaker_set(rng, "t", TRAIN_SPEAKERS, TRAIN_UTTS),
-                       trials=False)
+    _write_set(tmp, "train", *_speaker_set(rng, "t", TRAIN_SPEAKERS, TRAIN_UTTS), trials=False)
     calib_emb, calib_spk = _speaker_set(rng, "c", CALIB_SPEAKERS, UTTS_PER_SPK)
     eval_emb, eval_spk = _speaker_set(rng, "e", speakers, UTTS_PER_SPK)
     dur = {u: float(rng.uniform(1.6, 20.0)) for u in list(calib_emb) + list(eval_emb)}
-    calib = _write_set(tmp, "calib", calib_emb, calib_spk, True, dur)
-    evals = _write_set(tmp, "eval", eval_emb, eval_spk, True, dur)
-    return {"train": train, "calib": calib, "eval": evals, "tmp": tmp}
+    _write_set(tmp, "calib", calib_emb, calib_spk, True, dur)
+    _write_set(tmp, "eval", eval_emb, eval_spk, True, dur)
+    write_subgroups(data_dirs(tmp))
+    return data_dirs(tmp)
 
 
 def train_backend(data: dict) -> str:
@@ -161,7 +167,15 @@ def bench_calibrate(data: dict) -> list:
     return [(f"stage 6 calibration, linear + QMF: fit on 44,850 trials, LLRs of {n:,}", t)]
 
 
+SUBGROUPS = ("even", "odd", "first-half", "second-half")
+
+
 def _subgroups(data: dict) -> list:
+    """``--subgroup`` options of the four subgroup lists :func:`write_subgroups` made."""
+    return [a for name in SUBGROUPS for a in ("--subgroup", f"{name}={data['eval']}/trials_{name}")]
+
+
+def write_subgroups(data: dict) -> None:
     """Four subgroup lists (all pairs of half the speakers each), as so762-v1's four."""
     from pyutils.utils.fileio import write_lines
     with open(f"{data['eval']}/trials") as src:
@@ -171,13 +185,10 @@ def _subgroups(data: dict) -> list:
     count = len(number)
     tests = {"even": lambda i: i % 2 == 0, "odd": lambda i: i % 2 == 1,
              "first-half": lambda i: i < count // 2, "second-half": lambda i: i >= count // 2}
-    args = []
     for name, keep in tests.items():
-        path = f"{data['tmp']}/trials_{name}"
-        write_lines(path, (line for line in lines if keep(number[spk[line.split()[0]]])
-                           and keep(number[spk[line.split()[1]]])))
-        args += ["--subgroup", f"{name}={path}"]
-    return args
+        write_lines(f"{data['eval']}/trials_{name}",
+                    (line for line in lines if keep(number[spk[line.split()[0]]])
+                     and keep(number[spk[line.split()[1]]])))
 
 
 def bench_metrics(data: dict, bootstrap: int) -> list:
@@ -220,10 +231,14 @@ def main() -> int:
     parser.add_argument("--bootstrap", type=int, default=200)
     parser.add_argument("--speakers", type=int, default=125)
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        with tempfile.TemporaryDirectory() as tmp:
-            data = make_data(tmp, args.speakers)
+    if args.child:       # one group in a process of its own, on the data of --data
+        if args.child == "data":
+            make_data(args.data, args.speakers)
+            return 0
+        with tempfile.TemporaryDirectory(dir=args.data) as tmp:
+            data = dict(data_dirs(args.data), tmp=tmp)
             bench = globals()[f"bench_{args.child}"]
             rows = bench(data, args.bootstrap) if args.child == "metrics" else bench(data)
         print(json.dumps([{"measurement": m, "wall": t.wall, "cpu": t.cpu, "rss": peak_rss_mb()}
@@ -231,14 +246,16 @@ def main() -> int:
         return 0
     load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     rows = []
-    for group in args.only or GROUPS:
-        cmd = [sys.executable, os.path.abspath(__file__), "--child", group, "--bootstrap",
-               str(args.bootstrap), "--speakers", str(args.speakers)]
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        if proc.returncode:
-            print(f"{proc.stderr}{group} failed (exit {proc.returncode})", file=sys.stderr)
-            return 1
-        rows += json.loads(proc.stdout.strip().splitlines()[-1])
+    with tempfile.TemporaryDirectory() as data:   # made once, by a process of its own
+        for group in ["data"] + (args.only or list(GROUPS)):
+            cmd = [sys.executable, os.path.abspath(__file__), "--child", group, "--bootstrap",
+                   str(args.bootstrap), "--speakers", str(args.speakers), "--data", data]
+            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            if proc.returncode:
+                print(f"{proc.stderr}{group} failed (exit {proc.returncode})", file=sys.stderr)
+                return 1
+            if group != "data":
+                rows += json.loads(proc.stdout.strip().splitlines()[-1])
     end = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"# stages 5-7 at so762-v1 size ({args.speakers} eval speakers; {os.cpu_count()} "
           f"cores; load average 1/5/15 min {load} at the start, {end} at the end)\n\n"
