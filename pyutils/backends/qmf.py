@@ -171,3 +171,24 @@ def pair_features(measures: Sequence[str], quality1: Mapping[str, Mapping[str, f
     if not pairs:
         return np.zeros((0, 2 * len(measures)))
     return trial_features(measures, side1, side2)
+
+
+def code_features(measures: Sequence[str], quality1: Mapping[str, Mapping[str, float]],
+                  quality2: Mapping[str, Mapping[str, float]], names: Sequence[str],
+                  first: np.ndarray, second: np.ndarray, where: str = "trials") -> np.ndarray:
+    """:func:`pair_features` of the pairs ``(names[first[i]], names[second[i]])`` given as
+    integer codes: one look-up per utterance, not per trial (same values and errors)."""
+    side1: Dict[str, np.ndarray] = {}
+    side2: Dict[str, np.ndarray] = {}
+    for m in measures:
+        for quality, codes, out in ((quality1, first, side1), (quality2, second, side2)):
+            table = quality[m]
+            values = np.array([table.get(name, np.nan) for name in names], dtype=np.float64)
+            out[m] = values[codes]
+            if np.isnan(out[m]).any():      # a missing value: the error of pair_features
+                pairs = list(zip(np.asarray(names, dtype=object)[first].tolist(),
+                                 np.asarray(names, dtype=object)[second].tolist()))
+                return pair_features(measures, quality1, quality2, pairs, where)
+    if len(first) == 0:
+        return np.zeros((0, 2 * len(measures)))
+    return trial_features(measures, side1, side2)

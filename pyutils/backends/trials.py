@@ -93,13 +93,13 @@ class TrialIds:
         return np.where(ok, rows, -1)
 
 
-def score_lines(ids1: TrialIds, r1: np.ndarray, ids2: TrialIds, r2: np.ndarray,
-                scores: np.ndarray) -> bytes:
-    """``utt1 utt2 score\\n`` lines (score as ``'%.8g'``) as one bytes object."""
+def score_lines(ids1, r1: np.ndarray, ids2, r2: np.ndarray, scores: np.ndarray) -> bytes:
+    """``utt1 utt2 score\\n`` lines (score as ``'%.8g'``) as one bytes object; ``ids1``,
+    ``ids2``: :class:`TrialIds` or object arrays of the names rows ``r1``, ``r2`` index."""
     n = r1.size
     values: List = [None] * (3 * n)
-    values[0::3] = ids1.names.take(r1).tolist()
-    values[1::3] = ids2.names.take(r2).tolist()
+    values[0::3] = getattr(ids1, "names", ids1).take(r1).tolist()
+    values[1::3] = getattr(ids2, "names", ids2).take(r2).tolist()
     values[2::3] = np.asarray(scores, dtype=np.float64).tolist()
     return (("%s %s %.8g\n" * n) % tuple(values)).encode("utf-8")
 
@@ -157,30 +157,38 @@ def line_blocks(path: str, block_size: int) -> Iterator[Tuple[bytes, int]]:
                 yield counted(data[start:cut])
 
 
-def fast_parse(data: bytes, side1: "TrialIds", side2: "TrialIds"):
-    """Row indices ``(r1, r2)`` of a block tokenised by numpy, or None (plain path)."""
-    arr = np.frombuffer(data, dtype=np.uint8)
+def canonical_fields(arr: np.ndarray, fields=(2, 3)):
+    """``[(starts, ends), ...]`` of each field of a block of whole lines in the common
+    layout (printable ASCII, one space between fields, none at either end, ``\\n``
+    line ends, every line with the same number of fields, one of ``fields``), or None."""
     spaces = np.flatnonzero(arr == 32)
     newlines = np.flatnonzero(arr == 10)
     n = newlines.size
-    if n == 0:
+    if n == 0 or spaces.size % n or spaces.size // n + 1 not in fields \
+            or np.count_nonzero(arr <= 32) != spaces.size + n or arr.max() >= 128:
         return None
     line_starts = np.empty(n, dtype=np.int64)
     line_starts[0] = 0
     line_starts[1:] = newlines[:-1] + 1
-    fields = spaces.size // n + 1
-    canonical = False
-    if spaces.size % n == 0 and fields in (2, 3) \
-            and np.count_nonzero(arr <= 32) == spaces.size + n and arr.max() < 128:
-        # one space between fields, none at either end: the common layout
-        sep = spaces.reshape(n, fields - 1)
-        canonical = bool(np.all(sep[:, 0] > line_starts) and np.all(newlines > sep[:, -1] + 1)
-                         and (fields == 2 or np.all(sep[:, 1] > sep[:, 0] + 1)))
-    if canonical:
-        s1, e1 = line_starts, sep[:, 0]
-        s2 = sep[:, 0] + 1
-        e2 = newlines if fields == 2 else sep[:, 1]
+    sep = spaces.reshape(n, -1)
+    if not (np.all(sep[:, 0] > line_starts) and np.all(newlines > sep[:, -1] + 1)
+            and np.all(sep[:, 1:] > sep[:, :-1] + 1)):
+        return None
+    starts = [line_starts] + [sep[:, j] + 1 for j in range(sep.shape[1])]
+    ends = [sep[:, j] for j in range(sep.shape[1])] + [newlines]
+    return list(zip(starts, ends))
+
+
+def fast_parse(data: bytes, side1: "TrialIds", side2: "TrialIds"):
+    """Row indices ``(r1, r2)`` of a block tokenised by numpy, or None (plain path)."""
+    arr = np.frombuffer(data, dtype=np.uint8)
+    spans = canonical_fields(arr)
+    if spans is not None:
+        (s1, e1), (s2, e2) = spans[:2]
     else:
+        newlines = np.flatnonzero(arr == 10)
+        if newlines.size == 0:
+            return None
         cls = _BYTE_CLASS[arr]
         if cls.max() == 3:
             return None

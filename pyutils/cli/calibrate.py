@@ -36,8 +36,10 @@ import numpy as np
 
 from pyutils.backends.calibration import LinearCalibration, operating_thresholds, save_calibration
 from pyutils.backends.operating_points import error_rates_at, operating_points, write_cal_scores
-from pyutils.backends.qmf import QmfCalibration, pair_features, parse_measures, read_quality
+from pyutils.backends.qmf import (QmfCalibration, code_features, pair_features, parse_measures,
+                                 read_quality)
 from pyutils.metrics.cllr import bayes_threshold, cllr, min_cllr
+from pyutils.metrics.pair_table import PairTable, read_pair_table
 from pyutils.metrics.results import Pair, read_score_lines, read_trials
 from pyutils.utils.fileio import TableError, atomic_output
 from pyutils.utils.log import setup_logging
@@ -62,6 +64,25 @@ def aligned_scores(paths: List[str]) -> Tuple[List[Pair], np.ndarray]:
                              f"which {paths[0]} does not score")
         columns.append(np.asarray([other[p][0] for p in pairs]))
     return pairs, np.stack(columns, axis=1)
+
+
+def aligned_table(paths: List[str]) -> Tuple[PairTable, np.ndarray]:
+    """:func:`aligned_scores` as ``(the first file's pairs as a PairTable, scores)``:
+    integer-coded arrays (pyutils.metrics.pair_table), no Python pair per trial."""
+    first = read_pair_table(paths[0], labels=False)
+    if first is not None:
+        columns = [first.values]
+        for path in paths[1:]:
+            other = read_pair_table(path, labels=False, vocab=first.vocab)
+            rows = other.rows_of(first) if other is not None and len(other) == len(first) \
+                else None
+            if rows is None:
+                break
+            columns.append(other.values[rows])
+        else:
+            return first, np.stack(columns, axis=1)
+    pairs, scores = aligned_scores(paths)         # the plain reader: same values, or the error
+    return PairTable.from_pairs(paths[0], pairs, scores[:, 0]), scores
 
 
 def labelled_scores(trials_path: str, score_paths: List[str]) -> Tuple[np.ndarray, np.ndarray]:
@@ -145,27 +166,31 @@ def fit_qmf(trials_path: str, scores: np.ndarray, labels: np.ndarray, prior: flo
     return entry
 
 
-def write_qmf_llrs(entry: dict, score_path: str, quality_dir: str, out_dir: str) -> int:
+def write_qmf_llrs(entry: dict, score_path: str, quality_dir: str, out_dir: str,
+                   aligned: Optional[Tuple[PairTable, np.ndarray]] = None) -> int:
     """``out_dir/scores`` and ``out_dir/llr``: the eval trials' QMF LLRs (a system of
-    its own for stage 7: its EER/minDCF rank by the QMF LLR, its Cllr is QMF's)."""
+    its own for stage 7: its EER/minDCF rank by the QMF LLR, its Cllr is QMF's).
+    ``aligned``: :func:`aligned_table` of ``[score_path]`` if already read."""
     model = QmfCalibration.from_dict(entry)
-    pairs, x = aligned_scores([score_path])
+    table, x = aligned or aligned_table([score_path])
     quality = read_quality(quality_dir, model.measures)
-    llr = model(x[:, 0], pair_features(model.measures, quality, quality, pairs, score_path))
+    llr = model(x[:, 0], code_features(model.measures, quality, quality, table.vocab.names,
+                                       table.first, table.second, score_path))
     os.makedirs(out_dir, exist_ok=True)
+    lines = table.lines(llr)
     for name in ("scores", "llr"):
-        with atomic_output(os.path.join(out_dir, name)) as out:
-            out.writelines(f"{a} {b} {s:.8g}\n" for (a, b), s in zip(pairs, llr.tolist()))
-    return len(pairs)
+        with atomic_output(os.path.join(out_dir, name), "wb") as out:
+            out.writelines(lines)
+    return len(table)
 
 
-def write_llrs(calibration: LinearCalibration, score_paths: List[str], out_path: str) -> int:
-    """``utt1 utt2 llr`` lines for the eval scores, in the first file's order."""
-    pairs, x = aligned_scores(score_paths)
-    llr = calibration(x).tolist()
-    with atomic_output(out_path) as out:
-        out.writelines(f"{a} {b} {s:.8g}\n" for (a, b), s in zip(pairs, llr))
-    return len(pairs)
+def write_llrs(calibration: LinearCalibration, score_paths: List[str], out_path: str,
+               aligned: Optional[Tuple[PairTable, np.ndarray]] = None) -> int:
+    """``utt1 utt2 llr`` lines for the eval scores, in the first file's order
+    (``aligned``: :func:`aligned_table` of ``score_paths`` if already read)."""
+    table, x = aligned or aligned_table(score_paths)
+    table.write(out_path, calibration(x))
+    return len(table)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -212,13 +237,15 @@ def main(argv=None) -> int:
             qmf = {"measures": parse_measures(args.qmf), "quality_dir": args.cal_quality}
         calibration = calibrate(args.trials, args.cal_scores, args.prior, args.calibration,
                                 qmf, **info)
+        aligned = aligned_table(args.scores) if args.scores else None   # read once
         if args.scores:
-            count = write_llrs(calibration, args.scores, args.out_llr)
+            count = write_llrs(calibration, args.scores, args.out_llr, aligned)
             log.info("%d LLRs -> %s", count, args.out_llr)
         if qmf is not None and args.qmf_out_dir:
             with open(args.calibration) as src:
                 entry = json.load(src)["qmf"]
-            count = write_qmf_llrs(entry, args.scores[0], args.eval_quality, args.qmf_out_dir)
+            count = write_qmf_llrs(entry, args.scores[0], args.eval_quality, args.qmf_out_dir,
+                                   aligned)
             log.info("%d QMF LLRs -> %s/llr", count, args.qmf_out_dir)
     except (TableError, ValueError, OSError, RuntimeError) as err:
         print(f"calibrate: error: {err}", file=sys.stderr)

@@ -73,7 +73,7 @@ def format_table(rows: List[dict]) -> str:
 
 def plot_all(rows: List[dict], path: str) -> int:
     """``det_all.png``: one DET curve per row whose score and trial files exist."""
-    from pyutils.metrics.det import plot_det
+    from pyutils.metrics.det import det_curve, plot_det
     from pyutils.metrics.results import TrialList
 
     curves, trial_lists = {}, {}
@@ -87,7 +87,8 @@ def plot_all(rows: List[dict], path: str) -> int:
             continue
         if trials not in trial_lists:
             trial_lists[trials] = TrialList(trials)
-        curves[f"{row['system']} {row['backend']}"] = trial_lists[trials].join(scores)
+        name = f"{row['system']} {row['backend']}"
+        curves[name] = det_curve(*trial_lists[trials].join(scores))   # points, not scores
     if curves:
         plot_det(curves, path)
     return len(curves)

@@ -18,17 +18,14 @@ import argparse
 import logging
 import os
 import sys
-from functools import partial
 from typing import Dict, List, Tuple
 
-from pyutils.metrics.bootstrap import speaker_bootstrap_ci
-from pyutils.metrics.cllr import actual_dcf, cllr, min_cllr
-from pyutils.metrics.dcf import compute_min_dcf
-from pyutils.metrics.det import plot_det
-from pyutils.metrics.eer import compute_eer
 import numpy as np
 
-from pyutils.metrics.results import (TrialList, format_results_table, read_trials, summarize,
+from pyutils.metrics.bootstrap import speaker_bootstrap_eer_dcf, speaker_sides
+from pyutils.metrics.cllr import actual_dcf, cllr, min_cllr
+from pyutils.metrics.det import DetCurve, det_curve, plot_det
+from pyutils.metrics.results import (ScoredTrials, TrialList, format_results_table, summarize,
                                      write_results_json)
 from pyutils.utils.fileio import TableError, atomic_output, read_table
 from pyutils.utils.log import setup_logging
@@ -70,53 +67,39 @@ def parse_named_paths(specs: List[str], option: str = "--scores") -> List[Tuple[
     return pairs
 
 
-def _eer(scores, labels, presorted: bool = False) -> float:
-    is_target = labels.astype(bool)
-    return compute_eer(scores[is_target], scores[~is_target], presorted)[0]
+def add_error_bars(row: dict, scores, labels, sides, replicates: int) -> None:
+    """Speaker-bootstrap 95% CIs of EER and minDCF(0.01) into ``row``; ``sides`` is
+    ``(number of speakers, side-1 and side-2 speaker index per trial)``."""
+    eer_ci, dcf_ci = speaker_bootstrap_eer_dcf(scores, labels, *sides, replicates)
+    row["eer_ci"], row["min_dcf_0.01_ci"] = list(eer_ci), list(dcf_ci)
 
 
-def _min_dcf(scores, labels, presorted: bool = False) -> float:
-    return compute_min_dcf(scores, labels, 0.01, presorted=presorted)[0]
+def by_score(joined: ScoredTrials) -> Tuple[ScoredTrials, np.ndarray]:
+    """``joined`` sorted stably by score, once per score file: the metrics' own stable
+    sorts then find it sorted (a fast pass), and keep the file order among tied scores."""
+    order = np.argsort(joined.scores, kind="stable")
+    return ScoredTrials(joined.scores[order], joined.labels[order], joined.first[order],
+                        joined.second[order], joined.names), order
 
 
-def add_error_bars(row: dict, scores, labels, speakers, replicates: int) -> None:
-    """minCllr and speaker-bootstrap 95% CIs of EER and minDCF(0.01) into ``row``."""
-    # the bootstrap hands its metric each replicate sorted by score (stably): no re-sort
-    row["eer_ci"] = list(speaker_bootstrap_ci(partial(_eer, presorted=True), scores, labels,
-                                              speakers, replicates))
-    row["min_dcf_0.01_ci"] = list(speaker_bootstrap_ci(partial(_min_dcf, presorted=True), scores,
-                                                       labels, speakers, replicates))
-
-
-def subgroup_masks(trials: TrialList, specs: List[Tuple[str, str]]) -> Dict[str, Tuple[str, set]]:
-    """``{name: (path, set of pairs)}`` of subgroup lists, each checked to be part of ``trials``."""
-    out = {}
-    for name, path in specs:
-        pairs = {(utt1, utt2) for utt1, utt2, _ in read_trials(path)}
-        outside = [p for p in pairs if not trials.has(p)]
-        if outside:
-            raise ValueError(f"{path}: {len(outside)} trial(s) are not in {trials.path}, e.g. "
-                             f"'{outside[0][0]} {outside[0][1]}'")
-        out[name] = (path, pairs)
-    return out
-
-
-def subgroup_row(row: dict, group: str, subgroup: Tuple[str, set], pairs: List[Tuple[str, str]],
-                 scores, labels, speakers, replicates: int) -> dict:
-    """The metrics of ``row``'s scores restricted to one subgroup's trials."""
-    path, members = subgroup
-    mask = np.fromiter((pair in members for pair in pairs), dtype=bool, count=len(pairs))
+def subgroup_row(row: dict, group: str, path: str, mask: np.ndarray, joined: ScoredTrials,
+                 ranked: ScoredTrials, order: np.ndarray, speaker_of, replicates: int) -> dict:
+    """The metrics of ``row``'s scores restricted to one subgroup's trials (``mask`` of
+    ``joined``; ``ranked``, ``order``: :func:`by_score` of ``joined``)."""
+    in_order = mask[order]
+    scores, labels = ranked.scores[in_order], ranked.labels[in_order]
     try:
-        metrics = summarize(scores[mask], labels[mask])
+        metrics = summarize(scores, labels)
     except ValueError as err:
         raise ValueError(f"subgroup {group} ({path}): {err}") from None
     sub = {"system": row["system"], "backend": f"{row['backend']} [{group}]",
            "subgroup": group, "scores_backend": row["backend"], **metrics,
-           "min_cllr": min_cllr(scores[mask], labels[mask]),
+           "min_cllr": min_cllr(joined.scores[mask], joined.labels[mask]),
            "scores_path": row["scores_path"], "trials_path": path}
-    if speakers is not None:
-        add_error_bars(sub, scores[mask], labels[mask], [s for s, m in zip(speakers, mask) if m],
-                       replicates)
+    if speaker_of is not None:
+        add_error_bars(sub, scores, labels,
+                       speaker_sides(ranked.first[in_order], ranked.second[in_order],
+                                     speaker_of), replicates)
     return sub
 
 
@@ -155,7 +138,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         rows: List[dict] = []
-        curves: Dict[str, Tuple] = {}
+        curves: Dict[str, DetCurve] = {}
         named_paths = parse_named_paths(args.scores)
         llr_paths = dict(parse_named_paths(args.llr, "--llr"))
         unknown = sorted(set(llr_paths) - set(dict(named_paths)))
@@ -164,31 +147,36 @@ def main(argv=None) -> int:
         trials = TrialList(args.trials)
         utt2spk = ({utt: spk for _, (utt, spk) in read_table(args.utt2spk, 2, 2)}
                    if args.utt2spk else None)
-        subgroups = subgroup_masks(trials, parse_named_paths(args.subgroup, "--subgroup"))
+        subgroups = [(group, path, trials.subset(path))
+                     for group, path in parse_named_paths(args.subgroup, "--subgroup")]
         sub_rows: List[dict] = []
         for name, path in named_paths:
-            scores, labels, pairs = trials.join_with_pairs(path)
+            joined = trials.join_codes(path)
+            ranked, order = by_score(joined)
+            scores, labels = ranked.scores, ranked.labels
             try:
                 metrics = summarize(scores, labels)
             except ValueError as err:
                 raise ValueError(f"{path} (trials {args.trials}): {err}") from None
             log.info("%s: %d trials (%d target) from %s", name, metrics["num_trials"],
                      metrics["num_target"], path)
-            curves[name] = (scores, labels)
+            curves[name] = det_curve(scores, labels)   # points, not 3.1 M scores
             rows.append({"system": args.system, "backend": name, **metrics,
-                         "min_cllr": min_cllr(scores, labels), "scores_path": path,
+                         "min_cllr": min_cllr(joined.scores, joined.labels), "scores_path": path,
                          "trials_path": args.trials})
             if name in llr_paths:
                 llrs, llr_labels = trials.join(llr_paths[name])
                 add_calibrated(rows[-1], llrs, llr_labels)
-            speakers = None
+            speaker_of = None
             if utt2spk is not None:
-                speakers = [(utt2spk.get(utt1, utt1), utt2spk.get(utt2, utt2))
-                            for utt1, utt2 in pairs]
-                add_error_bars(rows[-1], scores, labels, speakers, args.bootstrap)
-            for group, subgroup in subgroups.items():
-                sub_rows.append(subgroup_row(rows[-1], group, subgroup, pairs, scores, labels,
-                                             speakers, args.bootstrap))
+                speaker_of = [utt2spk.get(utt, utt) for utt in joined.names]
+                add_error_bars(rows[-1], scores, labels,
+                               speaker_sides(ranked.first, ranked.second, speaker_of),
+                               args.bootstrap)
+            for group, group_path, subset in subgroups:
+                sub_rows.append(subgroup_row(rows[-1], group, group_path,
+                                             trials.subset_mask(joined, subset), joined,
+                                             ranked, order, speaker_of, args.bootstrap))
         rows += sub_rows
         text = format_results_table(rows) + format_error_bars(rows)
         with atomic_output(args.results_md) as out:

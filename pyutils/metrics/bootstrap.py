@@ -87,3 +87,114 @@ def speaker_bootstrap_ci(metric: Metric, scores: Sequence[float], labels: Sequen
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(values, [tail, 100 - tail])
     return float(low), float(high)
+
+
+def speaker_sides(first: np.ndarray, second: np.ndarray, speaker_of: Sequence[str]
+                  ) -> Tuple[int, np.ndarray, np.ndarray]:
+    """:func:`trial_speaker_index` of the pairs ``(speaker_of[first[i]],
+    speaker_of[second[i]])`` from integer utterance codes: the same speaker indices
+    (the sorted speakers of these trials), without a string per trial."""
+    used = np.unique(np.concatenate([first, second]))
+    names = np.asarray(speaker_of, dtype=object)[used]
+    speakers = sorted(set(names.tolist()))
+    rank = {name: i for i, name in enumerate(speakers)}
+    of_code = np.zeros(len(speaker_of), dtype=np.int32)
+    of_code[used] = [rank[name] for name in names.tolist()]
+    return len(speakers), of_code[first], of_code[second]
+
+
+def _cost_values(tar_rejected: np.ndarray, non_rejected: np.ndarray, num_target: int,
+                 num_nontarget: int, p_target: float) -> np.ndarray:
+    """The detection cost of :func:`pyutils.metrics.dcf.compute_min_dcf` (C_miss = C_fa = 1)
+    at operating points given by their rejected target and non-target counts, computed
+    with the same operations, so bit for bit the values it minimises."""
+    fnrs = tar_rejected / float(num_target)
+    fprs = 1 - non_rejected / float(num_nontarget)
+    return 1.0 * fnrs * p_target + 1.0 * fprs * (1 - p_target)
+
+
+class _PairWeights:
+    """:func:`replicate_weights` of the target and the non-target trials, looked up per
+    speaker pair (one gather per trial from a table of ``k_a * k_b``, ``k_a`` on the
+    diagonal) where the pairs of speakers are few enough for a table."""
+
+    def __init__(self, num_speakers: int, t1, t2, n1, n2):
+        self.num = num_speakers
+        self.sides = (t1, t2, n1, n2)
+        self.table = num_speakers ** 2 <= (1 << 22)
+        if self.table:
+            self.pairs = [(a.astype(np.int64) * num_speakers + b).astype(np.int32)
+                          for a, b in ((t1, t2), (n1, n2))]
+
+    def __call__(self, counts: np.ndarray):
+        if not self.table:
+            t1, t2, n1, n2 = self.sides
+            return replicate_weights(counts, t1, t2), replicate_weights(counts, n1, n2)
+        table = np.outer(counts, counts)
+        np.fill_diagonal(table, counts)
+        table = table.ravel()
+        return table[self.pairs[0]], table[self.pairs[1]]
+
+
+def speaker_bootstrap_eer_dcf(scores: Sequence[float], labels: Sequence[int], num_speakers: int,
+                              side1: np.ndarray, side2: np.ndarray, num_replicates: int = 1000,
+                              p_target: float = 0.01, level: float = 0.95, seed: int = 777
+                              ) -> Tuple[Tuple[float, float], Tuple[float, float]]:
+    """The intervals :func:`speaker_bootstrap_ci` gives for Kaldi's EER and minDCF(``p_target``)
+    (``compute_eer``/``compute_min_dcf`` as metrics; speaker indices as
+    :func:`trial_speaker_index` returns them), in one pass over the same replicates
+    and without building them.
+
+    A replicate repeats trial ``i`` ``w_i`` times (:func:`replicate_weights`) in the
+    sorted order, so its error counts at a position are cumulative sums of the weights:
+    the EER reads the scores at Kaldi's positions through those sums
+    (``searchsorted``), and minDCF, the first minimum of a cost that falls along a run
+    of non-targets and rises along the copies of a target, is the least cost at the
+    end of each non-target run and at the first copy of each target.  Both are computed
+    from the same integer counts with the same float operations as the metrics on the
+    repeated trials, so the intervals are identical, for about the cost of one pass
+    over the weights per replicate.
+    """
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    is_target = np.asarray(labels).ravel().astype(bool)
+    if not len(scores) == len(is_target) == len(side1) == len(side2):
+        raise ValueError("scores, labels and speakers differ in length")
+    if num_speakers < 2:
+        raise ValueError("a speaker bootstrap needs at least 2 speakers")
+    order = np.argsort(scores, kind="stable")
+    is_target, side1, side2 = is_target[order], side1[order], side2[order]
+    tar_at, non_at = np.flatnonzero(is_target), np.flatnonzero(~is_target)
+    tar32 = scores[order[tar_at]].astype(np.float32)
+    non32 = scores[order[non_at]].astype(np.float32)
+    non_before = tar_at - np.arange(tar_at.size)      # non-targets sorted before each target
+    weights = _PairWeights(num_speakers, side1[tar_at], side2[tar_at], side1[non_at],
+                           side2[non_at])
+    rng = np.random.default_rng(seed)
+    eers, dcfs = [], []
+    while len(eers) < num_replicates:
+        counts = np.bincount(rng.integers(0, num_speakers, num_speakers), minlength=num_speakers)
+        w_tar, w_non = weights(counts)
+        cum_tar, cum_non = np.cumsum(w_tar), np.cumsum(w_non)
+        num_tar = int(cum_tar[-1]) if cum_tar.size else 0
+        num_non = int(cum_non[-1]) if cum_non.size else 0
+        if num_tar == 0 or num_non == 0:
+            continue
+        # EER (compute_eer on the repeated, sorted scores)
+        positions = np.arange(num_tar - 1, dtype=np.int64)
+        ranks = np.trunc((num_non * positions).astype(np.float64) / num_tar).astype(np.int64)
+        non_positions = np.maximum(num_non - 1 - ranks, 0)
+        crossed = np.flatnonzero(non32[np.searchsorted(cum_non, non_positions, side="right")]
+                                 < tar32[np.searchsorted(cum_tar, positions, side="right")])
+        eers.append((int(crossed[0]) if crossed.size else num_tar - 1) / num_tar)
+        # minDCF (compute_min_dcf on the repeated, sorted trials)
+        tar_before = cum_tar - w_tar
+        non_cum = np.concatenate([[0], cum_non])[non_before]
+        drawn = w_tar > 0
+        costs = np.concatenate([
+            _cost_values(tar_before[drawn] + 1, non_cum[drawn], num_tar, num_non, p_target),
+            _cost_values(tar_before, non_cum, num_tar, num_non, p_target),
+            _cost_values(np.array([num_tar]), np.array([num_non]), num_tar, num_non, p_target)])
+        dcfs.append(float(costs.min() / min(p_target, 1 - p_target)))
+    tail = 100 * (1 - level) / 2
+    intervals = [np.percentile(values, [tail, 100 - tail]) for values in (eers, dcfs)]
+    return tuple((float(low), float(high)) for low, high in intervals)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Callable, Dict, Iterable, List, Mapping, Tuple
+from typing import Callable, Dict, Iterable, List, Mapping, NamedTuple, Tuple
 
 import numpy as np
 
 from pyutils.metrics.dcf import compute_min_dcf
 from pyutils.metrics.eer import compute_eer
+from pyutils.metrics.pair_table import PairTable, read_pair_table
 from pyutils.utils.fileio import TableError, atomic_output, read_table
 
 Pair = Tuple[str, str]
@@ -77,16 +78,38 @@ def read_scores(path: str) -> Dict[Pair, float]:
     return {pair: score for pair, (score, _) in read_score_lines(path).items()}
 
 
+class ScoredTrials(NamedTuple):
+    """Scores joined to their trials, in score-file order: ``first``/``second`` are
+    utterance codes into ``names``."""
+    scores: np.ndarray
+    labels: np.ndarray
+    first: np.ndarray
+    second: np.ndarray
+    names: List[str]
+
+
 class TrialList:
-    """A parsed trial list that score files are joined against (parsed once)."""
+    """A parsed trial list that score files are joined against (parsed once).
+
+    Files in the common layout are read into integer-coded arrays
+    (:mod:`pyutils.metrics.pair_table`); anything else, and every error, goes
+    through the plain reader, which gives the same values or names the file and line.
+    """
 
     def __init__(self, path: str):
         self.path = path
-        self._table = _read_pair_table(path, _parse_label, _LABEL_WHAT)
+        self.table = read_pair_table(path, labels=True)
+        self._plain = (_read_pair_table(path, _parse_label, _LABEL_WHAT)
+                       if self.table is None else None)
+
+    def _plain_table(self) -> Dict[Pair, Tuple[object, int]]:
+        if self._plain is None:
+            self._plain = _read_pair_table(self.path, _parse_label, _LABEL_WHAT)
+        return self._plain
 
     def has(self, pair: Pair) -> bool:
         """Whether ``(utt1, utt2)`` is a trial of the list."""
-        return pair in self._table
+        return pair in self._plain_table()
 
     def join(self, score_path: str) -> Tuple[np.ndarray, np.ndarray]:
         """Return ``(scores, labels)`` in score-file order.
@@ -94,25 +117,68 @@ class TrialList:
         compute_min_dcf.py collects scores in score-file order and its stable
         sort keeps that order among tied scores, so we do the same.
         """
-        values, labels, _ = self.join_with_pairs(score_path)
-        return values, labels
+        joined = self.join_codes(score_path)
+        return joined.scores, joined.labels
+
+    def join_codes(self, score_path: str) -> ScoredTrials:
+        """The scores of ``score_path`` with their labels and utterance codes."""
+        if self.table is not None:
+            scores = read_pair_table(score_path, labels=False, vocab=self.table.vocab)
+            if scores is not None and len(scores) == len(self.table):
+                rows = self.table.rows_of(scores)
+                if rows is not None:
+                    return ScoredTrials(scores.values, self.table.values[rows].astype(np.int64),
+                                        scores.first, scores.second, self.table.vocab.names)
+        values, labels, pairs = self.join_with_pairs(score_path)
+        table = PairTable.from_pairs(score_path, pairs, values)
+        return ScoredTrials(values, labels, table.first, table.second, table.vocab.names)
+
+    def subset(self, path: str):
+        """The trial list ``path``, checked to be a subset of this list (else an error),
+        for :meth:`subset_mask`: sorted pair keys, or (plain reader) a set of pairs."""
+        if self.table is not None:
+            subset = read_pair_table(path, labels=True, vocab=self.table.vocab)
+            if subset is not None and self.table.rows_of(subset) is not None:
+                return subset.sorted_keys()[0]
+        pairs = {(utt1, utt2) for utt1, utt2, _ in read_trials(path)}
+        outside = [p for p in pairs if not self.has(p)]
+        if outside:
+            raise ValueError(f"{path}: {len(outside)} trial(s) are not in {self.path}, e.g. "
+                             f"'{outside[0][0]} {outside[0][1]}'")
+        return pairs
+
+    def subset_mask(self, joined: ScoredTrials, subset) -> np.ndarray:
+        """Which of ``joined``'s trials are in ``subset`` (from :meth:`subset`)."""
+        if isinstance(subset, np.ndarray) and joined.names is self.table.vocab.names:
+            wanted = joined.first.astype(np.int64) * len(joined.names) + joined.second
+            pos = np.minimum(np.searchsorted(subset, wanted), subset.size - 1)
+            return subset[pos] == wanted
+        if isinstance(subset, np.ndarray):      # a plain join of a fast trial list
+            names = np.asarray(self.table.vocab.names, dtype=object)
+            first, second = np.divmod(subset, len(names))
+            subset = set(zip(names[first].tolist(), names[second].tolist()))
+        names = np.asarray(joined.names, dtype=object)
+        return np.fromiter((pair in subset for pair in zip(names[joined.first].tolist(),
+                                                           names[joined.second].tolist())),
+                           dtype=bool, count=len(joined.first))
 
     def join_with_pairs(self, score_path: str) -> Tuple[np.ndarray, np.ndarray, List[Pair]]:
-        """:meth:`join` plus the ``(utt1, utt2)`` pairs in score-file order (one read
-        of the score file where the caller needs both)."""
+        """:meth:`join` plus the ``(utt1, utt2)`` pairs in score-file order, by the
+        plain reader (Python objects per trial: small lists, and the errors)."""
+        table = self._plain_table()
         scores = _read_pair_table(score_path, _parse_score, "score")
-        for pair, (_, lineno) in self._table.items():
+        for pair, (_, lineno) in table.items():
             if pair not in scores:
                 raise TableError(self.path, lineno, f"trial '{pair[0]} {pair[1]}' "
                                  f"has no score in {score_path}")
         values = np.empty(len(scores))
         labels = np.empty(len(scores), dtype=np.int64)
         for i, (pair, (score, lineno)) in enumerate(scores.items()):
-            if pair not in self._table:
+            if pair not in table:
                 raise TableError(score_path, lineno, f"score for '{pair[0]} {pair[1]}' "
                                  f"which is not a trial in {self.path}")
             values[i] = score
-            labels[i] = self._table[pair][0]
+            labels[i] = table[pair][0]
         return values, labels, list(scores)
 
 
@@ -123,12 +189,15 @@ def load_scored_trials(score_path: str, trials_path: str) -> Tuple[np.ndarray, n
 
 def summarize(scores: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
     """EER (fraction), minDCF at p=0.01 and p=0.001, and trial counts."""
-    is_target = np.asarray(labels).astype(bool)
-    eer, _ = compute_eer(scores[is_target], scores[~is_target])
+    scores = np.asarray(scores, dtype=np.float64)
+    order = np.argsort(scores, kind="stable")      # one stable sort serves all three
+    scores, labels = scores[order], np.asarray(labels)[order]
+    is_target = labels.astype(bool)
+    eer, _ = compute_eer(scores[is_target], scores[~is_target], presorted=True)
     return {
         "eer": eer,
-        "min_dcf_0.01": compute_min_dcf(scores, labels, 0.01)[0],
-        "min_dcf_0.001": compute_min_dcf(scores, labels, 0.001)[0],
+        "min_dcf_0.01": compute_min_dcf(scores, labels, 0.01, presorted=True)[0],
+        "min_dcf_0.001": compute_min_dcf(scores, labels, 0.001, presorted=True)[0],
         "num_trials": int(len(scores)),
         "num_target": int(is_target.sum()),
     }
