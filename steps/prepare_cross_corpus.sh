@@ -25,8 +25,8 @@ fi
   echo "$0: --adapt-data $adapt_data is the evaluation set itself; adapt to other data of the" \
     "domain (e.g. $eval_data/train)" 1>&2; exit 1; }
 mkdir -p "$xdata"
-python -m pyutils.data.originals copy-lists "$eval_data/eval" "$xdata/eval"
-[ -z "$adapt_data" ] || python -m pyutils.data.originals copy-lists "$adapt_data" "$xdata/adapt"
+python -m pyutils.data.original_lists copy-lists "$eval_data/eval" "$xdata/eval"
+[ -z "$adapt_data" ] || python -m pyutils.data.original_lists copy-lists "$adapt_data" "$xdata/adapt"
 for x in "$xdata/eval" ${adapt_data:+"$xdata/adapt"}; do
   utils/validate_data_dir.sh --no-feats "$x"
 done
