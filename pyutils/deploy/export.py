@@ -55,6 +55,19 @@ def min_length(model: torch.nn.Module, min_chunk_size: int = 25) -> int:
     return max(min_chunk_size * int(model.frame_shift), int(getattr(model, "receptive_field", 0)))
 
 
+def onnx_program(module: torch.nn.Module, example: torch.Tensor, shapes):
+    """``module`` exported by the dynamo ONNX exporter with ``shapes``' dynamic axes and this
+    toolkit's input/output names (the exporter's per-pass INFO lines and warnings silenced)."""
+    for name in ("onnx_ir", "onnxscript", "torch.onnx", "torch.export"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(module, (example,), dynamic_shapes=shapes,
+                                    opset_version=ONNX_OPSET, dynamo=True, verbose=False)
+    name_graph_io(program.model, INPUT_NAME, OUTPUT_NAME)
+    return program
+
+
 def export_onnx(model: torch.nn.Module, path: str, feat_dim: int,
                 min_chunk_size: int = 25) -> None:
     """Write ``model`` as ONNX with dynamic batch and time axes (atomically)."""
@@ -63,13 +76,7 @@ def export_onnx(model: torch.nn.Module, path: str, feat_dim: int,
     shapes = ({0: torch.export.Dim("batch", min=1, max=4096),
                1: torch.export.Dim("time", min=min_length(model, min_chunk_size),
                                    max=1 << 30)},)
-    for name in ("onnx_ir", "onnxscript", "torch.onnx", "torch.export"):
-        logging.getLogger(name).setLevel(logging.WARNING)   # per-pass INFO lines otherwise
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(model, (x,), dynamic_shapes=shapes,
-                                    opset_version=ONNX_OPSET, dynamo=True, verbose=False)
-    name_graph_io(program.model, INPUT_NAME, OUTPUT_NAME)
+    program = onnx_program(model, x, shapes)
     tmp = path + ".export.tmp"
     program.save(tmp)
     with open(tmp, "rb") as src, atomic_output(path, "wb") as out:
@@ -95,16 +102,10 @@ def export_network_part(model: torch.nn.Module, path: str,
     rows = min(int(x.shape[1]) for x in inputs)
     shapes = ({0: torch.export.Dim("batch", min=1, max=4096),
                1: torch.export.Dim("time", min=min(25, rows), max=1 << 30)},)
-    for name in ("onnx_ir", "onnxscript", "torch.onnx", "torch.export"):
-        logging.getLogger(name).setLevel(logging.WARNING)
     example = max(inputs, key=lambda x: x.shape[0] * 10 ** 6 + x.shape[1])
     if example.shape[0] == 1:       # a dimension of 1 would be fixed in the graph
         example = torch.cat([example, example])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(part, (example,), dynamic_shapes=shapes,
-                                    opset_version=ONNX_OPSET, dynamo=True, verbose=False)
-    name_graph_io(program.model, INPUT_NAME, OUTPUT_NAME)
+    program = onnx_program(part, example, shapes)
     tmp = path + ".export.tmp"
     program.save(tmp)
     session = ort.InferenceSession(tmp, providers=["CPUExecutionProvider"])
