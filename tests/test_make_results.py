@@ -89,7 +89,8 @@ def make_exp(root):
            config("ge2e", training={"seed": 1, "init_from": str(exp / "ge2e_asis" / "final.pt")}))
     system(exp, "ge2e_scratch", [row("", "cosine", 0.1500, 0.01)], config("ge2e", seed=3))
     asc = root / "exp" / "asc"
-    system(asc, "ecapa_asc", [row("", "plda", 0.20, 0.02), row("", "plda_adapt", 0.16, 0.03)],
+    system(asc, "ecapa_asc", [row("", "plda", 0.20, 0.02), row("", "plda_adapt", 0.16, 0.03),
+                              row("", "cosine", 0.25, 0.02)],
            config(seed=5), corpus="asc", where="eval_so762",
            info={**SO762, "eval_set": "eval_so762", "plda_adapt_data": "so762 train"})
     system(asc, "ecapa_both", [row("", "plda", 0.0550, 0.0075)], config(seed=6),
@@ -139,6 +140,8 @@ def test_backends_qmf_and_adaptation_tables(tmp_path):
     backends = section(page, "Back-ends")
     assert "| ecapa_aug | plda_asnorm | 5.50 [4.75, 6.25] |" in backends
     assert "_qmf" not in backends and "_adapt" not in backends
+    assert "ecapa_asc" not in backends      # trained on ASC: the cross-corpus table's
+    assert "Calibration of the runs trained on this corpus: " in page
     assert ("ecapa_aug, lowest EER: ecapa_aug plda_asnorm (5.50 %). Its 95 % interval separates "
             "it from ecapa_aug cosine. It is not separated from ecapa_aug plda") in backends
     qmf = section(page, "Calibration with quality measures (QMF)")

@@ -18,7 +18,7 @@ import re
 import shutil
 from typing import Dict, List, Sequence, Tuple
 
-from pyutils.metrics.report_tables import (adaptation_table, backends_table, full,
+from pyutils.metrics.report_tables import (adaptation_table, backends_table, domain, full,
                                            networks_table, qmf_table, subgroups_table,
                                            thresholds_table)
 from pyutils.metrics.report_training import (combined_table, cross_corpus_table,
@@ -47,10 +47,11 @@ def _section(title: str, rows: List[dict], backends: Sequence[str], charts_dir: 
              out_dir: str, charts: Dict[str, str]) -> str:
     heads = full(rows)
     trials = sorted({r.get("num_trials") for r in heads} - {None})
-    calib = sorted({r.get("calibration") for r in rows} - {None})
+    calib = sorted({r.get("calibration") for r in rows if domain(r) == "in-domain"} - {None})
     parts = [f"\n## {title}" + (f" ({', '.join(f'{t:,}' for t in trials)} trials)"
                                 if trials else "") + "\n\n"
-             + (f"Calibration: {', '.join(calib)}.\n\n" if calib else "")]
+             + (f"Calibration of the runs trained on this corpus: {', '.join(calib)}.\n\n"
+                if calib else "")]
     tables = {"networks": networks_table(rows, backends), "back-ends": backends_table(rows),
               "QMF": qmf_table(rows), "PLDA adaptation": adaptation_table(rows),
               "label-free": label_free_table(rows, backends),

@@ -89,10 +89,11 @@ def networks_table(rows: List[dict], backends: Sequence[str]) -> str:
 
 
 def backends_table(rows: List[dict]) -> str:
-    """(b) Each network's back-ends (with score normalisation; QMF and adaptation have their
-    own tables)."""
+    """(b) Each network's back-ends (with score normalisation; QMF, adaptation and runs
+    trained on other corpora have their own tables)."""
+    in_domain = [r for r in full(rows) if domain(r) == "in-domain"]
     systems = {k: {b: r for b, r in v.items() if plain(b)}
-               for k, v in by_system(full(rows)).items()}
+               for k, v in by_system(in_domain).items()}
     systems = {k: v for k, v in systems.items() if len(v) >= 2}
     if not systems:
         return ""
