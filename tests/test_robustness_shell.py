@@ -85,7 +85,8 @@ ALLOWED_SHELL = {("pyutils/data/audio.py", "proc = subprocess.run(command, shell
                   "stdout=subprocess.PIPE, stderr=subprocess.PIPE)")}
 PY_SHELL = re.compile(r"shell\s*=\s*True|os\.system\s*\(|os\.popen\s*\(|subprocess\.getoutput|"
                       r"subprocess\.getstatusoutput|commands\.getoutput|pty\.spawn")
-SH_SHELL = re.compile(r"(^|[;&|(]\s*)(eval|bash\s+-c|sh\s+-c)\b|\$\(\s*\$")
+# eval, bash -c, sh -c in command position (not an array element: sets=(eval)), or $($x)
+SH_SHELL = re.compile(r"(^|[;&|]\s*|(?<!=)\(\s*)(eval|bash\s+-c|sh\s+-c)\b|\$\(\s*\$")
 
 
 def test_no_unreviewed_shell_commands_in_pyutils_or_steps():
