@@ -9,6 +9,7 @@ from pyutils.models.campplus import CAMPPlus
 from pyutils.models.ecapa import ECAPATDNN, ECAPATDNN512, ECAPATDNN1024
 from pyutils.models.eres2net import ERes2Net
 from pyutils.models.resnet import ResNet18, ResNet34
+from pyutils.models.resnet_bottleneck import ResNet50, ResNet101, ResNet152, ResNet221, ResNet293
 from pyutils.models.tdnn import XVectorTDNN
 from pyutils.models.wav2spk import Wav2Spk
 
@@ -16,6 +17,11 @@ MODELS = {
     "xvector": XVectorTDNN,
     "resnet18": ResNet18,
     "resnet34": ResNet34,
+    "resnet50": ResNet50,          # Bottleneck blocks (WeSpeaker's deeper ResNets)
+    "resnet101": ResNet101,
+    "resnet152": ResNet152,
+    "resnet221": ResNet221,
+    "resnet293": ResNet293,
     "ecapa": ECAPATDNN,            # takes a ``channels`` argument
     "ecapa_c512": ECAPATDNN512,
     "ecapa_c1024": ECAPATDNN1024,

@@ -52,6 +52,9 @@ from pyutils.models.pooling import StatsPooling, TemporalStatsPooling
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions with batch norm and a residual connection."""
 
+    expansion = 1              # output channels per ``channels``
+    convs_3x3 = 2              # 3x3 convolutions on the main path, the first one strided
+
     def __init__(self, in_channels: int, channels: int, stride: int = 1):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, channels, 3, stride=stride, padding=1, bias=False)
@@ -80,8 +83,10 @@ def _ceil_halvings(size: int, times: int) -> int:
 
 
 class ResNet(EmbeddingNet):
-    """ResNet speaker-embedding network with BasicBlocks (WeSpeaker ResNet18/34)."""
+    """ResNet speaker-embedding network with BasicBlocks (WeSpeaker ResNet18/34); a subclass
+    may set another ``block`` (pyutils.models.resnet_bottleneck: ResNet50 ... ResNet293)."""
 
+    block = BasicBlock
     stage_strides = (1, 2, 2, 2)
     frame_shift = 8            # product of the stage strides
 
@@ -102,8 +107,8 @@ class ResNet(EmbeddingNet):
             channels = m_channels * 2 ** index
             layers = []
             for block in range(blocks):
-                layers.append(BasicBlock(in_channels, channels, stride if block == 0 else 1))
-                in_channels = channels
+                layers.append(self.block(in_channels, channels, stride if block == 0 else 1))
+                in_channels = channels * self.block.expansion
             stages.append(nn.Sequential(*layers))
         self.stages = nn.Sequential(*stages)
         self.frame_dim = in_channels * _ceil_halvings(feat_dim, 3)
@@ -124,7 +129,7 @@ class ResNet(EmbeddingNet):
                 field += 2 * jump                 # first 3x3 conv (strided in block 0)
                 if block == 0:
                     jump *= stride
-                field += 2 * jump                 # second 3x3 conv
+                field += 2 * jump * (self.block.convs_3x3 - 1)   # the other 3x3 convs
         return field
 
     def frame_level(self, feats: torch.Tensor) -> torch.Tensor:
