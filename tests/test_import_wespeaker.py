@@ -91,10 +91,56 @@ def test_unsupported_architecture_is_refused(tmp_path):
     source_checkpoint("wespeaker_resnet34", str(tmp_path / "src"))
     path = tmp_path / "src" / "config.yaml"
     config = yaml.safe_load(open(path))
-    config["model"] = "ResNet50"
+    config["model"] = "RepVGG_TINY_A0"
     yaml.safe_dump(config, open(path, "w"))
-    with pytest.raises(ConversionError, match="ResNet50.*Bottleneck"):
+    with pytest.raises(ConversionError, match="RepVGG_TINY_A0.*not importable.*ResNet293"):
         wespeaker.convert(str(tmp_path / "src"))
+
+
+def declared_as(case, model, directory):
+    """The case's checkpoint with ``model:`` in its config.yaml replaced."""
+    source_checkpoint(case, directory)
+    path = os.path.join(directory, "config.yaml")
+    config = yaml.safe_load(open(path))
+    config["model"] = model
+    yaml.safe_dump(config, open(path, "w"))
+
+
+def test_bottleneck_config_with_basic_block_weights_names_key_and_both_shapes(tmp_path):
+    declared_as("wespeaker_resnet34", "ResNet50", str(tmp_path / "src"))
+    with pytest.raises(ConversionError) as err:
+        wespeaker.convert(str(tmp_path / "src"))
+    message = str(err.value)     # a BasicBlock's 3x3 conv1 where the Bottleneck has a 1x1
+    assert "\n" not in message and "'layer1.0.conv1.weight'" in message
+    assert "(8, 8, 3, 3)" in message and "(8, 8, 1, 1)" in message
+
+
+def test_bottleneck_wrong_shape_and_wrong_depth_are_one_line(tmp_path):
+    source_checkpoint("wespeaker_resnet101_m8_two_emb", str(tmp_path / "shape"),
+                      extra={"layer3.20.conv3.weight": torch.zeros(128, 32, 3, 1)})
+    with pytest.raises(ConversionError) as err:
+        wespeaker.convert(str(tmp_path / "shape"))
+    message = str(err.value)
+    assert "\n" not in message and "'layer3.20.conv3.weight'" in message
+    assert "(128, 32, 3, 1)" in message and "(128, 32, 1, 1)" in message
+    declared_as("wespeaker_resnet101_m8_two_emb", "ResNet50", str(tmp_path / "depth"))
+    with pytest.raises(ConversionError, match=r"unexpected key 'layer3\.6\.conv1\.weight'"):
+        wespeaker.convert(str(tmp_path / "depth"))
+
+
+def test_imported_bottleneck_reloads_as_a_registered_network(tmp_path):
+    """The written final.pt names ``resnet50``; the stages' loader rebuilds it from the config."""
+    from pyutils.extraction.extract import load_embedding_model
+    data = source_checkpoint("wespeaker_resnet50_m8", str(tmp_path / "src"))
+    model, config, sources = wespeaker.convert(str(tmp_path / "src"))
+    assert config["model"] == {"name": "resnet50", "embed_dim": 32, "m_channels": 8,
+                               "two_emb_layer": False, "pooling": "tstp"}
+    final = write_model_dir(model, config, str(tmp_path / "out"), sources, "test")
+    reloaded = load_embedding_model(final)
+    assert type(reloaded).__name__ == "ResNet50"
+    with torch.no_grad():
+        emb = reloaded(torch.from_numpy(data["feats"])[None])[0].numpy()
+    assert np.linalg.norm(emb - data["embedding"]) / np.linalg.norm(data["embedding"]) < 1e-4
 
 
 THREED = sorted(os.path.basename(p)[:-4] for p in glob.glob(os.path.join(FIX, "3dspeaker_*.npz")))

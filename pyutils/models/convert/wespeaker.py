@@ -2,11 +2,12 @@
 
 Supported ``model:`` values and what they become:
 
-- ``ResNet18`` / ``ResNet34`` (TSTP pooling, with or without ``two_emb_layer``) ->
-  ``resnet18``/``resnet34`` with ``pooling: tstp`` (WeSpeaker's unbiased-variance
+- ``ResNet18`` / ``ResNet34`` (BasicBlocks) and ``ResNet50`` / ``101`` / ``152`` / ``221`` /
+  ``293`` (Bottleneck blocks), TSTP pooling, with or without ``two_emb_layer`` ->
+  ``resnet18`` ... ``resnet293`` with ``pooling: tstp`` (WeSpeaker's unbiased-variance
   statistics); ``conv1/bn1 -> stem``, ``layerN -> stages.N-1``, ``seg_1 -> embedding``,
-  ``seg_bn_1/seg_2 -> head``; the base width comes from the weights.  The Bottleneck depths
-  (ResNet50/101/152/221/293) are not in this toolkit's zoo and are refused;
+  ``seg_bn_1/seg_2 -> head`` (the blocks keep WeSpeaker's names); the base width comes from
+  the weights;
 - ``ECAPA_TDNN[_GLOB]_c512/c1024`` (ASTP) -> ``ecapa`` with ``layout: wespeaker`` (its Res2
   group order and pooling arithmetic), the sizes, global context and ``emb_bn`` from the
   weights;
@@ -30,8 +31,8 @@ from pyutils.models import build_model
 from pyutils.models.convert import layout
 from pyutils.models.convert.common import ConversionError, load_checked, load_torch, read_yaml
 
-RESNETS = {"ResNet18": "resnet18", "ResNet34": "resnet34"}
-BOTTLENECK = ("ResNet50", "ResNet101", "ResNet152", "ResNet221", "ResNet293")
+RESNETS = {name: name.lower() for name in ("ResNet18", "ResNet34", "ResNet50", "ResNet101",
+                                            "ResNet152", "ResNet221", "ResNet293")}
 RESNET_RULES = [(r"^conv1\.", "stem.0."), (r"^bn1\.", "stem.1."),
                 (r"^layer(\d)\.", lambda m: f"stages.{int(m.group(1)) - 1}."),
                 (r"^seg_1\.", "embedding."), (r"^seg_bn_1\.", "head.1."), (r"^seg_2\.", "head.2.")]
@@ -167,9 +168,6 @@ def convert(src: str, checkpoint: str = None, config: str = None):
         model, model_cfg = build_ecapa(state, args, weights)
     elif name in ERES2NETS:
         model, model_cfg = build_eres2net(state, args, weights)
-    elif name in BOTTLENECK:
-        raise ConversionError(f"{config_path}: model {name} (Bottleneck blocks) is not in this "
-                              f"toolkit's zoo; importable: {importable()}")
     else:
         raise ConversionError(f"{config_path}: model '{name}' is not importable from WeSpeaker "
                               f"(importable: {importable()})")
