@@ -207,6 +207,25 @@ def test_run_sh_calibration_hold_out_options(tmp_path, option, expected):
         assert len(speakers_of(data / "train")) == 18 - len(expected())
 
 
+def test_any_corpus_holds_out_calibration_speakers(tmp_path):
+    """--calib-holdout is not speechocean762's: the folder corpus (no hold-out by default)."""
+    for part, spks in (("train", ["alice", "bob", "carol", "dave"]), ("eval", ["erin", "finn"])):
+        for spk in spks:
+            for n in range(2):
+                path = tmp_path / "my_corpus" / part / spk / f"{n}.wav"
+                os.makedirs(path.parent, exist_ok=True)
+                sf.write(path, 0.1 * np.sin(np.arange(1600) * 0.05), 16000)
+    result = stage0("folder", tmp_path, tmp_path / "none")
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "none" / "calib").exists()
+    data = tmp_path / "data"
+    result = stage0("folder", tmp_path, data, "--calib-holdout", "2")
+    assert result.returncode == 0, result.stderr
+    assert speakers_of(data / "calib") == ["bob", "dave"]      # floor((i + .5) * 4 / 2)
+    assert speakers_of(data / "train") == ["alice", "carol"]
+    assert check_data_dir(str(data / "calib")) == [] and check_data_dir(str(data / "train")) == []
+
+
 def test_hold_out_refuses_unknown_speakers_and_overlap_with_eval(tmp_path):
     make_corpus(tmp_path)
     assert prepare(tmp_path, tmp_path / "data").returncode == 0
