@@ -112,6 +112,8 @@ def test_train_backend_too_little_data_says_what_to_do(tmp_path, embeddings):
     assert "too little data: 24 utterances for dimension 40" in result.stderr
     assert "windowed embeddings (backend_window > 0 in conf/backend.conf)" in result.stderr
     assert "a smaller embed_dim" in result.stderr and "lda_dim does not help" in result.stderr
+    # cosine-only scoring is no way out: run.sh's stage 5 trains LDA and PLDA whatever it scores
+    assert "or score with cosine" not in result.stderr and "nor does backends" in result.stderr
     # windowed vectors (<utt>-<first>-<end> ids, as stage 4 writes): do not suggest windows
     windows = tmp_path / "windows"
     windows.mkdir()

@@ -175,6 +175,19 @@ def test_real_corpus_counts(tmp_path):
     with open(eval_dir / "trials") as handle:
         labels = [line.rsplit(None, 1)[1] for line in handle]
     assert len(labels) == 3_123_750 and labels.count("target") == 23_750
+    # the subgroup lists and the calibration hold-out of docs/corpora.md and the README
+    for group, (trials, targets) in {"adult-adult": (1_065_070, 13_870),
+                                     "child-child": (540_280, 9_880),
+                                     "female-female": (672_220, 11_020),
+                                     "male-male": (897_130, 12_730)}.items():
+        with open(eval_dir / f"trials_{group}") as handle:
+            labels = [line.rsplit(None, 1)[1] for line in handle]
+        assert (len(labels), labels.count("target")) == (trials, targets), group
+    train, calib = str(tmp_path / "data" / "train"), str(tmp_path / "data" / "calib")
+    held = hold_out_speakers(train, calib, num=15, eval_dirs=[str(eval_dir)])
+    assert held == "0036 0104 0739 1064 1372 2034 2208 2427 3021 3636 5418 6912 9600 9615 9639".split()
+    assert sum(1 for _ in open(os.path.join(train, "utt2spk"))) == 2200
+    assert sum(1 for _ in open(os.path.join(calib, "utt2spk"))) == 300
 
 
 # ------------------------------------------------------ calibration hold-out
@@ -205,6 +218,25 @@ def test_run_sh_calibration_hold_out_options(tmp_path, option, expected):
     else:
         assert speakers_of(data / "calib") == expected()
         assert len(speakers_of(data / "train")) == 18 - len(expected())
+
+
+def test_any_corpus_holds_out_calibration_speakers(tmp_path):
+    """--calib-holdout is not speechocean762's: the folder corpus (no hold-out by default)."""
+    for part, spks in (("train", ["alice", "bob", "carol", "dave"]), ("eval", ["erin", "finn"])):
+        for spk in spks:
+            for n in range(2):
+                path = tmp_path / "my_corpus" / part / spk / f"{n}.wav"
+                os.makedirs(path.parent, exist_ok=True)
+                sf.write(path, 0.1 * np.sin(np.arange(1600) * 0.05), 16000)
+    result = stage0("folder", tmp_path, tmp_path / "none")
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "none" / "calib").exists()
+    data = tmp_path / "data"
+    result = stage0("folder", tmp_path, data, "--calib-holdout", "2")
+    assert result.returncode == 0, result.stderr
+    assert speakers_of(data / "calib") == ["bob", "dave"]      # floor((i + .5) * 4 / 2)
+    assert speakers_of(data / "train") == ["alice", "carol"]
+    assert check_data_dir(str(data / "calib")) == [] and check_data_dir(str(data / "train")) == []
 
 
 def test_hold_out_refuses_unknown_speakers_and_overlap_with_eval(tmp_path):

@@ -122,9 +122,9 @@ def _too_little_data_hint(keys, num_vectors: int, dim: int) -> str:
               "vectors per utterance")
     return (f". ivector-compute-lda needs more training vectors than the {dim} dimensions of "
             f"the embeddings, and has {num_vectors}. Change one of: more training data; {window}; "
-            f"a network with a smaller embed_dim (its training config); or score with cosine "
-            f"only (backends=\"cosine\" in conf/backend.conf). lda_dim does not help: it is the "
-            f"output dimension")
+            f"a network with a smaller embed_dim (its training config). lda_dim does not help: "
+            f"it is the output dimension; nor does backends=\"cosine\": stage 5 trains the "
+            f"mean, LDA and PLDA whatever stage 6 scores with")
 
 
 def main(argv=None) -> int:
