@@ -355,3 +355,12 @@ def test_an_imported_model_known_by_its_marker_alone(tmp_path):
                                  "converted from /m/resemblyzer/pretrained.pt\n")
     facts = ModelFacts(str(model))
     assert (facts.kind, facts.source) == ("imported", "resemblyzer/pretrained.pt")
+
+
+def test_budget_names_chunks_and_epochs_in_words():
+    from pyutils.metrics.report_text import budget
+    assert budget({"chunks": 6144, "epochs": 4}) == "6,144 chunks, 4 epochs"
+    assert budget({"chunks": 1536, "epochs": 1}) == "1,536 chunks, 1 epoch"
+    assert budget({"utterances": 4096}) == "4,096 utterances"
+    assert budget({"kind": "imported", "source": "resemblyzer"}) == \
+        "imported (resemblyzer), no training here"

@@ -40,7 +40,8 @@ def budget(row: dict) -> str:
     if row.get("kind") == "imported":
         return f"imported ({row.get('source') or '?'}), no training here"
     if row.get("chunks") is not None:
-        epochs = f", {row['epochs']} epochs" if row.get("epochs") is not None else ""
+        n = row.get("epochs")
+        epochs = "" if n is None else f", {n} epoch{'' if n == 1 else 's'}"
         return f"{row['chunks']:,} chunks{epochs}"
     if row.get("utterances") is not None:
         return f"{row['utterances']:,} utterances"
