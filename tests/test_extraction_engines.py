@@ -132,11 +132,11 @@ def test_length_buckets_equal_one_at_a_time_extraction(tmp_path, monkeypatch, wi
 
 
 def test_a_network_that_does_not_export_falls_back_to_pytorch(tmp_path, monkeypatch, caplog):
-    import pyutils.extraction.engines as engines
+    import pyutils.deploy.export as export
 
     def fail(*_args, **_kwargs):
         raise RuntimeError("Duplicate definition of name (embedding)")
-    monkeypatch.setattr(engines, "export_onnx", fail)
+    monkeypatch.setattr(export, "export_onnx", fail)   # under engines.export_for_extraction
     model = _model(str(tmp_path), "xvector")
     feats, vad = _features(str(tmp_path / "d"), 30, [200, 300])
     want, _ = _extract(str(tmp_path), "torch", model, feats, vad)

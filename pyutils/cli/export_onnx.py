@@ -6,14 +6,15 @@
     python -m pyutils.cli.export_onnx --network-part --model exp/pretrained/ge2e/final.pt \
         --out ge2e_network.onnx
 
-The export is checked against PyTorch on two lengths.  ``--network-part``: for a model
-whose front-end is numpy (``ge2e``, ``sb_ecapa``; their whole forward does not export), the
-network after that front-end, whose input is ``model.frontend(wav)``
+The export is checked against PyTorch on two lengths.  A model whose front-end is numpy
+(``ge2e``, ``sb_ecapa``; their whole forward does not export) exports the network after
+that front-end, whose input is ``model.frontend(wav)``
 (:func:`pyutils.deploy.export.export_network_part`: ONNX Runtime on it equals the eager
-model within 1e-4); the front-end stays outside the graph, and stage 4 extracts these
-models with PyTorch.  A network that does not
-export leaves no file and exits 0 with a warning: the extraction then runs on
-PyTorch (its log says so).  Skips the work when ``<out>.done`` records the same model.
+model within 1e-4); stage 4's ``onnx`` engine runs the front-end in numpy, then that graph.
+``--network-part`` insists on that split (an error for a model without one).  A network
+that does not export leaves no file and exits 0 with a warning: the extraction then runs on
+PyTorch (its log says so).  Skips the work when ``<out>.done`` records the same model (a
+failed export recorded before network parts exported is retried for such a model).
 """
 import argparse
 import logging
@@ -41,11 +42,15 @@ def main(argv=None):
     log = logging.getLogger("export_onnx")
     marker = args.out + ".done"
     stamp = fingerprint(args.model, str(args.min_chunk_size), *args.stamp_extra)
-    if job_done(marker, stamp):
+    done = job_done(marker, stamp)
+    if done and os.path.exists(args.out):
         log.info("%s matches the model; export already done", marker)
         return
     set_threads(2)
     model, feat_dim = load_model_and_dim(args.model)
+    if done and not hasattr(model, "network_part"):
+        log.info("%s matches the model; its export failed before (PyTorch extracts)", marker)
+        return
     if args.network_part:
         if not hasattr(model, "network_part"):
             parser.error(f"--network-part: {args.model} has no numpy front-end to keep outside "

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -90,18 +90,23 @@ def export_network_part(model: torch.nn.Module, path: str,
     ``network_part``: ``ge2e``, ``sb_ecapa``), written atomically.  The graph takes what
     ``model.frontend(wav)`` gives for one utterance in [-1, 1] (GE2E: its partial mel
     windows, dynamic in number; SpeechBrain ECAPA: (1, frames, mels)) and returns its
-    (1, embed_dim) embedding; the front-end stays outside, in numpy.  Checked: ONNX
-    Runtime on the front-end's output against the whole eager model on the waveform, for
-    utterances of ``seconds``; returns the largest absolute difference, raises above 1e-4."""
+    (1, embed_dim) embedding; the front-end stays outside, in numpy.  The time axis is
+    dynamic when the front-end's outputs for ``seconds`` differ in length (ECAPA's frames),
+    fixed when they do not (GE2E's 160-frame partials: declaring it dynamic sends
+    ``torch.export``, which unrolls the LSTM over time, through its fallback strategies:
+    485 s against 65 s for a 2-layer test LSTM on a loaded 2-core machine).  Checked: ONNX Runtime on the front-end's output against the whole eager
+    model on the waveform, for utterances of ``seconds``; returns the largest absolute
+    difference, raises above 1e-4."""
     import onnxruntime as ort
 
     model, part = model.eval(), model.network_part().eval()
     rng = np.random.default_rng(0)
     waves = [rng.normal(size=int(16000 * s)) * 3000 for s in seconds]
     inputs = [torch.from_numpy(model.frontend(w / 32768.0)) for w in waves]
-    rows = min(int(x.shape[1]) for x in inputs)
+    rows = sorted({int(x.shape[1]) for x in inputs})
     shapes = ({0: torch.export.Dim("batch", min=1, max=4096),
-               1: torch.export.Dim("time", min=min(25, rows), max=1 << 30)},)
+               **({1: torch.export.Dim("time", min=min(25, rows[0]), max=1 << 30)}
+                  if len(rows) > 1 else {})},)
     example = max(inputs, key=lambda x: x.shape[0] * 10 ** 6 + x.shape[1])
     if example.shape[0] == 1:       # a dimension of 1 would be fixed in the graph
         example = torch.cat([example, example])
@@ -122,6 +127,26 @@ def export_network_part(model: torch.nn.Module, path: str,
         out.write(src.read())
     os.unlink(tmp)
     return worst
+
+
+def frontend_spec(model: torch.nn.Module) -> Optional[dict]:
+    """The numpy front-end that runs before ``model``'s ONNX (``model.frontend_spec()``,
+    :mod:`pyutils.deploy.network_part`), or None: the whole network exports."""
+    return model.frontend_spec() if hasattr(model, "network_part") else None
+
+
+def export_checked_onnx(model: torch.nn.Module, feat_dim: int, path: str,
+                        min_chunk_size: int = 25, min_input_rows: int = 0) -> float:
+    """``model``'s ONNX at ``path``: the whole network (:func:`export_onnx`) or, for a model
+    with a numpy front-end, the network after it (:func:`export_network_part`); checked
+    (:func:`check_export`).  Returns the smallest cosine to PyTorch; raises on failure."""
+    frontend = frontend_spec(model)
+    if frontend:
+        export_network_part(model, path)
+    else:
+        export_onnx(model, path, feat_dim, min_chunk_size)
+    return check_export(model, feat_dim, onnx_path=path, min_input_rows=min_input_rows,
+                        frontend=frontend)["onnx"]
 
 
 def name_graph_io(model, input_name: str, output_name: str) -> None:
@@ -167,17 +192,20 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def check_export(model: torch.nn.Module, feat_dim: int, onnx_path: str = None,
                  torchscript_path: str = None, lengths: Sequence[int] = (25, 317, 1031),
-                 min_input_rows: int = 0) -> Dict[str, float]:
+                 min_input_rows: int = 0, frontend: Optional[dict] = None) -> Dict[str, float]:
     """Smallest cosine between PyTorch and each exported graph over inputs of
     ``lengths`` frames (not the export's 300; the shortest chunk) and a batch of 2,
     shorter inputs zero-padded to ``min_input_rows`` as the runtime does; raises
-    below 0.9999."""
+    below 0.9999.  ``frontend``: the ONNX is a network part, run behind that numpy
+    front-end (:class:`~pyutils.deploy.network_part.NetworkPartOnnxEmbedder`)."""
+    from pyutils.deploy.network_part import NetworkPartOnnxEmbedder
     from pyutils.deploy.runtime import OnnxEmbedder, pad_input
 
     worst: Dict[str, float] = {}
     runners = {}
     if onnx_path:
-        runners["onnx"] = OnnxEmbedder(onnx_path, min_input_rows=min_input_rows).forward
+        runners["onnx"] = (NetworkPartOnnxEmbedder(onnx_path, frontend).forward if frontend
+                           else OnnxEmbedder(onnx_path, min_input_rows=min_input_rows).forward)
     if torchscript_path:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -199,6 +227,12 @@ def check_export(model: torch.nn.Module, feat_dim: int, onnx_path: str = None,
     return worst
 
 
+def padded_input_rows(model: torch.nn.Module, min_chunk_size: int = 25) -> int:
+    """The rows the runtime zero-pads a graph's input to (manifest ``min_input_rows``):
+    :func:`min_length`; 0 for a network part, whose input is its front-end's output."""
+    return 0 if frontend_spec(model) else min_length(model, min_chunk_size)
+
+
 def failure_reason(err: BaseException, limit: int = 300) -> str:
     """``Type: first line of the message``, at most ``limit`` characters (for the manifest)."""
     lines = str(err).strip().splitlines()
@@ -210,20 +244,25 @@ def export_all(model: torch.nn.Module, feat_dim: int, out_dir: str, min_chunk_si
                ) -> Tuple[Dict[str, str], Dict[str, float], Dict[str, str]]:
     """``embedding.onnx`` and ``embedding.ts`` under ``out_dir``, each exported and
     checked on its own: (paths, smallest cosine to PyTorch, failure reasons).  A kind
-    that fails (export or check) leaves no file and its reason; the other stays."""
+    that fails (export or check) leaves no file and its reason; the other stays.  A model
+    with a numpy front-end exports the network after it to ONNX, and no TorchScript."""
     files = {"onnx": "embedding.onnx", "torchscript": "embedding.ts"}
     paths: Dict[str, str] = {}
     worst: Dict[str, float] = {}
     errors: Dict[str, str] = {}
+    rows = padded_input_rows(model, min_chunk_size)
     for kind, name in files.items():
         path = os.path.join(out_dir, name)
         try:
             if kind == "onnx":
-                export_onnx(model, path, feat_dim, min_chunk_size)
+                worst[kind] = export_checked_onnx(model, feat_dim, path, min_chunk_size, rows)
+            elif frontend_spec(model):
+                raise NotImplementedError("the model's front-end is numpy: only the network "
+                                          "after it exports, to ONNX")
             else:
                 export_torchscript(model, path, feat_dim)
-            worst[kind] = check_export(model, feat_dim, **{f"{kind}_path": path},
-                                       min_input_rows=min_length(model, min_chunk_size))[kind]
+                worst[kind] = check_export(model, feat_dim, torchscript_path=path,
+                                           min_input_rows=rows)[kind]
             paths[kind] = path
         except Exception as err:   # noqa: BLE001  (torch.export and ONNX Runtime raise many kinds)
             errors[kind] = failure_reason(err)

@@ -5,7 +5,9 @@
     manifest.json      what each file is, its sha256, versions, model and input facts
     model.pt           the network's weights (final.pt's model state + model config; an SSL
                        model's encoder config.json inline: it needs no checkpoint directory)
-    embedding.onnx     the network as ONNX (dynamic batch and time axes)
+    embedding.onnx     the network as ONNX (dynamic batch and time axes); for a model whose
+                       front-end is numpy (ge2e, sb_ecapa), the network after it, the
+                       front-end recorded as data in the manifest (exports.onnx.frontend)
     embedding.ts       the network as TorchScript
     config.yaml        the training config
     conf/              mfcc.conf vad.conf cmvn.conf [fbank.conf]: the features it was trained on
@@ -92,7 +94,7 @@ def build_package(model_path: str, out_dir: str, mfcc_conf: str, vad_conf: str,
     import torch
     import yaml
 
-    from pyutils.deploy.export import export_all, min_length
+    from pyutils.deploy.export import export_all, frontend_spec, padded_input_rows
     from pyutils.deploy.torch_runtime import build_network
     from pyutils.training import checkpoint
 
@@ -163,13 +165,21 @@ def build_package(model_path: str, out_dir: str, mfcc_conf: str, vad_conf: str,
             logger.warning("%s: %s; sv --runtime torch still works", model_path,
                            "; ".join(f"the {k} export failed ({v})"
                                      for k, v in export_errors.items()))
+        frontend = frontend_spec(model)
         for kind, path in paths.items():
             rel = os.path.basename(path)
-            add(rel, f"the network as {'ONNX' if kind == 'onnx' else 'TorchScript'} "
-                     f"(input {'(batch, samples)' if input_type == 'waveform' else '(batch, frames, dim)'}"
-                     f", dynamic batch and time axes; features outside the graph)")
+            if frontend:
+                add(rel, f"the network after the model's numpy front-end as ONNX (input: "
+                         f"the output of front-end {frontend['name']}, recorded in "
+                         f"exports.onnx.frontend)")
+            else:
+                add(rel, f"the network as {'ONNX' if kind == 'onnx' else 'TorchScript'} "
+                         f"(input {'(batch, samples)' if input_type == 'waveform' else '(batch, frames, dim)'}"
+                         f", dynamic batch and time axes; features outside the graph)")
             exports[kind] = {"file": rel, "min_cosine_to_pytorch": worst[kind],
-                             "min_input_rows": min_length(model, min_chunk_size)}
+                             "min_input_rows": padded_input_rows(model, min_chunk_size)}
+            if frontend:
+                exports[kind]["frontend"] = frontend
     for rel in files:
         files[rel]["sha256"] = sha256(os.path.join(tmp, rel))
     manifest = {
@@ -288,8 +298,18 @@ class Package:
         if runtime == "onnx":
             if "onnx" not in self.manifest["exports"]:
                 raise PackageError(self._no_export("onnx"))
+            from pyutils.deploy.network_part import FRONTENDS, NetworkPartOnnxEmbedder
             from pyutils.deploy.runtime import OnnxEmbedder
             onnx = self.manifest["exports"]["onnx"]
+            if onnx.get("frontend"):     # the network after the model's numpy front-end
+                if onnx["frontend"].get("name") not in FRONTENDS:
+                    raise PackageError(f"{self.root}: {MANIFEST} names numpy front-end "
+                                       f"'{onnx['frontend'].get('name')}', which this version "
+                                       f"does not know ({', '.join(FRONTENDS)}); use "
+                                       f"--runtime torch or a newer version")
+                return NetworkPartOnnxEmbedder(self.path(onnx["file"]), onnx["frontend"],
+                                               self.chunk_rows, self.min_chunk_rows,
+                                               num_threads, device)
             return OnnxEmbedder(self.path(onnx["file"]), self.chunk_rows, self.min_chunk_rows,
                                 num_threads, device, onnx.get("min_input_rows", 0))
         if runtime == "torch":

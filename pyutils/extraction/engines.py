@@ -11,7 +11,10 @@ executes the network:
   :func:`export_for_extraction` and checked against PyTorch on two lengths.
 
 Every engine gives the eager embeddings to float rounding (tested to 1e-4 per
-network); a network that does not export falls back to ``torch``, logged.
+network); a network that does not export falls back to ``torch``, logged.  A model
+whose front-end is numpy (``ge2e``, ``sb_ecapa``) exports the network after it, and
+``onnx`` runs that front-end, then ONNX Runtime
+(:class:`~pyutils.deploy.network_part.NetworkPartOnnxEmbedder`).
 """
 from __future__ import annotations
 
@@ -21,7 +24,8 @@ from typing import Optional
 
 import torch
 
-from pyutils.deploy.export import check_export, export_onnx
+from pyutils.deploy.export import export_checked_onnx, frontend_spec
+from pyutils.deploy.network_part import NetworkPartOnnxEmbedder
 from pyutils.deploy.runtime import Embedder, OnnxEmbedder
 from pyutils.deploy.torch_runtime import TorchEmbedder
 
@@ -32,18 +36,18 @@ ENGINES = ("torch", "compiled", "onnx")
 
 def export_for_extraction(model: torch.nn.Module, feat_dim: int, onnx_path: str,
                           min_chunk_size: int = 25) -> Optional[str]:
-    """Export ``model`` to ``onnx_path`` and check it; None (logged) when it cannot be."""
+    """Export ``model`` (or the network after its numpy front-end) to ``onnx_path`` and
+    check it; None (logged) when it cannot be."""
     os.makedirs(os.path.dirname(os.path.abspath(onnx_path)), exist_ok=True)
     try:
-        export_onnx(model, onnx_path, feat_dim, min_chunk_size)
-        worst = check_export(model, feat_dim, onnx_path=onnx_path)
+        worst = export_checked_onnx(model, feat_dim, onnx_path, min_chunk_size)
     except Exception as err:   # noqa: BLE001  (any exporter failure means: use torch)
         logger.warning("ONNX export of the network failed (%s: %s); extracting with PyTorch",
                        type(err).__name__, str(err).splitlines()[0] if str(err) else "")
         if os.path.exists(onnx_path):
             os.unlink(onnx_path)
         return None
-    logger.info("exported %s (cosine to PyTorch >= %.7f)", onnx_path, worst["onnx"])
+    logger.info("exported %s (cosine to PyTorch >= %.7f)", onnx_path, worst)
     return onnx_path
 
 
@@ -55,8 +59,12 @@ def build_embedder(engine: str, model: torch.nn.Module, chunk_size: int, min_chu
         raise ValueError(f"unknown extraction engine '{engine}' ({', '.join(ENGINES)})")
     if engine == "onnx":
         if onnx_path and os.path.exists(onnx_path):
-            return OnnxEmbedder(onnx_path, chunk_size, min_chunk_size, num_threads,
-                                "cuda" if str(device).startswith("cuda") else "cpu")
+            ort_device = "cuda" if str(device).startswith("cuda") else "cpu"
+            frontend = frontend_spec(model)
+            if frontend:
+                return NetworkPartOnnxEmbedder(onnx_path, frontend, chunk_size, min_chunk_size,
+                                               num_threads, ort_device)
+            return OnnxEmbedder(onnx_path, chunk_size, min_chunk_size, num_threads, ort_device)
         logger.warning("no ONNX export (%s); extracting with PyTorch", onnx_path or "none given")
         engine = "torch"
     embedder = TorchEmbedder(model, chunk_size, min_chunk_size, num_threads, device)

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pyutils.deploy.network_part import numpy_frontend
 from pyutils.features import ge2e_mel
 from pyutils.models.base import EmbeddingNet
 
@@ -71,11 +72,15 @@ class GE2E(EmbeddingNet):
         wav = np.pad(wav, (0, max(0, frames * self.frame_shift - len(wav))))
         return torch.from_numpy(ge2e_mel.mel_spectrogram(wav)[:frames])
 
+    def frontend_spec(self) -> dict:
+        """:meth:`frontend` as data (a package records it; its ONNX runtime needs no torch)."""
+        return {"name": "ge2e_partials", "vad": self.vad, "vad_mode": self.vad_mode,
+                "rate": self.rate, "min_coverage": self.min_coverage}
+
     def frontend(self, wav: np.ndarray) -> np.ndarray:
         """The numpy front-end of one float waveform in [-1, 1]: its (partials, 160,
         num_mels) mel windows (:func:`pyutils.features.ge2e_mel.utterance_partials`)."""
-        return ge2e_mel.utterance_partials(wav, self.vad, self.vad_mode, self.rate,
-                                           self.min_coverage)
+        return numpy_frontend(self.frontend_spec())(wav)
 
     def network_part(self) -> nn.Module:
         """The network after :meth:`frontend`: (partials, frames, num_mels) -> (1, embed_dim),

@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from pyutils.features import sb_fbank
+from pyutils.deploy.network_part import numpy_frontend
 from pyutils.models.base import EmbeddingNet
 from pyutils.models.ecapa import ECAPATDNN
 
@@ -40,9 +40,14 @@ class SpeechBrainECAPA(EmbeddingNet):
                                layout="speechbrain")
         self.set_head(int(embed_dim))
 
+    def frontend_spec(self) -> dict:
+        """:meth:`frontend` as data (a package records it; its ONNX runtime needs no torch)."""
+        return {"name": "sb_fbank", "num_mels": self.num_mels}
+
     def frontend(self, wav: np.ndarray) -> np.ndarray:
-        """The numpy front-end of one float waveform in [-1, 1]: (1, frames, num_mels)."""
-        return sb_fbank.features(wav, self.num_mels)[None]
+        """The numpy front-end of one float waveform in [-1, 1]: (1, frames, num_mels)
+        (:func:`pyutils.features.sb_fbank.features`)."""
+        return numpy_frontend(self.frontend_spec())(wav)
 
     def network_part(self) -> torch.nn.Module:
         """The network after :meth:`frontend`: (batch, frames, num_mels) -> (batch,
