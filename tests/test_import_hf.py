@@ -9,6 +9,8 @@ from torch import nn
 
 from pyutils.cli import import_model
 from pyutils.extraction.extract import load_embedding_model
+from pyutils.models.ssl import SSLSpeakerModel
+from pyutils.models.ssl.hf_convert import load_xvector_checkpoint
 from tests.test_ssl_encoder import TDNN, build_tiny, hf_inputs, transformers, waveforms
 
 
@@ -78,6 +80,31 @@ def test_import_unispeech_sat_xvector_equals_transformers(tmp_path, stable):
     assert scale > 0.05                                        # not a vanishing output
     assert (ours - theirs.embeddings).abs().max().item() < 1e-4 * scale
     assert (logits - theirs.logits).abs().max().item() < 1e-4 * theirs.logits.abs().max().item()
+    # a model package's network: built from the inline config.json, no directory, same output
+    packaged = model.self_contained_config(config)
+    assert "path" not in packaged["frontend"]
+    rebuilt = SSLSpeakerModel(frontend=packaged["frontend"], head=packaged["head"])
+    rebuilt.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert torch.equal(rebuilt.eval()(x), ours)
+
+
+def test_unispeech_sat_in_the_2021_layout_imports_the_same(tmp_path):
+    """The released checkpoints (microsoft/unispeech-sat-base-plus-sv) are a pytorch_model.bin
+    whose positional convolution is weight_g/weight_v: transformers renames them on load."""
+    path = build_unispeech_sat(tmp_path / "hf", stable=False)
+    hf = transformers.UniSpeechSatForXVector.from_pretrained(path).eval()
+    weights = load_file(f"{path}/model.safetensors")
+    conv = "unispeech_sat.encoder.pos_conv_embed.conv."
+    weights[conv + "weight_g"] = weights.pop(conv + "parametrizations.weight.original0")
+    weights[conv + "weight_v"] = weights.pop(conv + "parametrizations.weight.original1")
+    (tmp_path / "hf" / "model.safetensors").unlink()
+    torch.save(weights, f"{path}/pytorch_model.bin")
+    model, _ = load_xvector_checkpoint(path)
+    x = waveforms(1, 12000, seed=6)
+    with torch.no_grad():
+        theirs = hf(hf_inputs(x, do_normalize=False)).embeddings
+        assert (model(x) - theirs).abs().max().item() < 1e-4 * theirs.abs().max().item()
 
 
 def test_unispeech_sat_checkpoint_that_does_not_fit_is_one_line_naming_key_and_shapes(
