@@ -1,4 +1,4 @@
-"""Self-supervised speech models (WavLM, wav2vec 2.0, HuBERT) as a front-end.
+"""Self-supervised speech models (WavLM, wav2vec 2.0, HuBERT, UniSpeech-SAT) as a front-end.
 
 ``SSLFrontend`` wraps a Hugging Face ``transformers`` encoder loaded from a
 *local* directory (``save_pretrained`` output or a ``huggingface-cli
@@ -15,7 +15,7 @@ int16 scale (what ``WaveformStore`` and extraction give):
 * the encoder with all hidden states (the CNN output projected, then every
   transformer layer: ``num_hidden_layers + 1`` tensors).  A padding mask goes
   to the encoder only for ``feat_extract_norm == "layer"`` models; "group"
-  models (wav2vec2-base, HuBERT-base, WavLM-base) were trained on zero-padded
+  models (wav2vec2-base, HuBERT-base, WavLM-base, UniSpeech-SAT-base) were trained on zero-padded
   input without one, as the transformers documentation says;
 * with ``layer_weights`` a learnable softmax-weighted sum of those hidden
   states, initialised uniform (zero logits, as s3prl's ``Featurizer``);
@@ -56,9 +56,13 @@ FRONTENDS = {
     "wavlm": ("WavLMModel", ("wavlm",)),
     "wav2vec2": ("Wav2Vec2Model", ("wav2vec2",)),
     "hubert": ("HubertModel", ("hubert",)),
+    # transformers' UniSpeechSatModel is its Wav2Vec2Model code (feature encoder, projection,
+    # positional conv, post- or pre-LN "stable" encoder), with masked_spec_embed always present
+    "unispeech_sat": ("UniSpeechSatModel", ("unispeech-sat",)),
 }
 REFERENCE_CHECKPOINT = {"wavlm": "microsoft/wavlm-base-plus", "wav2vec2": "facebook/wav2vec2-base",
-                        "hubert": "facebook/hubert-base-ls960"}
+                        "hubert": "facebook/hubert-base-ls960",
+                        "unispeech_sat": "microsoft/unispeech-sat-base-plus"}
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
                 "pytorch_model.bin.index.json")
 

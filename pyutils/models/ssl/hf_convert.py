@@ -1,4 +1,12 @@
-"""A transformers ``WavLMForXVector`` / ``Wav2Vec2ForXVector`` checkpoint as a toolkit model.
+"""A transformers ``WavLMForXVector`` / ``Wav2Vec2ForXVector`` / ``UniSpeechSatForXVector``
+checkpoint as a toolkit model.
+
+All three are transformers' ``Wav2Vec2ForXVector`` head (layer-weighted hidden
+states -> projector -> TDNN -> mean+std -> embedding) on their own encoder;
+UniSpeech-SAT's encoder is transformers' wav2vec2 code (``UniSpeechSatModel``,
+post-LN or ``do_stable_layer_norm`` pre-LN as config.json says), so it is the
+``unispeech_sat`` front-end.  Its pretraining modules (quantizer, speaker
+projection) are not in ``UniSpeechSatForXVector`` checkpoints nor needed.
 
 ``load_xvector_checkpoint(DIR)`` builds the toolkit's ``ssl`` model with the
 checkpoint's geometry (front-end of ``config.json``'s ``model_type``, frozen;
@@ -7,13 +15,17 @@ and ``xvector_output_dim``; layer weights iff ``use_weighted_layer_sum``) and
 loads every weight, so ``model(waveform)`` equals transformers'
 ``.embeddings`` (tested to 1e-5).  Weight mapping::
 
-    wavlm.* / wav2vec2.*      -> frontend.model.*
+    wavlm.* / wav2vec2.* / unispeech_sat.*  -> frontend.model.*
     layer_weights             -> frontend.layer_weights  (same softmax)
     projector.*               -> speaker_net.projector.*
     tdnn.i.kernel (Linear over kernel x in_dim, frame-major) -> speaker_net.tdnn.i (Conv1d)
     feature_extractor.*       -> speaker_net.embedding.*  (the embedding)
     classifier.*              -> speaker_net.head.*
     objective.weight          (the AM-softmax classes of its training set: not needed)
+
+A directory that is not a complete XVector checkpoint (a pretrained encoder
+without the head, weights of other shapes than its config.json) is a one-line
+error naming the first key and both shapes.
 
 ``python -m pyutils.models.ssl.hf_convert DIR EXP/MODEL`` writes
 ``EXP/MODEL/final.pt``, ``config.yaml`` and ``.done`` as stage 3 would, so
@@ -30,15 +42,20 @@ import argparse
 import logging
 import os
 import sys
+from typing import Tuple
 
 import yaml
 
-from pyutils.models.ssl.encoder import check_checkpoint_dir, read_json
+from pyutils.models.convert.common import ConversionError, load_checked
+from pyutils.models.ssl.encoder import _quiet_transformers, check_checkpoint_dir, read_json
 from pyutils.models.ssl.model import SSLSpeakerModel
 
 logger = logging.getLogger(__name__)
 
-XVECTOR_CLASSES = {"wavlm": "WavLMForXVector", "wav2vec2": "Wav2Vec2ForXVector"}
+# config.json's model_type -> (the toolkit's frontend.type, transformers' XVector class)
+XVECTOR_CLASSES = {"wavlm": ("wavlm", "WavLMForXVector"),
+                   "wav2vec2": ("wav2vec2", "Wav2Vec2ForXVector"),
+                   "unispeech-sat": ("unispeech_sat", "UniSpeechSatForXVector")}
 
 
 def _kind(path: str) -> str:
@@ -55,10 +72,10 @@ def model_config(path: str) -> dict:
     path = os.path.abspath(check_checkpoint_dir(   # absolute: extraction runs anywhere
         path, "wavlm", repo="microsoft/wavlm-base-sv", then="convert it with "
         "`python -m pyutils.models.ssl.hf_convert DIR EXP/MODEL`"))
-    kind = _kind(path)
+    frontend_type = XVECTOR_CLASSES[_kind(path)][0]
     saved = read_json(os.path.join(path, "config.json"))
     return {"name": "ssl",
-            "frontend": {"type": kind, "path": path, "freeze": "all",
+            "frontend": {"type": frontend_type, "path": path, "freeze": "all",
                          "layer_weights": bool(saved.get("use_weighted_layer_sum", False))},
             "head": {"name": "xvector_hf", "tdnn_dim": list(saved["tdnn_dim"]),
                      "tdnn_kernel": list(saved["tdnn_kernel"]),
@@ -66,46 +83,71 @@ def model_config(path: str) -> dict:
                      "embed_dim": int(saved["xvector_output_dim"])}}
 
 
-def convert_state_dict(hf_state: dict, kind: str) -> dict:
-    """transformers XVector weights -> the toolkit ``ssl`` model's state dict."""
-    prefix = f"{kind}."
-    ours = {}
+def convert_state_dict(hf_state: dict, prefix: str, tdnn_kernel) -> Tuple[dict, dict]:
+    """transformers XVector weights (encoder under ``prefix``, its ``base_model_prefix``)
+    -> (the toolkit ``ssl`` model's state dict, {our key: transformers' key})."""
+    prefix = f"{prefix}."
+    ours, origin = {}, {}
     for key, value in hf_state.items():
         if key.startswith(prefix):
-            ours["frontend.model." + key[len(prefix):]] = value
+            name = "frontend.model." + key[len(prefix):]
         elif key == "layer_weights":
-            ours["frontend.layer_weights"] = value
+            name = "frontend.layer_weights"
         elif key.startswith("projector."):
-            ours["speaker_net." + key] = value
+            name = "speaker_net." + key
         elif key.startswith("tdnn.") and ".kernel." in key:
-            index, what = key.split(".")[1], key.split(".")[-1]   # weight: reshaped by the caller
-            ours[f"speaker_net.tdnn.{index}.{what}"] = value
+            index, what = key.split(".")[1], key.split(".")[-1]
+            name = f"speaker_net.tdnn.{index}.{what}"
+            if what == "weight":   # Linear (out, kernel * in), frame-major -> Conv1d (out, in, k)
+                kernel = int(tdnn_kernel[int(index)])
+                value = value.view(value.shape[0], kernel, -1).transpose(1, 2).contiguous()
         elif key.startswith("feature_extractor."):
-            ours["speaker_net.embedding." + key.split(".", 1)[1]] = value
+            name = "speaker_net.embedding." + key.split(".", 1)[1]
         elif key.startswith("classifier."):
-            ours["speaker_net.head." + key.split(".", 1)[1]] = value
+            name = "speaker_net.head." + key.split(".", 1)[1]
         elif key == "objective.weight":
             continue
         else:
-            raise ValueError(f"unexpected weight '{key}' in the XVector checkpoint")
-    return ours
+            raise ConversionError(f"unexpected weight '{key}' {tuple(value.shape)} in the "
+                                  f"XVector checkpoint")
+        ours[name], origin[name] = value, key
+    return ours, origin
+
+
+def _load_transformers_xvector(path: str, class_name: str):
+    """transformers' own XVector model from ``path``; a checkpoint that does not fill
+    it (missing head, other shapes than config.json) is a one-line ConversionError."""
+    import transformers
+    cls = getattr(transformers, class_name)
+    with _quiet_transformers():
+        model, info = cls.from_pretrained(path, local_files_only=True,
+                                          output_loading_info=True, ignore_mismatched_sizes=True)
+    if info["mismatched_keys"]:
+        key, theirs, expected = min(info["mismatched_keys"], key=lambda item: item[0])
+        raise ConversionError(f"{path}: key '{key}' has shape {tuple(theirs)}, the {class_name} "
+                              f"of its config.json expects {tuple(expected)}")
+    missing = sorted(k for k in info["missing_keys"] if not k.startswith("objective."))
+    if missing:
+        shape = tuple(model.state_dict()[missing[0]].shape)
+        raise ConversionError(f"{path}: key '{missing[0]}' {shape} is missing ({len(missing)} "
+                              f"missing in all): not a complete {class_name} checkpoint "
+                              f"(a pretrained encoder without the x-vector head?)")
+    if info["unexpected_keys"]:
+        logger.info("%s: %d weights %s does not use (e.g. %s) left out", path,
+                    len(info["unexpected_keys"]), class_name, min(info["unexpected_keys"]))
+    return model.eval()
 
 
 def load_xvector_checkpoint(path: str):
     """(toolkit ``ssl`` model in eval mode, its model config) from a local XVector dir."""
-    import transformers
     config = model_config(path)
-    kind = config["frontend"]["type"]
-    cls = getattr(transformers, XVECTOR_CLASSES[kind])
-    hf_model = cls.from_pretrained(config["frontend"]["path"], local_files_only=True)
-    model = SSLSpeakerModel(**{k: v for k, v in config.items() if k != "name"})
-    state = convert_state_dict(hf_model.state_dict(), kind)
-    for i, layer in enumerate(model.speaker_net.tdnn):     # Linear (out, k*in) -> Conv1d
-        weight = state[f"speaker_net.tdnn.{i}.weight"]
-        out_dim, in_dim, kernel = layer.weight.shape
-        state[f"speaker_net.tdnn.{i}.weight"] = (weight.view(out_dim, kernel, in_dim)
-                                                 .transpose(1, 2).contiguous())
-    model.load_state_dict(state, strict=True)
+    class_name = XVECTOR_CLASSES[_kind(config["frontend"]["path"])][1]
+    hf_model = _load_transformers_xvector(config["frontend"]["path"], class_name)
+    model = SSLSpeakerModel(frontend={**config["frontend"], "load_weights": False},
+                            head=config["head"])   # every weight comes from hf_model
+    state, origin = convert_state_dict(hf_model.state_dict(), hf_model.base_model_prefix,
+                                       config["head"]["tdnn_kernel"])
+    load_checked(model, state, config["frontend"]["path"], origin=origin)
     return model.eval(), config
 
 
@@ -134,8 +176,9 @@ def write_model_dir(path: str, exp_dir: str) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Convert a local transformers WavLMForXVector/"
-                                     "Wav2Vec2ForXVector checkpoint into a toolkit model dir "
-                                     "(final.pt, config.yaml, .done) for run.sh stages 4-7.")
+                                     "Wav2Vec2ForXVector/UniSpeechSatForXVector checkpoint into "
+                                     "a toolkit model dir (final.pt, config.yaml, .done) for "
+                                     "run.sh stages 4-7.")
     parser.add_argument("checkpoint_dir")
     parser.add_argument("exp_dir")
     args = parser.parse_args(argv)

@@ -4,7 +4,7 @@ Config (``conf/wavlm_xvector.yaml``)::
 
     model:
       name: ssl
-      frontend: {type: wavlm|wav2vec2|hubert, path: DIR, freeze: all|cnn|first_N|none,
+      frontend: {type: wavlm|wav2vec2|hubert|unispeech_sat, path: DIR, freeze: all|cnn|first_N|none,
                  layer_weights: true, lr: 0.00002}
       head: {name: xvector_hf, ...}     # or xvector, ecapa_c512, resnet34, ... (+ arguments)
 
