@@ -136,7 +136,7 @@ def load_encoder(kind: str, path: str, load_weights: bool = True):
         return encoder_from_config(kind, saved, preprocessor)
     import transformers
     cls = getattr(transformers, FRONTENDS[kind][0])
-    with _quiet_transformers():
+    with quiet_transformers():
         model = cls.from_pretrained(path, local_files_only=True)
     return model, model.config, preprocessor
 
@@ -151,7 +151,7 @@ def encoder_from_config(kind: str, saved: dict, preprocessor: dict):
     _check_saved(kind, saved, preprocessor, "frontend.encoder_config", "frontend.feature_extractor")
     import transformers
     cls = getattr(transformers, FRONTENDS[kind][0])
-    with _quiet_transformers():
+    with quiet_transformers():
         model = cls(cls.config_class.from_dict(dict(saved)))
     return model, model.config, preprocessor
 
@@ -167,7 +167,7 @@ def _check_saved(kind: str, saved: dict, preprocessor: dict, config_name: str,
                          f"waveform front-ends take {SAMPLE_RATE} Hz")
 
 
-class _quiet_transformers:
+class quiet_transformers:
     """transformers' warnings and progress bars off (a *ForXVector checkpoint's head keys
     are "unexpected" in the encoder: hf_convert loads them)."""
 

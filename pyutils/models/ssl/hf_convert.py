@@ -47,7 +47,7 @@ from typing import Tuple
 import yaml
 
 from pyutils.models.convert.common import ConversionError, load_checked
-from pyutils.models.ssl.encoder import _quiet_transformers, check_checkpoint_dir, read_json
+from pyutils.models.ssl.encoder import quiet_transformers, check_checkpoint_dir, read_json
 from pyutils.models.ssl.model import SSLSpeakerModel
 
 logger = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ def _load_transformers_xvector(path: str, class_name: str):
     it (missing head, other shapes than config.json) is a one-line ConversionError."""
     import transformers
     cls = getattr(transformers, class_name)
-    with _quiet_transformers():
+    with quiet_transformers():
         model, info = cls.from_pretrained(path, local_files_only=True,
                                           output_loading_info=True, ignore_mismatched_sizes=True)
     if info["mismatched_keys"]:
