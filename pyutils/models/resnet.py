@@ -40,7 +40,7 @@ size: 6,700,128 here.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
@@ -87,13 +87,15 @@ class ResNet(EmbeddingNet):
     may set another ``block`` (pyutils.models.resnet_bottleneck: ResNet50 ... ResNet293)."""
 
     block = BasicBlock
+    stage_sizes = (3, 4, 6, 3)  # blocks per stage; each depth's subclass sets its own
     stage_strides = (1, 2, 2, 2)
     frame_shift = 8            # product of the stage strides
 
-    def __init__(self, num_blocks: Sequence[int] = (3, 4, 6, 3), feat_dim: int = 80,
-                 embed_dim: int = 256, m_channels: int = 32, two_emb_layer: bool = False,
-                 pooling: str = "stats"):
+    def __init__(self, feat_dim: int = 80, embed_dim: int = 256, m_channels: int = 32,
+                 two_emb_layer: bool = False, pooling: str = "stats",
+                 num_blocks: Optional[Sequence[int]] = None):
         super().__init__()
+        num_blocks = self.stage_sizes if num_blocks is None else num_blocks
         if pooling not in ("stats", "tstp"):
             raise ValueError(f"model.pooling must be stats or tstp, got '{pooling}'")
         if len(num_blocks) != 4:
@@ -149,9 +151,7 @@ class ResNet34(ResNet):
     Parameters for 80-dim fbank: 6,634,336.  Receptive field 225 frames, frame shift 8.
     """
 
-    def __init__(self, feat_dim: int = 80, embed_dim: int = 256, m_channels: int = 32,
-                 two_emb_layer: bool = False, pooling: str = "stats"):
-        super().__init__((3, 4, 6, 3), feat_dim, embed_dim, m_channels, two_emb_layer, pooling)
+    stage_sizes = (3, 4, 6, 3)
 
 
 class ResNet18(ResNet):
@@ -160,6 +160,4 @@ class ResNet18(ResNet):
     Parameters for 80-dim fbank: 4,105,440.  Receptive field 109 frames, frame shift 8.
     """
 
-    def __init__(self, feat_dim: int = 80, embed_dim: int = 256, m_channels: int = 32,
-                 two_emb_layer: bool = False, pooling: str = "stats"):
-        super().__init__((2, 2, 2, 2), feat_dim, embed_dim, m_channels, two_emb_layer, pooling)
+    stage_sizes = (2, 2, 2, 2)

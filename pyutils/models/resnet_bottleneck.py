@@ -63,7 +63,7 @@ class Bottleneck(nn.Module):
 
 
 class BottleneckResNet(ResNet):
-    """A ResNet of Bottleneck blocks; ``num_blocks`` are its four stage sizes."""
+    """A ResNet of Bottleneck blocks; each depth sets its ``stage_sizes``."""
 
     block = Bottleneck
 
@@ -74,9 +74,7 @@ class ResNet50(BottleneckResNet):
     Parameters for 80-dim fbank: 11,131,360.  Receptive field 107 frames, frame shift 8.
     """
 
-    def __init__(self, feat_dim: int = 80, embed_dim: int = 256, m_channels: int = 32,
-                 two_emb_layer: bool = False, pooling: str = "stats"):
-        super().__init__((3, 4, 6, 3), feat_dim, embed_dim, m_channels, two_emb_layer, pooling)
+    stage_sizes = (3, 4, 6, 3)
 
 
 class ResNet101(BottleneckResNet):
@@ -85,9 +83,7 @@ class ResNet101(BottleneckResNet):
     Parameters for 80-dim fbank: 15,892,448.  Receptive field 243 frames, frame shift 8.
     """
 
-    def __init__(self, feat_dim: int = 80, embed_dim: int = 256, m_channels: int = 32,
-                 two_emb_layer: bool = False, pooling: str = "stats"):
-        super().__init__((3, 4, 23, 3), feat_dim, embed_dim, m_channels, two_emb_layer, pooling)
+    stage_sizes = (3, 4, 23, 3)
 
 
 class ResNet152(BottleneckResNet):
@@ -96,9 +92,7 @@ class ResNet152(BottleneckResNet):
     Parameters for 80-dim fbank: 19,814,880.  Receptive field 363 frames, frame shift 8.
     """
 
-    def __init__(self, feat_dim: int = 80, embed_dim: int = 256, m_channels: int = 32,
-                 two_emb_layer: bool = False, pooling: str = "stats"):
-        super().__init__((3, 8, 36, 3), feat_dim, embed_dim, m_channels, two_emb_layer, pooling)
+    stage_sizes = (3, 8, 36, 3)
 
 
 class ResNet221(BottleneckResNet):
@@ -107,9 +101,7 @@ class ResNet221(BottleneckResNet):
     Parameters for 80-dim fbank: 23,792,224.  Receptive field 497 frames, frame shift 8.
     """
 
-    def __init__(self, feat_dim: int = 80, embed_dim: int = 256, m_channels: int = 32,
-                 two_emb_layer: bool = False, pooling: str = "stats"):
-        super().__init__((6, 16, 48, 3), feat_dim, embed_dim, m_channels, two_emb_layer, pooling)
+    stage_sizes = (6, 16, 48, 3)
 
 
 class ResNet293(BottleneckResNet):
@@ -118,6 +110,4 @@ class ResNet293(BottleneckResNet):
     Parameters for 80-dim fbank: 28,626,016.  Receptive field 649 frames, frame shift 8.
     """
 
-    def __init__(self, feat_dim: int = 80, embed_dim: int = 256, m_channels: int = 32,
-                 two_emb_layer: bool = False, pooling: str = "stats"):
-        super().__init__((10, 20, 64, 3), feat_dim, embed_dim, m_channels, two_emb_layer, pooling)
+    stage_sizes = (10, 20, 64, 3)
