@@ -52,3 +52,18 @@ def build_tiny_package(root: str, export: bool = True, calibrated: bool = True) 
 
 def asc_clip(asc_root: str, speaker: int, keyword: str = "backward", rep: int = 1) -> str:
     return os.path.join(asc_root, "asc", "dataset", keyword, f"{speaker:08d}_NO_{rep:02d}.flac")
+
+
+def blocked_import_env(tmp_path, module: str = "torch") -> dict:
+    """An environment whose Python cannot import ``module`` (a sitecustomize on PYTHONPATH that
+    refuses it), to prove a code path runs, or fails clearly, without it."""
+    shim = os.path.join(str(tmp_path), "shim")
+    os.makedirs(shim, exist_ok=True)
+    with open(os.path.join(shim, "sitecustomize.py"), "w") as out:
+        out.write("import sys\n"
+                  "class _Block:\n"
+                  "    def find_spec(self, name, path=None, target=None):\n"
+                  f"        if name == {module!r} or name.startswith({module + '.'!r}):\n"
+                  f"            raise ImportError('{module} is blocked in this test')\n"
+                  "sys.meta_path.insert(0, _Block())\n")
+    return dict(os.environ, PYTHONPATH=f"{shim}{os.pathsep}{ROOT}")

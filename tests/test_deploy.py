@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from deploy_helpers import CONF, asc_clip, build_tiny_package, tiny_model_dir
+from deploy_helpers import CONF, asc_clip, build_tiny_package, tiny_model_dir, blocked_import_env
 
 
 def cosine(a, b):
@@ -190,16 +190,7 @@ def test_sv_embed_of_a_wav_scp_reproduces_the_recipe(package, asc_root, tmp_path
 def test_onnx_runtime_path_needs_no_torch(package, asc_root, tmp_path):
     """`sv embed --runtime onnx` runs in a process where `import torch` fails
     (a sitecustomize that blocks it), and gives PyTorch's embeddings."""
-    shim = tmp_path / "shim"
-    shim.mkdir()
-    (shim / "sitecustomize.py").write_text(
-        "import sys\n"
-        "class _Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'torch' or name.startswith('torch.'):\n"
-        "            raise ImportError('torch is blocked in this test')\n"
-        "sys.meta_path.insert(0, _Block())\n")
-    env = dict(os.environ, PYTHONPATH=f"{shim}{os.pathsep}{ROOT}")
+    env = blocked_import_env(tmp_path)
     blocked = subprocess.run([sys.executable, "-c", "import torch"], env=env,
                              capture_output=True, text=True)
     assert "torch is blocked" in blocked.stderr
@@ -326,16 +317,7 @@ def test_stage_8_summary_line_shows_a_failed_onnx_export(tmp_path):
     """A failed ONNX export (here: onnxscript cannot be imported, as on an install
     without it) is in stage 8's summary line with its reason; TorchScript still
     exports.  (It used to say only "exports: none".)"""
-    shim = tmp_path / "shim"
-    shim.mkdir()
-    (shim / "sitecustomize.py").write_text(
-        "import sys\n"
-        "class _Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'onnxscript' or name.startswith('onnxscript.'):\n"
-        "            raise ImportError('onnxscript is blocked in this test')\n"
-        "sys.meta_path.insert(0, _Block())\n")
-    env = dict(os.environ, PYTHONPATH=f"{shim}{os.pathsep}{ROOT}")
+    env = blocked_import_env(tmp_path, "onnxscript")
     model_dir = tiny_model_dir(str(tmp_path / "m"), calibrated=False)
     result = subprocess.run(["steps/package_model.sh", model_dir,
                              os.path.join(model_dir, "package")], cwd=ROOT, env=env,

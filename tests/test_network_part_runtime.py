@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from deploy_helpers import CONF
+from deploy_helpers import CONF, blocked_import_env
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("webrtcvad")
@@ -116,16 +116,7 @@ def test_sv_embed_runtime_onnx_needs_no_torch(packaged, tmp_path):
     equals `sv embed --runtime torch`."""
     import soundfile as sf
     _, _, known, package, _ = packaged
-    shim = tmp_path / "shim"
-    shim.mkdir()
-    (shim / "sitecustomize.py").write_text(
-        "import sys\n"
-        "class _Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'torch' or name.startswith('torch.'):\n"
-        "            raise ImportError('torch is blocked in this test')\n"
-        "sys.meta_path.insert(0, _Block())\n")
-    env = dict(os.environ, PYTHONPATH=f"{shim}{os.pathsep}{ROOT}")
+    env = blocked_import_env(tmp_path)
     wavs = []
     for i, (wave, _) in enumerate(known):
         wavs.append(str(tmp_path / f"{i}.wav"))
