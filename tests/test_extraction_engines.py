@@ -147,3 +147,77 @@ def test_a_network_that_does_not_export_falls_back_to_pytorch(tmp_path, monkeypa
     assert not os.path.exists(onnx)
     assert "ONNX export of the network failed" in caplog.text
     assert all(np.array_equal(got[u], want[u]) for u in want)
+
+
+def test_export_method_names_the_exporter_version_and_the_export_path(monkeypatch):
+    import torch
+
+    import pyutils.deploy.export as export
+    from pyutils.models import build_model
+
+    class NetworkPart(torch.nn.Module):      # what ge2e / sb_ecapa declare
+        def network_part(self):
+            return self
+
+        def frontend_spec(self):
+            return {"num_mels": 80, "name": "sb_fbank"}
+
+    version = f"onnx export v{export.EXPORT_VERSION} opset 18 torch {torch.__version__}"
+    whole = export.export_method(build_model("xvector", feat_dim=30, **SMALL["xvector"][0]))
+    assert whole == f"{version}: whole network"
+    assert export.export_method(NetworkPart()) == \
+        f'{version}: network part after numpy front-end {{"name": "sb_fbank", "num_mels": 80}}'
+    monkeypatch.setattr(export, "EXPORT_VERSION", export.EXPORT_VERSION + 1)
+    assert export.export_method(NetworkPart()).startswith(
+        f"onnx export v{export.EXPORT_VERSION} opset 18")
+
+
+def test_export_onnx_cli_redoes_an_export_exactly_when_model_or_exporter_changed(tmp_path,
+                                                                                  monkeypatch):
+    """``<out>.done`` fingerprints the exporter too: the same one skips the export (done or
+    failed), another one (or a marker of the code before it was fingerprinted) redoes it."""
+    import pyutils.deploy.export as export
+    from pyutils.cli import export_onnx
+    from pyutils.utils.markers import fingerprint
+
+    model = _model(str(tmp_path), "xvector")
+    calls, works = [], [True]
+
+    def fake_export(_model, _dim, path, _min_chunk):     # a file, or None: it failed
+        calls.append(path)
+        if works[0]:
+            write_lines(path, ["graph"])
+            return path
+        return None
+    monkeypatch.setattr(export_onnx, "export_for_extraction", fake_export)
+
+    def run(out):
+        before = len(calls)
+        export_onnx.main(["--model", model, "--out", out])
+        with open(out + ".done") as src:
+            summary = src.read().splitlines()[2]
+        return len(calls) - before, summary
+
+    out = str(tmp_path / "extract" / "embedding.onnx")
+    os.makedirs(os.path.dirname(out))
+    assert run(out) == (1, "onnx")
+    assert run(out) == (0, "onnx")                       # same model and exporter: skipped
+    os.unlink(out)
+    assert run(out) == (1, "onnx")                       # the file it vouches for is gone
+    monkeypatch.setattr(export, "EXPORT_VERSION", export.EXPORT_VERSION + 1)
+    assert run(out) == (1, "onnx")                       # another exporter: redone
+    assert run(out) == (0, "onnx")
+
+    works[0] = False
+    failed = str(tmp_path / "failed" / "embedding.onnx")
+    os.makedirs(os.path.dirname(failed))
+    assert run(failed) == (1, export_onnx.FAILED)
+    assert run(failed) == (0, export_onnx.FAILED)        # a failure is not retried as such
+    assert not os.path.exists(failed)
+    monkeypatch.setattr(export, "EXPORT_VERSION", export.EXPORT_VERSION + 1)
+    assert run(failed) == (1, export_onnx.FAILED)        # ... but by another exporter
+    # a failure recorded by the code before the marker fingerprinted the exporter
+    write_lines(failed + ".done", [fingerprint(model, "25"), export_onnx.FAILED])
+    works[0] = True
+    assert run(failed) == (1, "onnx")
+    assert os.path.exists(failed)

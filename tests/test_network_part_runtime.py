@@ -169,31 +169,19 @@ def test_stage_4_onnx_engine_runs_the_network_part(packaged, tmp_path, caplog):
         assert relative(got["onnx"][utt], vector) < RTOL, utt
 
 
-def test_export_onnx_cli_retries_a_failed_export_only_for_a_network_part_model(tmp_path,
-                                                                               monkeypatch):
-    """A `<out>.done` that records a failed export (what stage 4 wrote for these models before
-    they exported their network part) is retried for a numpy front-end model, not for others."""
-    from deploy_helpers import tiny_model_dir
-
+def test_export_onnx_cli_retries_a_failed_export_recorded_before_network_parts_exported(
+        tmp_path):
+    """A `<out>.done` that records a failed export, as stage 4 wrote it for these models before
+    they exported their network part (and before the marker fingerprinted the exporter), is
+    redone: the network part exports."""
     from pyutils.cli import export_onnx
     from pyutils.utils.fileio import write_lines
     from pyutils.utils.markers import fingerprint
-    failed = "failed: extraction uses PyTorch"
     final, _ = imported_final("sb_ecapa", str(tmp_path))
     out = str(tmp_path / "sb_extract" / "embedding.onnx")
     os.makedirs(os.path.dirname(out))
-    write_lines(out + ".done", [fingerprint(final, "25"), failed])
+    write_lines(out + ".done", [fingerprint(final, "25"), export_onnx.FAILED])
     export_onnx.main(["--model", final, "--out", out])
     assert os.path.exists(out)
     with open(out + ".done") as src:
-        assert src.read().splitlines()[1] == "onnx"
-
-    def must_not_export(*_args, **_kwargs):
-        raise AssertionError("a failed export of a whole network is not retried")
-    monkeypatch.setattr(export_onnx, "export_for_extraction", must_not_export)
-    xvector = os.path.join(tiny_model_dir(str(tmp_path / "x")), "final.pt")
-    out = str(tmp_path / "x_extract" / "embedding.onnx")
-    os.makedirs(os.path.dirname(out))
-    write_lines(out + ".done", [fingerprint(xvector, "25"), failed])
-    export_onnx.main(["--model", xvector, "--out", out])
-    assert not os.path.exists(out)
+        assert src.read().splitlines()[2] == "onnx"

@@ -13,19 +13,30 @@ that front-end, whose input is ``model.frontend(wav)``
 model within 1e-4); stage 4's ``onnx`` engine runs the front-end in numpy, then that graph.
 ``--network-part`` insists on that split (an error for a model without one).  A network
 that does not export leaves no file and exits 0 with a warning: the extraction then runs on
-PyTorch (its log says so).  Skips the work when ``<out>.done`` records the same model (a
-failed export recorded before network parts exported is retried for such a model).
+PyTorch (its log says so).  ``<out>.done`` fingerprints the model, the options and the
+exporter (:func:`pyutils.deploy.export.export_method`: its version, opset, torch, and whether
+the whole network or a network part exports): the work is skipped when it records the same,
+done or failed, and redone when any of them changed.
 """
 import argparse
 import logging
 import os
 
+from pyutils.deploy.export import export_method
 from pyutils.extraction.engines import export_for_extraction
 from pyutils.extraction.extract import load_model_and_dim
-from pyutils.utils.fileio import write_lines
 from pyutils.utils.log import setup_logging
-from pyutils.utils.markers import fingerprint, job_done
+from pyutils.utils.markers import matches, write
 from pyutils.utils.threads import set_threads
+
+FAILED = "failed: extraction uses PyTorch"
+
+
+def recorded_failure(marker: str) -> bool:
+    """Whether ``marker`` records a failed export (its summary line, after the run id)."""
+    with open(marker, encoding="utf-8") as src:
+        lines = src.read().splitlines()
+    return len(lines) > 2 and lines[2] == FAILED
 
 
 def main(argv=None):
@@ -41,16 +52,17 @@ def main(argv=None):
     setup_logging()
     log = logging.getLogger("export_onnx")
     marker = args.out + ".done"
-    stamp = fingerprint(args.model, str(args.min_chunk_size), *args.stamp_extra)
-    done = job_done(marker, stamp)
-    if done and os.path.exists(args.out):
-        log.info("%s matches the model; export already done", marker)
-        return
     set_threads(2)
     model, feat_dim = load_model_and_dim(args.model)
-    if done and not hasattr(model, "network_part"):
-        log.info("%s matches the model; its export failed before (PyTorch extracts)", marker)
-        return
+    items = [args.model, str(args.min_chunk_size), export_method(model), *args.stamp_extra]
+    if matches(marker, items):
+        if os.path.exists(args.out):
+            log.info("%s matches the model and exporter; export already done", marker)
+            return
+        if recorded_failure(marker):
+            log.info("%s matches the model and exporter; its export failed (PyTorch extracts)",
+                     marker)
+            return
     if args.network_part:
         if not hasattr(model, "network_part"):
             parser.error(f"--network-part: {args.model} has no numpy front-end to keep outside "
@@ -59,10 +71,10 @@ def main(argv=None):
         worst = export_network_part(model, args.out)
         log.info("exported %s: the network after %s's numpy front-end (max |ONNX - PyTorch| "
                  "%.1e)", args.out, type(model).__name__, worst)
-        write_lines(marker, [stamp, "onnx network part"])
+        write(marker, items, "onnx network part")
         return
     path = export_for_extraction(model, feat_dim, args.out, args.min_chunk_size)
-    write_lines(marker, [stamp, "onnx" if path else "failed: extraction uses PyTorch"])
+    write(marker, items, "onnx" if path else FAILED)
 
 
 if __name__ == "__main__":

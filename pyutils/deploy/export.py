@@ -20,6 +20,7 @@ extraction pads every chunk to ``min_chunk_size`` first).
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import warnings
@@ -33,6 +34,11 @@ from pyutils.utils.fileio import atomic_output
 logger = logging.getLogger(__name__)
 
 ONNX_OPSET = 18
+# Bump when a change to the exporters (this module, pyutils.deploy.network_part, a network's
+# export-relevant code) changes what an export writes or whether it succeeds: the export's
+# completion marker records it (:func:`export_method`), so exports made by older code, done
+# or failed, are redone.
+EXPORT_VERSION = 2
 INPUT_NAME, OUTPUT_NAME = "input", "embedding"
 
 
@@ -133,6 +139,16 @@ def frontend_spec(model: torch.nn.Module) -> Optional[dict]:
     """The numpy front-end that runs before ``model``'s ONNX (``model.frontend_spec()``,
     :mod:`pyutils.deploy.network_part`), or None: the whole network exports."""
     return model.frontend_spec() if hasattr(model, "network_part") else None
+
+
+def export_method(model: torch.nn.Module) -> str:
+    """What decides ``model``'s ONNX besides its weights and options, for the export's
+    completion marker: :data:`EXPORT_VERSION`, the opset, the torch that exports, and the path
+    (the whole network, or the network after the numpy front-end it names)."""
+    frontend = frontend_spec(model)
+    path = (f"network part after numpy front-end {json.dumps(frontend, sort_keys=True)}"
+            if frontend else "whole network")
+    return f"onnx export v{EXPORT_VERSION} opset {ONNX_OPSET} torch {torch.__version__}: {path}"
 
 
 def export_checked_onnx(model: torch.nn.Module, feat_dim: int, path: str,
