@@ -40,7 +40,7 @@ def tiny_model_dir(root: str, calibrated: bool = True, embed_dim: int = 16) -> s
 
 
 def build_tiny_package(root: str, export: bool = True, calibrated: bool = True) -> str:
-    from pyutils.deploy.package import build_package
+    from pyutils.deploy.package_build import build_package
     model_dir = tiny_model_dir(root, calibrated)
     out = os.path.join(root, "package")
     build_package(os.path.join(model_dir, "final.pt"), out, os.path.join(CONF, "mfcc.conf"),

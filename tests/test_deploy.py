@@ -68,7 +68,8 @@ def test_changed_or_missing_file_is_refused(package, tmp_path):
 
 
 def test_archive_loads_like_the_directory(tmp_path):
-    from pyutils.deploy.package import Package, build_package
+    from pyutils.deploy.package import Package
+    from pyutils.deploy.package_build import build_package
     model_dir = tiny_model_dir(str(tmp_path / "m"))
     out = str(tmp_path / "pkg")
     build_package(os.path.join(model_dir, "final.pt"), out, os.path.join(CONF, "mfcc.conf"),
@@ -252,7 +253,8 @@ def test_failed_onnx_export_keeps_torchscript_and_sv_names_the_cause(tmp_path, m
 
     import pyutils.deploy.export as export
     from pyutils.cli.sv import main
-    from pyutils.deploy.package import Package, PackageError, build_package
+    from pyutils.deploy.package import Package, PackageError
+    from pyutils.deploy.package_build import build_package
 
     def fail(*_args, **_kwargs):
         raise RuntimeError("unsupported operator aten::something\nlong trace")

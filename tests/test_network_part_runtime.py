@@ -46,7 +46,7 @@ def imported_final(name, directory):
 
 def package_of(final, out, chunk_size=150):
     """The package of ``final`` (chunks of 1.5 s, so longer audio is cut and averaged)."""
-    from pyutils.deploy.package import build_package
+    from pyutils.deploy.package_build import build_package
     return build_package(final, out, os.path.join(CONF, "mfcc.conf"),
                          os.path.join(CONF, "vad.conf"), os.path.join(CONF, "cmvn.conf"),
                          chunk_size=chunk_size)

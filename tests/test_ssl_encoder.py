@@ -408,7 +408,7 @@ def test_ssl_package_runs_with_its_checkpoint_dir_gone(tmp_path):
     on both runtimes, for a 1 s file and one shorter than the model's receptive field.
     (Before: the ONNX export failed on a duplicate value name, "embedding", and the
     PyTorch runtime asked to download microsoft/wavlm-base-plus.)"""
-    from pyutils.deploy.package import build_package
+    from pyutils.deploy.package_build import build_package
     from pyutils.deploy.torch_runtime import TorchEmbedder, build_network
     from pyutils.training import checkpoint
     ckpt = build_tiny("wavlm", tmp_path / "wavlm-sv", xvector=True)
@@ -446,7 +446,8 @@ def test_ssl_package_of_the_old_layout_without_its_dir_is_a_one_line_error(tmp_p
     built before they carried the encoder's config): with the directory gone, `sv embed`
     says what is wrong and what to do in one line, no traceback."""
     from pyutils.cli.sv import main
-    from pyutils.deploy.package import build_package, sha256
+    from pyutils.deploy.package import sha256
+    from pyutils.deploy.package_build import build_package
     from pyutils.training import checkpoint
     ckpt = build_tiny("wavlm", tmp_path / "wavlm-sv", xvector=True)
     final = write_model_dir(ckpt, str(tmp_path / "exp"))

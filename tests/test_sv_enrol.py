@@ -32,7 +32,7 @@ def calibration(qmf=False):
 
 def build(root, qmf=False):
     from pyutils.backends.operating_points import write_cal_scores
-    from pyutils.deploy.package import build_package
+    from pyutils.deploy.package_build import build_package
     model_dir = tiny_model_dir(str(root), calibrated=False)
     os.makedirs(os.path.join(model_dir, "calibration"))
     data, target, nontarget = calibration(qmf)

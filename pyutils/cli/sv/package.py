@@ -35,7 +35,8 @@ def add_parser(parser) -> None:
 
 
 def run(args) -> int:
-    from pyutils.deploy.package import build_package, export_summary
+    from pyutils.deploy.package import export_summary
+    from pyutils.deploy.package_build import build_package
     for option in ("model", "mfcc_config", "vad_config", "cmvn_config"):
         if not os.path.isfile(getattr(args, option)):
             raise SvError(f"--{option.replace('_', '-')} {getattr(args, option)}: no such file")
