@@ -37,8 +37,12 @@ opts=(--model "$model_dir/final.pt" --backend-dir "$backend_dir" --mfcc-config "
 # upstream markers (training, back-end, each calibration) change whenever those stages reran
 calibrations=()
 [ -d "$calibration_dir" ] && calibrations=($(ls "$calibration_dir"/*.json "$calibration_dir"/*.done 2>/dev/null || true))
+# the exporter's version too (which export path runs is decided by final.pt, stamped already)
+exporter=none
+[ "$export" = true ] && exporter=$(python -c 'from pyutils.deploy.export import exporter_version; print(exporter_version())')
 stamp=("$model_dir/final.pt" "$model_dir/.done" "$backend_dir/.done" "$mfcc_config" "$vad_config"
-       "$cmvn_config" "${fbank_config:-none}" "${calibrations[@]}" "${opts[*]}" "$pkg/manifest.json")
+       "$cmvn_config" "${fbank_config:-none}" "${calibrations[@]}" "${opts[*]}" "$exporter"
+       "$pkg/manifest.json")
 if python -m pyutils.cli.marker check "$pkg.done" "${stamp[@]}"; then
   echo "$0: $pkg is up to date"; exit 0
 fi

@@ -328,3 +328,24 @@ def test_stage_8_summary_line_shows_a_failed_onnx_export(tmp_path):
     summary = result.stdout.strip().splitlines()[-1]
     assert "| exports: torchscript ok (cosine 1.0" in summary
     assert summary.endswith("onnx FAILED (ImportError: onnxscript is blocked in this test)")
+
+
+def test_package_stage_repackages_when_the_exporter_changes(tmp_path):
+    """stage 8's marker holds the exporter's version: the same inputs are up to date, a
+    bumped EXPORT_VERSION (as a changed exporter would carry) packages again."""
+    env = blocked_import_env(tmp_path, "onnxscript")   # no ONNX: keeps the export fast
+    model_dir = tiny_model_dir(str(tmp_path / "m"), calibrated=False)
+
+    def package():
+        result = subprocess.run(["steps/package_model.sh", model_dir,
+                                 os.path.join(model_dir, "package")], cwd=ROOT, env=env,
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    assert "packaging" in package()
+    assert "is up to date" in package()
+    with open(os.path.join(str(tmp_path), "shim", "sitecustomize.py"), "a") as out:
+        out.write("import pyutils.deploy.export\npyutils.deploy.export.EXPORT_VERSION += 1\n")
+    assert "packaging" in package()
+    assert "is up to date" in package()

@@ -141,6 +141,11 @@ def frontend_spec(model: torch.nn.Module) -> Optional[dict]:
     return model.frontend_spec() if hasattr(model, "network_part") else None
 
 
+def exporter_version() -> str:
+    """The exporter that writes an ONNX (:data:`EXPORT_VERSION`, opset, torch), for markers."""
+    return f"onnx export v{EXPORT_VERSION} opset {ONNX_OPSET} torch {torch.__version__}"
+
+
 def export_method(model: torch.nn.Module) -> str:
     """What decides ``model``'s ONNX besides its weights and options, for the export's
     completion marker: :data:`EXPORT_VERSION`, the opset, the torch that exports, and the path
@@ -148,7 +153,7 @@ def export_method(model: torch.nn.Module) -> str:
     frontend = frontend_spec(model)
     path = (f"network part after numpy front-end {json.dumps(frontend, sort_keys=True)}"
             if frontend else "whole network")
-    return f"onnx export v{EXPORT_VERSION} opset {ONNX_OPSET} torch {torch.__version__}: {path}"
+    return f"{exporter_version()}: {path}"
 
 
 def export_checked_onnx(model: torch.nn.Module, feat_dim: int, path: str,
