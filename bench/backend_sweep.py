@@ -21,8 +21,9 @@ and 109 = lda_dim 200 clipped to speakers - 1) comes with a paired speaker-boots
 same speakers drawn for both settings in each replicate, as pyutils.metrics.bootstrap draws
 them): on the calibration trials, and on eval beside it.  A difference whose interval holds 0 is
 not a gain.  The row of the run's setting is found and checked against the run: its back-end
-files number by number (relative 1e-9: the number of BLAS threads changes the summation order,
-so the last digits; at OMP_NUM_THREADS=2 so762's run was matched byte for byte), its eval EER and minDCF against results.json's ``plda`` row.
+files number by number (to 1e-9 of their largest value: the number of BLAS threads changes
+the summation order, so the last digits; at OMP_NUM_THREADS=2 so762's run was matched byte
+for byte), its eval EER and minDCF against results.json's ``plda`` row.
 
 Run (idle CPU: ``OMP_NUM_THREADS=1 nice -n 19``)::
 
@@ -73,8 +74,9 @@ def run_paths(model_dir: str) -> dict:
         "name": os.path.basename(model), "model": model,
         "train": {"windows": (f"{windows}/xvector.scp", f"{windows}/utt2spk"),
                   # train_backend.sh: the embeddings dir's utt2spk, else the data dir's
-                  "utterances": (f"{utts}/xvector.scp", f"{utts}/utt2spk"
-                                 if os.path.isfile(f"{utts}/utt2spk") else f"{train_data}/utt2spk")},
+                  "utterances": (f"{utts}/xvector.scp",
+                                 f"{utts}/utt2spk" if os.path.isfile(f"{utts}/utt2spk")
+                                 else f"{train_data}/utt2spk")},
         "calib": {"scp": f"{model}/embeddings_calib/xvector.scp",
                   "trials": f"{model}/calibration/trials", "utt2spk": f"{calib_data}/utt2spk"},
         "eval": {"scp": f"{model}/embeddings_eval/xvector.scp", "trials": trials,
@@ -90,24 +92,25 @@ def run_paths(model_dir: str) -> dict:
 
 
 def compare_kaldi_text(path_a: str, path_b: str) -> float:
-    """The largest relative difference between the numbers of two Kaldi text files (mean.vec,
-    lda.mat, plda) token by token; 0.0 when byte-identical, inf when their layouts (tokens
-    other than numbers, counts) differ.  A retrain in another process can differ in the last
-    digits (BLAS summation order), so a run's back-end is recognised to a tolerance."""
+    """The largest difference between the numbers of two Kaldi text files (mean.vec, lda.mat,
+    plda) token by token, relative to the largest magnitude in them; 0.0 when byte-identical,
+    inf when their layouts (tokens other than numbers, counts) differ.  A retrain with another
+    number of BLAS threads differs in the last digits (summation order), so a run's back-end
+    is recognised to a tolerance."""
     with open(path_a) as a, open(path_b) as b:
         tokens_a, tokens_b = a.read().split(), b.read().split()
     if len(tokens_a) != len(tokens_b):
         return float("inf")
-    worst = 0.0
+    worst = scale = 0.0
     for x, y in zip(tokens_a, tokens_b):
-        if x == y:
-            continue
         try:
             u, v = float(x), float(y)
         except ValueError:
-            return float("inf")
-        worst = max(worst, abs(u - v) / max(abs(u), abs(v)))
-    return worst
+            if x != y:
+                return float("inf")
+            continue
+        worst, scale = max(worst, abs(u - v)), max(scale, abs(u), abs(v))
+    return worst / scale if worst else 0.0
 
 
 def paired_replicates(scores_a, scores_b, labels, num_speakers: int, side1, side2,
@@ -260,7 +263,8 @@ def sweep_model(paths: dict, dims: list, vectors: list, args, trial_sets: dict) 
 
 def _ci(row: dict, key: str, scale: float, fmt: str) -> str:
     low, high = row[f"{key}_ci"]
-    return f"{format(scale * row[key], fmt)} [{format(scale * low, fmt)}-{format(scale * high, fmt)}]"
+    value, low, high = (format(scale * x, fmt) for x in (row[key], low, high))
+    return f"{value} [{low}-{high}]"
 
 
 def _delta(interval, scale: float, fmt: str) -> str:
@@ -296,12 +300,13 @@ def model_section(result: dict) -> str:
                  "(other lda_dim, plda_em_iters or vectors there); the rows are not comparable "
                  "with its results.json.\n")
     else:
-        same = run is not None and all(default["eval"][k] == run[k] for k in ("eer", "min_dcf_0.01"))
+        same = run is not None and all(default["eval"][k] == run[k]
+                                       for k in ("eer", "min_dcf_0.01"))
         diff = default["run_rel_diff"]
+        files = "byte for byte" if diff == 0 else (
+            f"equal to {diff:.1g} of the largest value: the last digits, 1 BLAS thread here")
         text += (f"- Check against the run: the row {default['vectors']}, LDA {default['lda_dim']} "
-                 f"trains the run's back-end (backend/: mean.vec, lda.mat, plda "
-                 + ("byte for byte" if diff == 0 else f"equal to a relative {diff:.1g} at most, "
-                    f"the last digits: 1 BLAS thread here, the run's default elsewhere") + "), and its "
+                 f"trains the run's back-end (backend/: mean.vec, lda.mat, plda {files}), and its "
                  f"eval EER {100 * default['eval']['eer']:.3f} % and minDCF "
                  f"{default['eval']['min_dcf_0.01']:.4f} "
                  + ("equal results.json's plda row exactly.\n" if same else
@@ -398,7 +403,8 @@ def main(argv=None) -> int:
         sweep = {"header": header(argv, load, time.perf_counter() - start), "models": results}
         with atomic_output(saved) as out:
             json.dump(sweep, out, indent=1)
-    page = INTRO + "\n" + sweep["header"] + "\n" + "\n".join(model_section(r) for r in sweep["models"])
+    page = (INTRO + "\n" + sweep["header"] + "\n"
+            + "\n".join(model_section(r) for r in sweep["models"]))
     print(page, end="")
     if args.out:
         with atomic_output(args.out) as out:
