@@ -258,6 +258,10 @@ def sweep_model(paths: dict, dims: list, vectors: list, args, trial_sets: dict) 
                                                            f"{chosen['dir']}/{which}_scores",
                                                            args.bootstrap)
             result[f"paired_{which}_s"] = time.perf_counter() - start
+    for row in rows if default is not None else []:     # cheap: the calibration trials
+        if row is not default:
+            row["calib_vs_run"] = sets["calib"].paired(f"{default['dir']}/calib_scores",
+                                                       f"{row['dir']}/calib_scores", args.bootstrap)
     return result
 
 
@@ -265,6 +269,13 @@ def _ci(row: dict, key: str, scale: float, fmt: str) -> str:
     low, high = row[f"{key}_ci"]
     value, low, high = (format(scale * x, fmt) for x in (row[key], low, high))
     return f"{value} [{low}-{high}]"
+
+
+def _vs_run(row: dict, default) -> str:
+    if "calib_vs_run" not in row:
+        return "-"
+    diff = 100 * (row["calib"]["eer"] - default["calib"]["eer"])
+    return f"{diff:+.2f} {_delta(row['calib_vs_run'][0], 100, '.2f')}"
 
 
 def _delta(interval, scale: float, fmt: str) -> str:
@@ -279,8 +290,9 @@ def model_section(result: dict) -> str:
     chosen = rows[result["chosen"]]
     lines = [f"## {name}\n", f"`{result['model']}`\n",
              "| vectors | LDA dim | back-end trained on | calib EER (%) [95 % CI] | calib minDCF "
-             "(0.01) [CI] | eval EER (%) [95 % CI] | eval minDCF (0.01) [CI] | wall (s) | "
-             "CPU (s) |", "|---|---:|---|---|---|---|---|---:|---:|"]
+             "(0.01) [CI] | calib EER minus the run's (points) [paired CI] | eval EER (%) "
+             "[95 % CI] | eval minDCF (0.01) [CI] | wall (s) | CPU (s) |",
+             "|---|---:|---|---|---|---|---|---|---:|---:|"]
     for row in rows:
         marks = (" (run)" if row is default else "") + (" **(chosen)**" if row is chosen else "")
         fields = dict(f.split("=", 1) for f in row["marker"].split() if "=" in f)
@@ -289,7 +301,7 @@ def model_section(result: dict) -> str:
         lines.append(f"| {row['vectors']}{marks} | {fields.get('lda_dim', row['lda_dim'])} | "
                      f"{int(fields.get('utterances', 0)):,} vectors, {fields.get('speakers', '?')} "
                      f"speakers | {_ci(row['calib'], 'eer', 100, '.2f')} | "
-                     f"{_ci(row['calib'], 'min_dcf_0.01', 1, '.3f')} | "
+                     f"{_ci(row['calib'], 'min_dcf_0.01', 1, '.3f')} | {_vs_run(row, default)} | "
                      f"{_ci(row['eval'], 'eer', 100, '.2f')} | "
                      f"{_ci(row['eval'], 'min_dcf_0.01', 1, '.3f')} | {wall:.0f} | "
                      f"{row['cpu_s']:.0f} |")
@@ -324,8 +336,8 @@ def model_section(result: dict) -> str:
         text += (f"; minus the run's setting on the {which} trials: EER "
                  f"{100 * (chosen[which]['eer'] - default[which]['eer']):+.2f} points, paired "
                  f"95 % CI {_delta(eer_i, 100, '.2f')}, minDCF "
-                 f"{chosen[which]['min_dcf_0.01'] - default[which]['min_dcf_0.01']:+.3f} "
-                 f"{_delta(dcf_i, 1, '.3f')}")
+                 f"{chosen[which]['min_dcf_0.01'] - default[which]['min_dcf_0.01']:+.4f} "
+                 f"{_delta(dcf_i, 1, '.4f')}")
     text += (". The paired calibration interval of the EER difference "
              + ("excludes 0" if separated["calib"] else "holds 0: the calibration trials do "
                 "not separate the chosen setting from the run's") + "; on eval it "
@@ -357,9 +369,9 @@ on one model's training embeddings -- `windows`: 3 s windows every 1.5 s
 (`backend_window=0`) -- and scores with stage 6's code the trials of the held-out calibration
 speakers (`calibration/trials`) and the eval trials; EER and minDCF (p=0.01) are stage 7's, with
 speaker-bootstrap 95 % intervals (seed fixed). The setting is chosen on the calibration trials
-only (lowest EER), never on eval; its difference to the run's setting has a paired bootstrap
-interval (both settings on the same drawn speakers). A difference whose interval holds 0 is not
-a gain. `wall` and `CPU` are training + scoring + metrics of the row, one thread, on a CPU
+only (lowest EER), never on eval. Each row's difference to the run's setting on the calibration
+trials has a paired bootstrap interval (both settings on the same drawn speakers), and so has
+the chosen row's on eval. A difference whose interval holds 0 is not a gain. `wall` and `CPU` are training + scoring + metrics of the row, one thread, on a CPU
 shared with other jobs (the CPU seconds are the row's own).
 """
 
