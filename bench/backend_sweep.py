@@ -31,7 +31,8 @@ Run (idle CPU: ``OMP_NUM_THREADS=1 nice -n 19``)::
         [--vectors windows,utterances] [--bootstrap 200] [--work-dir exp/backend_sweep]
         [--out docs/benchmark-backend.md]
 
-Prints the page and writes it (``--out``) and ``<work-dir>/sweep.json``.
+Prints the page and writes it (``--out``) and ``<work-dir>/sweep.json``; ``--report-from
+A/sweep.json B/sweep.json`` writes one page from several saved sweeps, computing nothing.
 """
 import os
 
@@ -346,6 +347,27 @@ def model_section(result: dict) -> str:
     return text
 
 
+def summary(results: list) -> str:
+    """One line per model: the calibration trials' choice and whether it is the run's setting."""
+    lines = []
+    for result in results:
+        rows = result["rows"]
+        chosen = rows[result["chosen"]]
+        name = f"{os.path.basename(result['model'])}: {chosen['vectors']}, LDA {chosen['lda_dim']}"
+        if result["default"] is None:
+            lines.append(f"- {name} (the run's setting is not among the rows)")
+        elif result["chosen"] == result["default"]:
+            lines.append(f"- {name}, the run's setting")
+        else:
+            (low, high), _ = result["paired_calib"]
+            lines.append(f"- {name}, not the run's setting, but the calibration EER difference "
+                         f"to it holds 0 ({_delta((low, high), 100, '.2f')} points)"
+                         if low <= 0 <= high else f"- {name}: calibration EER "
+                         f"{_delta((low, high), 100, '.2f')} points from the run's setting")
+    return ("Choice of the calibration trials per model (details under each model):\n\n"
+            + "\n".join(lines) + "\n")
+
+
 def header(argv: list, load: str, took: float) -> str:
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short=12", "HEAD"],
                             capture_output=True, text=True).stdout.strip() or "unknown"
@@ -371,15 +393,16 @@ speakers (`calibration/trials`) and the eval trials; EER and minDCF (p=0.01) are
 speaker-bootstrap 95 % intervals (seed fixed). The setting is chosen on the calibration trials
 only (lowest EER), never on eval. Each row's difference to the run's setting on the calibration
 trials has a paired bootstrap interval (both settings on the same drawn speakers), and so has
-the chosen row's on eval. A difference whose interval holds 0 is not a gain. `wall` and `CPU` are training + scoring + metrics of the row, one thread, on a CPU
-shared with other jobs (the CPU seconds are the row's own).
+the chosen row's on eval. A difference whose interval holds 0 is not a gain. `wall` and `CPU`
+are training + scoring + metrics of the row, one thread, on a CPU shared with other jobs (the
+CPU seconds are the row's own).
 """
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("model_dirs", nargs="+", help="trained runs (read only)")
+    parser.add_argument("model_dirs", nargs="*", help="trained runs (read only)")
     parser.add_argument("--lda-dims", default="32,64,96,109",
                         help="comma-separated; a dim above speakers - 1 is clipped, as stage 5")
     parser.add_argument("--vectors", default=",".join(VECTORS),
@@ -389,8 +412,9 @@ def main(argv=None) -> int:
     parser.add_argument("--bootstrap", type=int, default=200, help="replicates (stage 7: 200)")
     parser.add_argument("--work-dir", default=os.path.join(ROOT, "exp", "backend_sweep"))
     parser.add_argument("--out", help="write the page here too (e.g. docs/benchmark-backend.md)")
-    parser.add_argument("--report-only", action="store_true",
-                        help="only write the page again from <work-dir>/sweep.json")
+    parser.add_argument("--report-from", nargs="+", metavar="SWEEP_JSON",
+                        help="compute nothing: one page from these saved sweeps "
+                             "(<work-dir>/sweep.json of earlier runs, each with its header)")
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
     dims = [int(d) for d in args.lda_dims.split(",")]
@@ -398,10 +422,12 @@ def main(argv=None) -> int:
     unknown = [v for v in vectors if v not in VECTORS]
     if unknown or not dims or min(dims) < 1:
         parser.error(f"--vectors: one of {', '.join(VECTORS)}; --lda-dims: positive integers")
+    if bool(args.model_dirs) == bool(args.report_from):
+        parser.error("give model dirs to sweep, or --report-from saved sweeps, not both")
     from pyutils.utils.fileio import atomic_output, read_json
     saved = os.path.join(args.work_dir, "sweep.json")
-    if args.report_only:
-        sweep = read_json(saved)
+    if args.report_from:
+        sweeps = [read_json(path) for path in args.report_from]
     else:
         load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
         start = time.perf_counter()
@@ -415,8 +441,10 @@ def main(argv=None) -> int:
         sweep = {"header": header(argv, load, time.perf_counter() - start), "models": results}
         with atomic_output(saved) as out:
             json.dump(sweep, out, indent=1)
-    page = (INTRO + "\n" + sweep["header"] + "\n"
-            + "\n".join(model_section(r) for r in sweep["models"]))
+        sweeps = [sweep]
+    page = (INTRO + "\n" + summary([r for sweep in sweeps for r in sweep["models"]])
+            + "".join("\n" + sweep["header"] + "\n"
+                      + "\n".join(model_section(r) for r in sweep["models"]) for sweep in sweeps))
     print(page, end="")
     if args.out:
         with atomic_output(args.out) as out:
