@@ -114,53 +114,6 @@ def compare_kaldi_text(path_a: str, path_b: str) -> float:
     return worst / scale if worst else 0.0
 
 
-def paired_replicates(scores_a, scores_b, labels, num_speakers: int, side1, side2,
-                      num_replicates: int = 200, p_target: float = P_TARGET, seed: int = 777):
-    """(EER, minDCF) of two systems' scores of the same trials on the same speaker-bootstrap
-    replicates: arrays ``(num_replicates, 2)`` for a and for b.
-
-    Each replicate draws the speakers as pyutils.metrics.bootstrap.speaker_bootstrap_ci does
-    (same generator, seed and redraws, :func:`replicate_weights`), so a's column 0 gives that
-    function's EER interval; b on the same draws makes ``b - a`` a paired difference, which
-    the two separate intervals cannot give (they share the speakers' variation).
-    """
-    from pyutils.metrics.bootstrap import replicate_weights
-    from pyutils.metrics.dcf import compute_min_dcf
-    from pyutils.metrics.eer import compute_eer
-    labels = np.asarray(labels).ravel().astype(np.int64)
-    systems = []
-    for scores in (scores_a, scores_b):
-        scores = np.asarray(scores, dtype=np.float64).ravel()
-        if scores.size != labels.size or side1.size != labels.size:
-            raise ValueError("scores, labels and speakers differ in length")
-        order = np.argsort(scores, kind="stable")
-        systems.append((order, scores[order], labels[order]))
-    rng = np.random.default_rng(seed)
-    trials = np.arange(labels.size)
-    values = [[], []]
-    while len(values[0]) < num_replicates:
-        counts = np.bincount(rng.integers(0, num_speakers, num_speakers), minlength=num_speakers)
-        weights = replicate_weights(counts, side1, side2)
-        drawn_targets = int(weights[labels == 1].sum())
-        if drawn_targets == 0 or drawn_targets == int(weights.sum()):
-            continue                                   # a replicate without one class
-        for out, (order, scores, lab) in zip(values, systems):
-            index = np.repeat(trials, weights[order])
-            picked, rep = lab[index], scores[index]
-            is_target = picked.astype(bool)
-            out.append((compute_eer(rep[is_target], rep[~is_target], presorted=True)[0],
-                        compute_min_dcf(rep, picked, p_target, presorted=True)[0]))
-    return np.array(values[0]), np.array(values[1])
-
-
-def difference_interval(values_a, values_b, level: float = 0.95) -> list:
-    """``[(low, high)]`` per metric column of the percentile interval of ``b - a``."""
-    tail = 100 * (1 - level) / 2
-    diff = np.asarray(values_b) - np.asarray(values_a)
-    return [tuple(float(x) for x in np.percentile(diff[:, j], [tail, 100 - tail]))
-            for j in range(diff.shape[1])]
-
-
 def choose(rows: list) -> dict:
     """The selection rule: the lowest calibration EER, ties by calibration minDCF(0.01), then
     the first row (the grid order). Never looks at eval."""
@@ -193,14 +146,14 @@ class TrialSet:
         return row
 
     def paired(self, path_a: str, path_b: str, replicates: int) -> list:
-        """:func:`difference_interval` of (EER, minDCF) of score file b minus a."""
-        from pyutils.metrics.bootstrap import speaker_sides
+        """Paired 95 % intervals of (EER, minDCF) of score file b minus a."""
+        from pyutils.metrics.bootstrap import paired_difference_ci, speaker_sides
         a, b = self.trials.join_codes(path_a), self.trials.join_codes(path_b)
         if not (np.array_equal(a.first, b.first) and np.array_equal(a.second, b.second)):
             raise ValueError(f"{path_a} and {path_b} list the trials in different orders")
         sides = speaker_sides(a.first, a.second, [self.utt2spk.get(u, u) for u in a.names])
-        return difference_interval(*paired_replicates(a.scores, b.scores, a.labels, *sides,
-                                                      num_replicates=replicates))
+        return list(paired_difference_ci(a.scores, b.scores, a.labels, *sides,
+                                         num_replicates=replicates, p_target=P_TARGET))
 
 
 def sweep_model(paths: dict, dims: list, vectors: list, args, trial_sets: dict) -> dict:

@@ -1,74 +1,17 @@
-"""bench/backend_sweep.py's own pieces: the paired speaker bootstrap, the selection rule, the
-recognition of a run's back-end files and the run's paths (known answers, small inputs)."""
+"""bench/backend_sweep.py's own pieces: the selection rule, the recognition of a run's
+back-end files and the run's paths (known answers, small inputs; its paired bootstrap is
+pyutils.metrics.bootstrap.paired_difference_ci, tested in test_metrics_scale.py)."""
 import importlib.util
 import json
 import os
 
-import numpy as np
 import pytest
-
-from pyutils.metrics.bootstrap import speaker_bootstrap_ci, trial_speaker_index
-from pyutils.metrics.dcf import compute_min_dcf
-from pyutils.metrics.eer import compute_eer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _spec = importlib.util.spec_from_file_location("backend_sweep",
                                                os.path.join(ROOT, "bench", "backend_sweep.py"))
 sweep = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(sweep)
-
-
-def all_pairs(num_speakers=8, utts=5, seed=0):
-    """Scores, labels and (speaker, speaker) pairs of every unordered pair of utterances."""
-    rng = np.random.default_rng(seed)
-    spk = np.repeat(np.arange(num_speakers), utts)
-    first, second = np.triu_indices(spk.size, k=1)
-    labels = (spk[first] == spk[second]).astype(np.int64)
-    scores = rng.standard_normal(labels.size) + 1.5 * labels
-    return scores, labels, np.stack([spk[first], spk[second]], axis=1)
-
-
-def eer_metric(scores, labels):
-    is_target = labels.astype(bool)
-    return compute_eer(scores[is_target], scores[~is_target], presorted=True)[0]
-
-
-def test_paired_replicates_draw_the_speakers_of_the_project_bootstrap():
-    """Replicate by replicate, a's EERs and b's minDCFs are the values the project's
-    speaker_bootstrap_ci computes on its replicates (same draws, same redraws)."""
-    scores, labels, pairs = all_pairs()
-    other = scores + np.random.default_rng(1).standard_normal(scores.size)
-    num, side1, side2 = trial_speaker_index(pairs)
-    a, b = sweep.paired_replicates(scores, other, labels, num, side1, side2, num_replicates=50)
-    assert a.shape == b.shape == (50, 2)
-    seen = {"eer": [], "dcf": []}
-
-    def eer(s, l):
-        seen["eer"].append(eer_metric(s, l))
-        return seen["eer"][-1]
-
-    def dcf(s, l):
-        seen["dcf"].append(compute_min_dcf(s, l, 0.01, presorted=True)[0])
-        return seen["dcf"][-1]
-    speaker_bootstrap_ci(eer, scores, labels, pairs, 50)
-    speaker_bootstrap_ci(dcf, other, labels, pairs, 50)
-    assert a[:, 0].tolist() == seen["eer"] and b[:, 1].tolist() == seen["dcf"]
-    assert len(set(seen["eer"])) > 5                   # the replicates do differ
-
-
-def test_difference_of_a_monotone_rescoring_is_exactly_zero():
-    """Same ranking on every replicate: the paired interval is (0, 0), while each system's
-    own interval is wide -- what unpaired intervals cannot show."""
-    scores, labels, pairs = all_pairs()
-    num, side1, side2 = trial_speaker_index(pairs)
-    a, b = sweep.paired_replicates(scores, 3 * scores - 1, labels, num, side1, side2,
-                                   num_replicates=40)
-    assert sweep.difference_interval(a, b) == [(0.0, 0.0), (0.0, 0.0)]
-    assert np.ptp(a[:, 0]) > 0.02
-    worse = np.where(labels == 1, scores - 3.0, scores)     # every target scored lower
-    a, b = sweep.paired_replicates(scores, worse, labels, num, side1, side2, num_replicates=40)
-    (low, high), _ = sweep.difference_interval(a, b)
-    assert 0 < low <= high
 
 
 def test_choose_takes_the_lowest_calibration_eer_then_mindcf_never_eval():

@@ -9,7 +9,8 @@ from scipy.special import ndtri
 from pyutils.backends.qmf import code_features, pair_features
 from pyutils.cli import calibrate as calibrate_cli
 from pyutils.metrics import det
-from pyutils.metrics.bootstrap import (speaker_bootstrap_ci, speaker_bootstrap_eer_dcf,
+from pyutils.metrics.bootstrap import (eer_dcf_replicates, paired_difference_ci,
+                                       speaker_bootstrap_ci, speaker_bootstrap_eer_dcf,
                                        speaker_sides, trial_speaker_index)
 from pyutils.metrics.dcf import compute_min_dcf, error_rates
 from pyutils.metrics.eer import compute_eer
@@ -47,6 +48,50 @@ def test_one_pass_bootstrap_gives_the_intervals_of_the_metrics_on_each_replicate
     got_eer, got_dcf = speaker_bootstrap_eer_dcf(scores, labels, num, side1, side2, 60)
     assert got_eer == want_eer and got_dcf == want_dcf
     assert want_eer[0] < want_eer[1]            # a real interval, not a degenerate one
+
+
+def test_replicates_are_those_of_speaker_bootstrap_ci_one_by_one():
+    """Replicate by replicate, eer_dcf_replicates gives the EER and minDCF the plain
+    speaker_bootstrap_ci computes on its replicates (same draws, same redraws), for any
+    scores of the same trials: what makes the paired difference paired."""
+    rng = np.random.default_rng(4)
+    scores, labels, a, b = _all_pairs(8, 5, rng, 3)
+    other = scores + rng.standard_normal(scores.size)
+    pairs = np.stack([a, b], axis=1)
+    num, side1, side2 = trial_speaker_index(pairs)
+    seen = {"eer": [], "dcf": []}
+
+    def eer(s, l):
+        seen["eer"].append(_eer(s, l))
+        return seen["eer"][-1]
+
+    def dcf(s, l):
+        seen["dcf"].append(_min_dcf(s, l))
+        return seen["dcf"][-1]
+    speaker_bootstrap_ci(eer, scores, labels, pairs, 50)
+    speaker_bootstrap_ci(dcf, other, labels, pairs, 50)
+    got_a = eer_dcf_replicates(scores, labels, num, side1, side2, 50)
+    got_b = eer_dcf_replicates(other, labels, num, side1, side2, 50)
+    assert got_a.shape == got_b.shape == (50, 2)
+    assert got_a[:, 0].tolist() == seen["eer"] and got_b[:, 1].tolist() == seen["dcf"]
+    assert len(set(seen["eer"])) > 5                   # the replicates do differ
+
+
+def test_paired_difference_is_zero_for_a_monotone_rescoring_and_positive_when_worse():
+    """Same ranking on every replicate: the paired interval is exactly (0, 0) while each
+    system's own interval is wide; scoring every target lower is worse on every draw."""
+    rng = np.random.default_rng(5)
+    scores, labels, a, b = _all_pairs(8, 5, rng, 6)
+    num, side1, side2 = trial_speaker_index(np.stack([a, b], axis=1))
+    same = paired_difference_ci(scores, 3 * scores - 1, labels, num, side1, side2, 40)
+    assert same == ((0.0, 0.0), (0.0, 0.0))
+    own_low, own_high = speaker_bootstrap_eer_dcf(scores, labels, num, side1, side2, 40)[0]
+    assert own_high - own_low > 0.02
+    worse = np.where(labels == 1, scores - 3.0, scores)
+    (low, high), (dcf_low, _) = paired_difference_ci(scores, worse, labels, num, side1, side2, 40)
+    assert 0 < low <= high and dcf_low > 0
+    (low, high), _ = paired_difference_ci(worse, scores, labels, num, side1, side2, 40)
+    assert low <= high < 0
 
 
 def test_one_pass_bootstrap_one_speaker_per_trial_and_label_noise():

@@ -142,8 +142,40 @@ def speaker_bootstrap_eer_dcf(scores: Sequence[float], labels: Sequence[int], nu
                               ) -> Tuple[Tuple[float, float], Tuple[float, float]]:
     """The intervals :func:`speaker_bootstrap_ci` gives for Kaldi's EER and minDCF(``p_target``)
     (``compute_eer``/``compute_min_dcf`` as metrics; speaker indices as
-    :func:`trial_speaker_index` returns them), in one pass over the same replicates
-    and without building them.
+    :func:`trial_speaker_index` returns them): percentiles of :func:`eer_dcf_replicates`."""
+    values = eer_dcf_replicates(scores, labels, num_speakers, side1, side2, num_replicates,
+                                p_target, seed)
+    return _percentile_intervals(values, level)
+
+
+def paired_difference_ci(scores_a: Sequence[float], scores_b: Sequence[float],
+                         labels: Sequence[int], num_speakers: int, side1: np.ndarray,
+                         side2: np.ndarray, num_replicates: int = 1000, p_target: float = 0.01,
+                         level: float = 0.95, seed: int = 777
+                         ) -> Tuple[Tuple[float, float], Tuple[float, float]]:
+    """Intervals of system b's EER and minDCF minus system a's, both scoring the same trials:
+    each replicate draws the speakers once and evaluates both systems on that draw (the draws
+    of :func:`eer_dcf_replicates` depend on the seed, the speakers and the labels only), so the
+    variation the two systems share does not widen the interval, as it widens two separate
+    intervals: those may overlap where the paired difference excludes 0."""
+    a, b = (eer_dcf_replicates(scores, labels, num_speakers, side1, side2, num_replicates,
+                               p_target, seed) for scores in (scores_a, scores_b))
+    return _percentile_intervals(b - a, level)
+
+
+def _percentile_intervals(values: np.ndarray, level: float
+                          ) -> Tuple[Tuple[float, float], Tuple[float, float]]:
+    tail = 100 * (1 - level) / 2
+    return tuple((float(low), float(high)) for low, high in
+                 (np.percentile(values[:, j], [tail, 100 - tail]) for j in range(2)))
+
+
+def eer_dcf_replicates(scores: Sequence[float], labels: Sequence[int], num_speakers: int,
+                       side1: np.ndarray, side2: np.ndarray, num_replicates: int = 1000,
+                       p_target: float = 0.01, seed: int = 777) -> np.ndarray:
+    """``(num_replicates, 2)``: Kaldi's EER and minDCF(``p_target``) of each replicate
+    :func:`speaker_bootstrap_ci` draws (same generator, seed and redraws), in one pass over
+    the replicates and without building them.
 
     A replicate repeats trial ``i`` ``w_i`` times (:func:`replicate_weights`) in the
     sorted order, so its error counts at a position are cumulative sums of the weights:
@@ -195,6 +227,4 @@ def speaker_bootstrap_eer_dcf(scores: Sequence[float], labels: Sequence[int], nu
             _cost_values(tar_before, non_cum, num_tar, num_non, p_target),
             _cost_values(np.array([num_tar]), np.array([num_non]), num_tar, num_non, p_target)])
         dcfs.append(float(costs.min() / min(p_target, 1 - p_target)))
-    tail = 100 * (1 - level) / 2
-    intervals = [np.percentile(values, [tail, 100 - tail]) for values in (eers, dcfs)]
-    return tuple((float(low), float(high)) for low, high in intervals)
+    return np.column_stack([eers, dcfs])
