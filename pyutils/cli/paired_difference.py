@@ -8,7 +8,7 @@
 Prints each system's EER and minDCF(p=0.01) with its own 95 % interval (stage 7's) and the
 difference B - A with its paired interval: each bootstrap replicate draws the speakers once
 and evaluates both systems on that draw
-(:func:`pyutils.metrics.bootstrap.paired_difference_ci`). Two separate intervals share the
+(as :func:`pyutils.metrics.bootstrap.paired_difference_ci`). Two separate intervals share the
 variation of the speakers, so they may overlap where the paired difference excludes 0; a
 difference whose paired interval holds 0 is not a gain. Both score files must score every
 trial of --trials (the errors of stage 7's reader otherwise), in any order.
@@ -21,8 +21,7 @@ import sys
 
 import numpy as np
 
-from pyutils.metrics.bootstrap import (paired_difference_ci, speaker_bootstrap_eer_dcf,
-                                       speaker_sides)
+from pyutils.metrics.bootstrap import eer_dcf_replicates, percentile_intervals, speaker_sides
 from pyutils.metrics.results import ScoredTrials, TrialList, summarize
 from pyutils.utils.fileio import TableError, read_key_value
 from pyutils.utils.log import setup_logging
@@ -60,13 +59,17 @@ def compare(trials: str, utt2spk: str, path_a: str, path_b: str, replicates: int
     speaker_of = read_key_value(utt2spk)
     sides = speaker_sides(a.first, a.second, [speaker_of.get(u, u) for u in a.names])
     result = {"trials": int(a.labels.size), "speakers": sides[0]}
+    replicates_of = {}
     for name, system, path in (("a", a, path_a), ("b", b, path_b)):
+        # one set of replicates per system serves its own intervals and the paired difference
+        # (the draws depend on the seed, speakers and labels only: paired_difference_ci's)
+        replicates_of[name] = eer_dcf_replicates(system.scores, system.labels, *sides,
+                                                 replicates)
         row = summarize(system.scores, system.labels)
-        eer_ci, dcf_ci = speaker_bootstrap_eer_dcf(system.scores, system.labels, *sides,
-                                                   replicates)
+        eer_ci, dcf_ci = percentile_intervals(replicates_of[name])
         result[name] = {"scores": path, "eer": row["eer"], "eer_ci": list(eer_ci),
                         "min_dcf": row["min_dcf_0.01"], "min_dcf_ci": list(dcf_ci)}
-    eer_diff, dcf_diff = paired_difference_ci(a.scores, b.scores, a.labels, *sides, replicates)
+    eer_diff, dcf_diff = percentile_intervals(replicates_of["b"] - replicates_of["a"])
     result["eer_diff"] = result["b"]["eer"] - result["a"]["eer"]
     result["min_dcf_diff"] = result["b"]["min_dcf"] - result["a"]["min_dcf"]
     result["eer_diff_ci"], result["min_dcf_diff_ci"] = list(eer_diff), list(dcf_diff)

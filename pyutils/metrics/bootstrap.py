@@ -145,7 +145,7 @@ def speaker_bootstrap_eer_dcf(scores: Sequence[float], labels: Sequence[int], nu
     :func:`trial_speaker_index` returns them): percentiles of :func:`eer_dcf_replicates`."""
     values = eer_dcf_replicates(scores, labels, num_speakers, side1, side2, num_replicates,
                                 p_target, seed)
-    return _percentile_intervals(values, level)
+    return percentile_intervals(values, level)
 
 
 def paired_difference_ci(scores_a: Sequence[float], scores_b: Sequence[float],
@@ -160,11 +160,12 @@ def paired_difference_ci(scores_a: Sequence[float], scores_b: Sequence[float],
     intervals: those may overlap where the paired difference excludes 0."""
     a, b = (eer_dcf_replicates(scores, labels, num_speakers, side1, side2, num_replicates,
                                p_target, seed) for scores in (scores_a, scores_b))
-    return _percentile_intervals(b - a, level)
+    return percentile_intervals(b - a, level)
 
 
-def _percentile_intervals(values: np.ndarray, level: float
-                          ) -> Tuple[Tuple[float, float], Tuple[float, float]]:
+def percentile_intervals(values: np.ndarray, level: float = 0.95
+                         ) -> Tuple[Tuple[float, float], Tuple[float, float]]:
+    """Percentile intervals of the columns (EER, minDCF) of :func:`eer_dcf_replicates`."""
     tail = 100 * (1 - level) / 2
     return tuple((float(low), float(high)) for low, high in
                  (np.percentile(values[:, j], [tail, 100 - tail]) for j in range(2)))
